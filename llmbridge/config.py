@@ -1,0 +1,130 @@
+"""The bridge's configuration: a TOML file whose names are a public contract.
+
+Path from `--set bridge_config`, else `bridge.toml` in the working directory, else defaults (with
+accounts discovered from the providers' standard credential files). Unknown keys are errors: a typo
+must not silently turn a setting off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llmbridge.errors import ConfigError
+
+DEFAULT_PORT = 8418
+DEFAULT_DATABASE = "recordings/bridge.db"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClientKey(Strict):
+    key: str
+    label: str
+
+
+class AccountConfig(Strict):
+    name: str
+    provider: str
+    credentials: str | None = None  # the provider's own credential file, refreshed in place
+    base_url: str | None = None  # override of the API endpoint
+    token_url: str | None = None  # override of the OAuth token endpoint
+    project: str | None = None  # gemini-cli: skip project discovery
+    region: str | None = None  # kiro
+    profile_arn: str | None = None  # kiro
+    client_id: str | None = None  # kiro IdC: client registration
+    client_secret: str | None = None
+    api_key: str | None = None  # API-key providers
+    models: list[str] | None = None  # restrict the account to these models
+    requests_per_minute: int = Field(default=30, ge=1)  # pacing: conservative by default
+    max_concurrent: int = Field(default=2, ge=1)
+    enabled: bool = True
+
+    def credentials_path(self) -> Path | None:
+        return Path(self.credentials).expanduser() if self.credentials else None
+
+
+class BridgeConfig(Strict):
+    api_keys: list[str | ClientKey] = Field(default_factory=list)
+    database: str = DEFAULT_DATABASE
+    record: bool = True  # write exchanges to the database
+    record_bodies: bool = True  # keep request/response bodies (off: metadata only)
+    retention_days: int | None = Field(default=None, ge=1)
+    strategy: Literal["round-robin", "fill-first", "least-busy"] = "round-robin"
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    upstream_connect_timeout: float = Field(default=10.0, gt=0)
+    upstream_read_timeout: float = Field(default=300.0, gt=0)  # silence allowed between upstream bytes
+    keepalive_seconds: float = Field(default=15.0, gt=0)  # SSE keep-alive during upstream silence
+    max_attempts: int = Field(default=4, ge=1)  # accounts tried per request before giving up
+    accounts: list[AccountConfig] = Field(default_factory=list)
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_names(cls, accounts: list[AccountConfig]) -> list[AccountConfig]:
+        seen: set[str] = set()
+        for account in accounts:
+            if account.name in seen:
+                raise ValueError(f"account name {account.name!r} is used twice")
+            seen.add(account.name)
+        return accounts
+
+    def client_keys(self) -> list[ClientKey]:
+        keys = []
+        for i, entry in enumerate(self.api_keys):
+            if isinstance(entry, ClientKey):
+                keys.append(entry)
+            else:
+                keys.append(ClientKey(key=entry, label=f"key{i + 1}"))
+        return keys
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {where!r}"
+    return f"{where}: {first['msg']}"
+
+
+def load_config(path: Path | None) -> BridgeConfig:
+    """Read and validate the config file; ConfigError with one line naming the problem."""
+    if path is None:
+        return BridgeConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    try:
+        config = BridgeConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"config file {path}: {describe_validation_error(e)}") from None
+    from llmbridge.providers.base import PROVIDERS
+
+    for account in config.accounts:
+        if account.provider not in PROVIDERS:
+            known = ", ".join(sorted(PROVIDERS))
+            raise ConfigError(f"account {account.name!r}: unknown provider {account.provider!r} "
+                              f"(known: {known})")
+    return config
+
+
+def data_dir() -> Path:
+    """Where the bridge keeps its own state (generated client key, mitmproxy confdir)."""
+    base = os.environ.get("LLMBRIDGE_HOME")
+    if base:
+        return Path(base).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "llmbridge"
+
+
+def key_fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:12]

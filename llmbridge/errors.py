@@ -1,0 +1,154 @@
+"""One exception tree for the whole bridge.
+
+    BridgeError                      status  pool action
+    ├── ClientError                          (the client's request is wrong: never rotate accounts)
+    │   ├── InvalidRequest            400    stop
+    │   ├── Unauthenticated           401    stop      (client API key missing or wrong)
+    │   ├── NotFound                  404    stop      (unknown route)
+    │   ├── ModelNotFound             404    stop
+    │   ├── RequestTooLarge           413    stop
+    │   └── ContextTooLong            400    stop
+    ├── UpstreamError                        (an upstream attempt failed)
+    │   ├── UpstreamBadRequest        400    stop      (upstream rejected our translation)
+    │   ├── UpstreamAuthError         401    refresh   (token stale: refresh once, then retry)
+    │   ├── RateLimited               429    cooldown  (short, retry after `retry_after`)
+    │   ├── QuotaExhausted            429    cooldown  (daily / monthly quota; long cool-down)
+    │   ├── CapacityExhausted         503    rotate    (server-side capacity; try another account)
+    │   ├── AccountUnusable           403    dead      (suspended, ineligible, needs validation)
+    │   ├── UpstreamUnavailable       502    rotate    (connect error, 5xx)
+    │   └── UpstreamTimeout           504    rotate
+    ├── NoAccount                     503    -         (no configured account serves the model)
+    └── InternalError                 500    -
+
+Each client format has one function that renders any of these in its own dialect.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+PoolAction = Literal["stop", "refresh", "cooldown", "rotate", "dead"]
+
+
+class BridgeError(Exception):
+    status: ClassVar[int] = 500
+    kind: ClassVar[str] = "internal_error"
+    action: ClassVar[PoolAction] = "stop"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param  # the request field at fault, where there is one
+        self.retry_after = retry_after  # seconds, where the upstream said
+        self.code = code  # the upstream's own reason code (RATE_LIMIT_EXCEEDED, ...)
+        if status is not None:
+            self.status = status  # type: ignore[misc]
+        self.attempt = None  # the AttemptRecord of the upstream attempt that failed, where one did
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ClientError(BridgeError):
+    status = 400
+    kind = "invalid_request"
+
+
+class InvalidRequest(ClientError):
+    pass
+
+
+class Unauthenticated(ClientError):
+    status = 401
+    kind = "authentication"
+
+
+class NotFound(ClientError):
+    status = 404
+    kind = "not_found"
+
+
+class ModelNotFound(ClientError):
+    status = 404
+    kind = "model_not_found"
+
+
+class RequestTooLarge(ClientError):
+    status = 413
+    kind = "request_too_large"
+
+
+class ContextTooLong(ClientError):
+    kind = "context_too_long"
+
+
+class UpstreamError(BridgeError):
+    status = 502
+    kind = "upstream_error"
+    action = "rotate"
+
+
+class UpstreamBadRequest(UpstreamError):
+    status = 400
+    kind = "invalid_request"
+    action = "stop"
+
+
+class UpstreamAuthError(UpstreamError):
+    status = 401
+    kind = "upstream_authentication"
+    action = "refresh"
+
+
+class RateLimited(UpstreamError):
+    status = 429
+    kind = "rate_limited"
+    action = "cooldown"
+
+
+class QuotaExhausted(RateLimited):
+    kind = "quota_exhausted"
+
+
+class CapacityExhausted(UpstreamError):
+    status = 503
+    kind = "overloaded"
+    action = "rotate"
+
+
+class AccountUnusable(UpstreamError):
+    status = 403
+    kind = "account_unusable"
+    action = "dead"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 502
+    kind = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    kind = "upstream_timeout"
+
+
+class NoAccount(BridgeError):
+    status = 503
+    kind = "no_account"
+
+
+class InternalError(BridgeError):
+    status = 500
+    kind = "internal_error"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message is one line naming the problem."""

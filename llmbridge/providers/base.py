@@ -1,0 +1,109 @@
+"""What every provider implements, and the registry that names them.
+
+A provider turns a canonical `ChatRequest` into its private wire request, sends it (always in
+streaming mode: non-stream clients get the accumulated stream), classifies failures into the
+`llmbridge.errors` tree, and decodes the answer bytes into canonical stream events.
+
+Adding a provider: a folder under `llmbridge/providers/` with a `Provider` subclass, and one line in
+`PROVIDERS` below. Deleting one is the reverse.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import httpx
+
+from llmbridge.canonical import ChatRequest, ModelInfo, StreamEvent
+from llmbridge.config import AccountConfig
+from llmbridge.exchange import AttemptRecord
+
+
+class StreamDecoder(Protocol):
+    """Turns upstream response bytes, split anywhere, into canonical events."""
+
+    def feed(self, data: bytes) -> list[StreamEvent]: ...
+
+    def close(self) -> list[StreamEvent]:
+        """End of the upstream body: flush what is buffered; report a truncated stream."""
+        ...
+
+
+@dataclass
+class UpstreamCall:
+    """An upstream response that answered with a good status and whose body is not read yet."""
+
+    response: httpx.Response
+    decoder: StreamDecoder
+    attempt: AttemptRecord
+    served_model: str
+    extra: dict = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+class Provider(ABC):
+    """One configured account of one provider."""
+
+    name: ClassVar[str]  # the `provider = "..."` value in the config
+    # Where the provider's own client keeps its credential file; an account is made from it
+    # automatically when no config file exists.
+    default_credentials: ClassVar[str | None] = None
+
+    def __init__(self, account: AccountConfig, http: httpx.AsyncClient) -> None:
+        self.account = account
+        self.http = http
+
+    @classmethod
+    def validate_account(cls, account: AccountConfig) -> None:
+        """Raise ConfigError naming the problem when the account cannot work (checked at startup)."""
+        if account.credentials and not Path(account.credentials).expanduser().is_file():
+            from llmbridge.errors import ConfigError
+
+            raise ConfigError(f"account {account.name!r}: credentials file {account.credentials} not found")
+
+    @abstractmethod
+    def models(self) -> list[ModelInfo]:
+        """Every model this account serves, under the names clients use."""
+
+    def upstream_model(self, model: str) -> str | None:
+        """The provider's own id for a client model name, or None when this account does not serve it."""
+        return model if any(m.id == model for m in self.models()) else None
+
+    def check_request(self, request: ChatRequest) -> None:
+        """Raise InvalidRequest naming any parameter this provider cannot honour (before any attempt)."""
+
+    @abstractmethod
+    async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
+        """Send the request; return the open response on a 2xx, else raise a classified BridgeError.
+
+        The provider reads and closes the body of a failed response itself (to classify it) and
+        records status and body on the AttemptRecord it raises with (`error.attempt`)."""
+
+    async def refresh_credentials(self, force: bool = False) -> None:
+        """Refresh the access token if it is expiring (or always, with force). Single-flight."""
+
+    async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
+        """Ask the upstream to count the request's input tokens; None where it cannot."""
+        return None
+
+    def describe(self) -> str:
+        """One line for the startup banner (no secrets)."""
+        return f"{self.account.name} ({self.name})"
+
+
+# provider name -> "module:Class"; imported lazily so that a broken provider cannot stop the others.
+PROVIDERS: dict[str, str] = {
+    "gemini-cli": "llmbridge.providers.gemini_cli.provider:GeminiCodeAssistProvider",
+    "kiro": "llmbridge.providers.kiro.provider:KiroProvider",
+}
+
+
+def provider_class(name: str) -> type[Provider]:
+    module_name, _, class_name = PROVIDERS[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
