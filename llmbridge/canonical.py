@@ -117,6 +117,9 @@ class Reasoning(Strict):
 
     effort: ReasoningEffort | None = None
     budget_tokens: int | None = None
+    # Whether the client wants the thinking text back (Gemini includeThoughts); None: the client
+    # format's own default.
+    include_thoughts: bool | None = None
 
 
 class ChatRequest(Strict):
@@ -137,6 +140,7 @@ class ChatRequest(Strict):
     response_format: ResponseFormat | None = None
     reasoning: Reasoning | None = None
     stream: bool = False
+    stream_usage: bool = False  # the client asked for usage in the stream (OpenAI include_usage)
     # Client-side request headers a provider of the same family may pass on (anthropic-beta, ...).
     passthrough_headers: dict[str, str] = Field(default_factory=dict)
 

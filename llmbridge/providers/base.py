@@ -101,6 +101,7 @@ class Provider(ABC):
 PROVIDERS: dict[str, str] = {
     "gemini-cli": "llmbridge.providers.gemini_cli.provider:GeminiCodeAssistProvider",
     "kiro": "llmbridge.providers.kiro.provider:KiroProvider",
+    "openai": "llmbridge.providers.openai_api.provider:OpenAIProvider",
 }
 
 

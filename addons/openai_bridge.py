@@ -1,0 +1,133 @@
+"""llmbridge as a mitmproxy addon: `mitmdump -s addons/openai_bridge.py`.
+
+Serves OpenAI, Anthropic and Gemini APIs in reverse-proxy mode and answers them from the configured
+accounts. The only module that imports mitmproxy: each hook hands the flow to the plain-Python core
+(`llmbridge.bridge`) and sets `flow.*` from what it returns.
+
+Safe defaults, applied unless you set the option yourself: listen on 127.0.0.1:8418, reverse mode to
+a dead target (an untranslated request can never leave the machine), lazy upstream connections,
+HTTP/1.1, a confdir of the bridge's own, and no per-flow console output (ours is one line per exchange
+with no secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from llmbridge.answer import Answer  # noqa: E402
+from llmbridge.app import BridgeApp, resolve_config_path  # noqa: E402
+from llmbridge.bridge import IncomingRequest, LocalResponse  # noqa: E402
+from llmbridge.config import DEFAULT_PORT, data_dir  # noqa: E402
+from llmbridge.errors import ConfigError  # noqa: E402
+from llmbridge.redact import SECRET_HEADERS, redact_url  # noqa: E402
+
+log = logging.getLogger("llmbridge")
+DEAD_TARGET = "reverse:http://127.0.0.1:9"  # the discard port: nothing untranslated leaves
+INTERNAL_ERROR = b'{"error":{"message":"internal error in the bridge; see its log","type":"server_error"}}'
+
+
+class OpenAIBridge:
+    def __init__(self) -> None:
+        self.app: BridgeApp | None = None
+        self.parked: dict[str, str] = {}  # flow id -> relay token (live objects stay off the flow)
+
+    def load(self, loader) -> None:
+        loader.add_option("bridge_config", str, "",
+                          "Path of the bridge's TOML config (default: ./bridge.toml when it exists, else "
+                          "defaults with accounts discovered from standard credential files).")
+        self._apply_safe_defaults()
+
+    def _apply_safe_defaults(self) -> None:
+        defaults = {
+            "mode": [DEAD_TARGET],
+            "listen_host": "127.0.0.1",
+            "listen_port": DEFAULT_PORT,
+            "connection_strategy": "lazy",
+            "http2": False,
+            "flow_detail": 0,
+            "confdir": str(data_dir() / "mitmproxy"),
+        }
+        unchanged = {k: v for k, v in defaults.items() if not ctx.options.has_changed(k)}
+        ctx.options.update(**unchanged)
+
+    def configure(self, updated: set[str]) -> None:
+        if "bridge_config" not in updated and self.app is not None:
+            return
+        try:
+            app = BridgeApp(resolve_config_path(ctx.options.bridge_config))
+            app.open_recorder()
+        except ConfigError as e:
+            if self.app is None:  # at startup: mitmproxy only logs a script's errors, so stop here
+                print(f"llmbridge: {e}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+            raise exceptions.OptionsError(f"llmbridge: {e}") from None
+        if self.app is not None and self.app.recorder is not None:
+            self.app.recorder.close()
+        self.app = app
+
+    async def running(self) -> None:
+        assert self.app is not None
+        await self.app.start()
+        host = ctx.options.listen_host or "0.0.0.0"
+        print(self.app.banner(host, ctx.options.listen_port or DEFAULT_PORT), file=sys.stderr, flush=True)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        try:
+            await self._request(flow)
+        except Exception:  # never let mitmproxy forward an untranslated request
+            log.exception("llmbridge: request hook failed")
+            flow.response = http.Response.make(500, INTERNAL_ERROR, {"content-type": "application/json"})
+
+    async def _request(self, flow: http.HTTPFlow) -> None:
+        assert self.app is not None and self.app.bridge is not None
+        incoming = IncomingRequest(
+            method=flow.request.method, path=flow.request.path,
+            headers={k.lower(): v for k, v in flow.request.headers.items()}, body=flow.request.raw_content or b"")
+        self._scrub(flow)
+        outcome = await self.app.bridge.handle(incoming)
+        if isinstance(outcome, LocalResponse):
+            flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
+            return
+        self._forward_to_relay(flow, outcome)
+
+    def _scrub(self, flow: http.HTTPFlow) -> None:
+        """Remove the client's key from the flow, so no mitmproxy output or dump can show it."""
+        for name in list(flow.request.headers.keys()):
+            if name.lower() in SECRET_HEADERS:
+                del flow.request.headers[name]
+        flow.request.url = redact_url(flow.request.url)
+
+    def _forward_to_relay(self, flow: http.HTTPFlow, answer: Answer) -> None:
+        token = self.app.relay.park(answer)
+        self.parked[flow.id] = token
+        flow.request.url = self.app.relay.url(token)
+        flow.request.method = "GET"
+        flow.request.headers.clear()
+        flow.request.headers["host"] = f"127.0.0.1:{self.app.relay.port}"
+        flow.request.content = b""
+        flow.metadata["llmbridge_stream"] = answer.request.stream
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self.parked and flow.metadata.get("llmbridge_stream"):
+            flow.response.stream = True  # pass the relay's translated chunks straight through
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.parked.pop(flow.id, None)
+
+    async def error(self, flow: http.HTTPFlow) -> None:
+        token = self.parked.pop(flow.id, None)
+        if token is not None and self.app is not None:
+            await self.app.relay.unpark(token)  # no-op if the relay already picked it up
+
+    async def done(self) -> None:
+        if self.app is not None:
+            await self.app.stop()
+
+
+addons = [OpenAIBridge()]

@@ -1,0 +1,160 @@
+"""Sends one upstream answer to the client: the job the relay runs for a parked exchange.
+
+Streams go out chunk by chunk as the upstream produces them, with keep-alives during long silences
+(thinking models can be quiet for minutes; idle timeouts would cut them). Non-stream clients get the
+accumulated result as one JSON body. If the upstream dies mid-stream the client gets an error event
+in its own dialect and a cleanly ended body; if the client goes away, the upstream request is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import httpx
+
+from llmbridge.accumulate import StreamAccumulator
+from llmbridge.canonical import ChatRequest
+from llmbridge.errors import BridgeError, UpstreamTimeout, UpstreamUnavailable
+from llmbridge.exchange import ExchangeRecord
+from llmbridge.formats.base import ClientFormat, dumps
+from llmbridge.providers.base import UpstreamCall
+from llmbridge.translate import Translation
+
+log = logging.getLogger("llmbridge")
+
+
+class ClientGone(Exception):
+    """The client (through mitmproxy) closed the connection."""
+
+
+class ResponseSink:
+    """Where the answer goes: the relay implements it over its connection to mitmproxy."""
+
+    async def start(self, status: int, headers: dict[str, str], stream: bool) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def end(self) -> None: ...
+
+
+@dataclass
+class Answer:
+    call: UpstreamCall
+    client_format: ClientFormat
+    request: ChatRequest
+    record: ExchangeRecord
+    keepalive_seconds: float
+    on_done: Callable[[Answer], Awaitable[None]]
+
+    async def run(self, sink: ResponseSink) -> None:
+        accumulator = StreamAccumulator(f"{self.id_prefix()}{self.record.id}", self.request.model)
+        renderer = (self.client_format.stream_renderer(self.request, accumulator.id, self.request.model)
+                    if self.request.stream else None)
+        translation = Translation(self.call.decoder, renderer, accumulator, self.call.attempt.response_body)
+        try:
+            if self.request.stream:
+                await self._stream(sink, translation)
+            else:
+                await self._buffered(sink, translation)
+        except ClientGone:
+            self.record.client_disconnected = True
+        finally:
+            await self.call.aclose()
+            self._finish_record(translation)
+            await self.on_done(self)
+
+    def id_prefix(self) -> str:
+        return {"openai": "chatcmpl-", "anthropic": "msg_"}.get(self.client_format.name, "")
+
+    async def _stream(self, sink: ResponseSink, translation: Translation) -> None:
+        await sink.start(200, {"content-type": "text/event-stream", "cache-control": "no-cache"}, True)
+        await sink.write(translation.start())
+        try:
+            async for chunk in self._upstream_chunks(sink, translation):
+                out = translation.feed(chunk)
+                if out:
+                    self._mark_first_byte()
+                    await sink.write(out)
+            out = translation.close()
+        except BridgeError as error:
+            log.warning("upstream failed mid-stream: %s", error.message)
+            out = translation.fail(error)
+        await sink.write(out)
+        await sink.end()
+
+    async def _buffered(self, sink: ResponseSink, translation: Translation) -> None:
+        try:
+            async for chunk in self._upstream_chunks(None, translation):
+                translation.feed(chunk)
+            translation.close()
+        except BridgeError as error:
+            translation.fail(error)
+        result = translation.result()
+        if result.error and not result.parts:
+            status, headers, body = self.client_format.error_response(_as_error(result.error))
+        else:
+            status, headers, body = 200, {"content-type": "application/json"}, dumps(
+                self.client_format.render_result(result, self.request))
+        self._mark_first_byte()
+        await sink.start(status, headers, False)
+        await sink.write(body)
+        await sink.end()
+        self.record.status = status
+
+    async def _upstream_chunks(self, sink: ResponseSink | None, translation: Translation):
+        """Upstream body chunks; keep-alives go to the client while the upstream is silent."""
+        chunks = self.call.response.aiter_raw()
+        started = time.time()
+        while True:
+            next_chunk = asyncio.ensure_future(anext(chunks, None))
+            try:
+                while not next_chunk.done():
+                    done, _ = await asyncio.wait({next_chunk}, timeout=self.keepalive_seconds)
+                    if not done and sink is not None:
+                        await sink.write(translation.renderer.keepalive() if translation.renderer else b"")
+                chunk = next_chunk.result()
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                raise _transport_error(e) from e
+            finally:
+                if not next_chunk.done():
+                    next_chunk.cancel()
+            if chunk is None:
+                return
+            if self.call.attempt.ttfb_ms is None:
+                self.call.attempt.ttfb_ms = (time.time() - started) * 1000
+            yield chunk
+
+    def _mark_first_byte(self) -> None:
+        if self.record.ttfb_ms is None:
+            self.record.ttfb_ms = self.record.elapsed_ms()
+
+    def _finish_record(self, translation: Translation) -> None:
+        result = translation.result()
+        record = self.record
+        record.model_served = result.model
+        record.finish_reason = result.finish_reason
+        record.usage = result.usage.model_dump() if result.usage else None
+        record.result = result.model_dump(mode="json")
+        if record.status is None:
+            record.status = 200
+        if result.error:
+            record.error_kind, record.error_message = result.error.kind, result.error.message
+        record.duration_ms = record.elapsed_ms()
+        self.call.attempt.duration_ms = (time.time() - self.call.attempt.started) * 1000
+
+
+def _transport_error(error: Exception) -> BridgeError:
+    if isinstance(error, httpx.TimeoutException):
+        return UpstreamTimeout("the upstream stopped sending data (read timeout); retry the request")
+    return UpstreamUnavailable(f"the upstream connection broke mid-response ({type(error).__name__}); "
+                               "retry the request")
+
+
+def _as_error(event) -> BridgeError:
+    error = BridgeError(event.message, status=event.status)
+    error.kind = event.kind  # type: ignore[misc]
+    return error

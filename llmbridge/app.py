@@ -1,0 +1,166 @@
+"""Assembles the running bridge from its configuration: accounts, pool, recorder, relay, HTTP client.
+
+The mitmproxy addon owns one `BridgeApp`; tests can run one without mitmproxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+
+from llmbridge.config import AccountConfig, BridgeConfig, ClientKey, data_dir, load_config
+from llmbridge.errors import ConfigError
+from llmbridge.exchange import ExchangeRecord
+from llmbridge.pool import AccountPool
+from llmbridge.providers.base import PROVIDERS, Provider, provider_class
+from llmbridge.relay import Relay
+
+log = logging.getLogger("llmbridge")
+
+
+def resolve_config_path(option_value: str) -> Path | None:
+    if option_value:
+        return Path(option_value).expanduser()
+    default = Path("bridge.toml")
+    return default if default.is_file() else None
+
+
+def discover_accounts() -> list[AccountConfig]:
+    """With no config file, each provider's standard credential file that exists becomes an account."""
+    found = []
+    for name in PROVIDERS:
+        default = provider_class(name).default_credentials
+        if default and Path(default).expanduser().is_file():
+            found.append(AccountConfig(name=name, provider=name, credentials=default))
+    return found
+
+
+def load_client_keys(config: BridgeConfig, home: Path) -> tuple[list[ClientKey], str | None]:
+    """Configured keys, or the generated one kept in the data directory (created on first run).
+    Returns the keys and, when generated, the key to print."""
+    if config.client_keys():
+        return config.client_keys(), None
+    key_file = home / "client_key"
+    if key_file.is_file():
+        key = key_file.read_text().strip()
+    else:
+        key = "sk-llmbridge-" + secrets.token_urlsafe(24)
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    return [ClientKey(key=key, label="generated")], key
+
+
+def make_http_client(config: BridgeConfig) -> httpx.AsyncClient:
+    # One shared client: connection reuse matters (a new TLS context per request costs ~10 ms).
+    timeout = httpx.Timeout(connect=config.upstream_connect_timeout, read=config.upstream_read_timeout,
+                            write=60.0, pool=60.0)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+
+
+class BridgeApp:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self.config = load_config(config_path)
+        self.discovered = not self.config.accounts and config_path is None
+        if self.discovered:
+            self.config.accounts = discover_accounts()
+        self._validate_accounts()
+        self.home = data_dir()
+        self.client_keys, self.generated_key = load_client_keys(self.config, self.home)
+        self.recorder = None
+        self.http: httpx.AsyncClient | None = None
+        self.relay = Relay()
+        self.bridge = None
+
+    def _validate_accounts(self) -> None:
+        for account in self.config.accounts:
+            provider_class(account.provider).validate_account(account)
+
+    def open_recorder(self) -> None:
+        """Open the database now, so that a bad path stops startup with a clear message."""
+        if not self.config.record:
+            return
+        from llmbridge.recorder import Recorder
+
+        self.recorder = Recorder(self.config.database, record_bodies=self.config.record_bodies)
+        self.recorder.open()
+
+    async def start(self) -> None:
+        from llmbridge.bridge import Bridge
+
+        self.http = make_http_client(self.config)
+        providers: list[Provider] = [provider_class(a.provider)(a, self.http)
+                                     for a in self.config.accounts if a.enabled]
+        self.pool = AccountPool(providers, self.config.strategy)
+        await self.relay.start()
+        self.bridge = Bridge(self.config, self.pool, self.client_keys, self.exchange_done)
+
+    async def exchange_done(self, record: ExchangeRecord) -> None:
+        log.info(console_line(record))
+        if self.recorder is not None:
+            self.recorder.submit(record)
+
+    async def stop(self) -> None:
+        await self.relay.close()
+        if self.http is not None:
+            await self.http.aclose()
+        if self.recorder is not None:
+            self.recorder.close()
+
+    def banner(self, host: str, port: int) -> str:
+        base = f"http://{host}:{port}"
+        lines = [
+            "llmbridge is listening (local only)" if host in ("127.0.0.1", "localhost", "::1")
+            else f"llmbridge is listening on {host}: reachable from other machines",
+            f"  OpenAI:    {base}/v1   (POST /v1/chat/completions, GET /v1/models)",
+            f"  Anthropic: {base}      (POST /v1/messages)",
+            f"  Gemini:    {base}      (POST /v1beta/models/{{model}}:generateContent)",
+        ]
+        if self.generated_key:
+            lines.append(f"  API key:   {self.generated_key}   (generated; kept in {self.home / 'client_key'})")
+        else:
+            labels = ", ".join(k.label for k in self.client_keys)
+            lines.append(f"  API keys:  from the config ({labels})")
+        lines += self._account_lines()
+        database = self.config.database if self.recorder is not None else "off"
+        lines.append(f"  Recording: {database}")
+        return "\n".join(lines)
+
+    def _account_lines(self) -> list[str]:
+        accounts = [a for a in self.config.accounts if a.enabled]
+        if not accounts:
+            return ["  Accounts:  none. Add one: log in with the Gemini CLI (creates ~/.gemini/oauth_creds.json)",
+                    "             or the Kiro IDE, or list accounts in bridge.toml (see README, 'Accounts').",
+                    "             Until then every model request answers 503."]
+        where = "discovered from standard credential files" if self.discovered else "from the config"
+        lines = [f"  Accounts ({where}):"]
+        for provider in self.pool.states if hasattr(self, "pool") else []:
+            lines.append(f"    - {provider.provider.describe()}")
+        return lines
+
+
+def console_line(record: ExchangeRecord) -> str:
+    """One line per exchange; no tokens, keys or prompt text."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(record.started))
+    ttfb = f"{record.ttfb_ms:.0f}ms" if record.ttfb_ms is not None else "-"
+    duration = f"{record.duration_ms:.0f}ms" if record.duration_ms is not None else "-"
+    parts = [stamp, record.client_format or "-", record.model_requested or "-",
+             record.account or "-", str(record.status or "-"), f"{duration} ttfb {ttfb}"]
+    if len(record.attempts) > 1:
+        parts.append(f"attempts {len(record.attempts)}")
+    if record.error_kind:
+        parts.append(f"{record.error_kind}: {record.error_message}")
+    if record.client_disconnected:
+        parts.append("client disconnected")
+    return "  ".join(parts)
+
+
+__all__ = ["BridgeApp", "ConfigError", "resolve_config_path"]

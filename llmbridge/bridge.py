@@ -1,0 +1,340 @@
+"""The bridge core: routes a client request, authenticates it, parses it into the canonical model,
+and opens an upstream answer through the account pool with failover before the first byte.
+
+Plain Python: the mitmproxy addon hands it (method, path, headers, body) and gets back either a
+complete `LocalResponse` or an `Answer` to park in the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from llmbridge.answer import Answer
+from llmbridge.canonical import ChatRequest
+from llmbridge.config import BridgeConfig, ClientKey
+from llmbridge.errors import (
+    BridgeError,
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    NoAccount,
+    NotFound,
+    RateLimited,
+    RequestTooLarge,
+    Unauthenticated,
+    UpstreamAuthError,
+)
+from llmbridge.exchange import ExchangeRecord
+from llmbridge.formats.base import ClientFormat, dumps
+from llmbridge.formats.openai import OpenAIFormat
+from llmbridge.pool import AccountPool, Candidate
+from llmbridge.redact import redact_json
+
+log = logging.getLogger("llmbridge")
+MAX_PACING_WAIT = 20.0  # seconds a request may wait for an account's pacing slot before a 429
+PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+@dataclass
+class IncomingRequest:
+    method: str
+    path: str  # with query string
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass
+class LocalResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    record: ExchangeRecord | None = None
+
+
+@dataclass
+class Route:
+    client_format: ClientFormat
+    action: str  # chat | models | model | count_tokens | health
+    model: str | None = None
+    stream: bool | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+GEMINI_METHOD = re.compile(r"^/v1beta/models/(?P<model>[^:/]+):(?P<method>\w+)$")
+
+
+class Bridge:
+    def __init__(self, config: BridgeConfig, pool: AccountPool, client_keys: list[ClientKey],
+                 on_exchange: Callable[[ExchangeRecord], Awaitable[None]]) -> None:
+        self.config = config
+        self.pool = pool
+        self.client_keys = client_keys
+        self.on_exchange = on_exchange
+        self.formats = _load_formats()
+
+    # --- routing ----------------------------------------------------------------------------------
+
+    def route(self, method: str, path: str) -> Route:
+        path = urlsplit(path).path.rstrip("/") or "/"
+        openai, anthropic, gemini = self.formats["openai"], self.formats.get("anthropic"), \
+            self.formats.get("gemini")
+        table = {
+            ("GET", "/health"): Route(openai, "health"),
+            ("GET", "/v1/models"): Route(openai, "models"),
+            ("POST", "/v1/chat/completions"): Route(openai, "chat"),
+        }
+        if anthropic:
+            table[("POST", "/v1/messages")] = Route(anthropic, "chat")
+            table[("POST", "/v1/messages/count_tokens")] = Route(anthropic, "count_tokens")
+        if gemini:
+            table[("GET", "/v1beta/models")] = Route(gemini, "models")
+        if (method, path) in table:
+            return table[(method, path)]
+        if gemini and path.startswith("/v1beta/"):
+            return self._gemini_route(method, path, gemini)
+        fmt = anthropic if anthropic and path.startswith("/v1/messages") else openai
+        raise _Routed(fmt, NotFound(f"no route for {method} {path}; the bridge serves /v1/chat/completions, "
+                                    "/v1/models, /v1/messages and /v1beta/models/{model}:generateContent"))
+
+    def _gemini_route(self, method: str, path: str, gemini: ClientFormat) -> Route:
+        match = GEMINI_METHOD.match(path)
+        if match and method == "POST":
+            verb = match["method"]
+            if verb in ("generateContent", "streamGenerateContent"):
+                return Route(gemini, "chat", model=match["model"], stream=verb == "streamGenerateContent")
+            if verb == "countTokens":
+                return Route(gemini, "count_tokens", model=match["model"])
+        if method == "GET" and path.startswith("/v1beta/models/") and ":" not in path:
+            return Route(gemini, "model", model=path.removeprefix("/v1beta/models/"))
+        raise _Routed(gemini, NotFound(f"no route for {method} {path}"))
+
+    # --- entry point --------------------------------------------------------------------------------
+
+    async def handle(self, incoming: IncomingRequest) -> LocalResponse | Answer:
+        record = ExchangeRecord(endpoint=f"{incoming.method} {urlsplit(incoming.path).path}")
+        fmt: ClientFormat = self.formats["openai"]
+        try:
+            route = self.route(incoming.method, incoming.path)
+            fmt = route.client_format
+            record.client_format = fmt.name
+            if route.action == "health":
+                return LocalResponse(200, {"content-type": "application/json"}, b'{"status":"ok"}')
+            record.key_label = self.authenticate(incoming)
+            return await self._dispatch(route, incoming, record)
+        except _Routed as routed:
+            record.client_format = routed.client_format.name
+            return await self._error(routed.client_format, routed.error, record)
+        except BridgeError as error:
+            return await self._error(fmt, error, record)
+        except Exception as error:  # a bug must still answer in the client's dialect, never forward
+            log.exception("internal error while handling %s", record.endpoint)
+            return await self._error(fmt, InternalError(f"internal error in the bridge: {error!r}; "
+                                                        "see the bridge's log"), record)
+
+    def authenticate(self, incoming: IncomingRequest) -> str:
+        """The label of the client key presented, compared in constant time; Unauthenticated if none."""
+        offered = _offered_key(incoming)
+        if not offered:
+            raise Unauthenticated("no API key: send it as 'Authorization: Bearer <key>', 'x-api-key' or "
+                                  "'x-goog-api-key' (the bridge prints its key at startup)")
+        label = None
+        for key in self.client_keys:  # no early exit: time does not depend on which key matched
+            if hmac.compare_digest(key.key.encode(), offered.encode()):
+                label = key.label
+        if label is None:
+            raise Unauthenticated("invalid API key: use a key from the bridge's config 'api_keys' or the "
+                                  "one printed at startup")
+        return label
+
+    async def _dispatch(self, route: Route, incoming: IncomingRequest, record: ExchangeRecord):
+        fmt = route.client_format
+        if route.action == "models":
+            return _json_response(fmt.render_models(self.pool.models()))
+        if route.action == "model":
+            return self._one_model(fmt, route.model or "")
+        body = self._parse_body(incoming)
+        record.request_raw = redact_json(body)
+        request = fmt.parse_request(body, model=route.model, stream=route.stream)
+        request.passthrough_headers = {h: incoming.headers[h] for h in PASSTHROUGH_HEADERS
+                                       if h in incoming.headers}
+        record.request_canonical = request.model_dump(mode="json", exclude_defaults=True)
+        record.model_requested, record.stream = request.model, request.stream
+        if route.action == "count_tokens":
+            return await self._count_tokens(fmt, request, record)
+        return await self.open_answer(fmt, request, record)
+
+    def _parse_body(self, incoming: IncomingRequest) -> Any:
+        if len(incoming.body) > self.config.max_body_bytes:
+            raise RequestTooLarge(f"request body is {len(incoming.body)} bytes; the limit is "
+                                  f"{self.config.max_body_bytes} (setting 'max_body_bytes')")
+        if not incoming.body:
+            raise InvalidRequest("the request body is empty; send a JSON object")
+        try:
+            return json.loads(incoming.body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidRequest(f"the request body is not valid JSON: {e}") from None
+
+    def _one_model(self, fmt: ClientFormat, model: str) -> LocalResponse:
+        for info in self.pool.models():
+            if info.id == model:
+                rendered = fmt.render_models([info])
+                items = rendered.get("models") or rendered.get("data") or [rendered]
+                return _json_response(items[0])
+        raise ModelNotFound(f"model '{model}' is not served by any configured account; "
+                            "GET /v1beta/models lists the models")
+
+    # --- upstream -----------------------------------------------------------------------------------
+
+    async def open_answer(self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord) -> Answer:
+        candidates = self._candidates(request.model)
+        for candidate in candidates:
+            candidate.state.provider.check_request(request)
+        state, call = await self._open_with_failover(request, candidates, record)
+        record.account, record.provider = state.name, state.provider_name
+
+        async def done(answer: Answer) -> None:
+            self.pool.release(state)
+            await self.on_exchange(answer.record)
+
+        return Answer(call=call, client_format=fmt, request=request, record=record,
+                      keepalive_seconds=self.config.keepalive_seconds, on_done=done)
+
+    def _candidates(self, model: str) -> list[Candidate]:
+        candidates = self.pool.candidates(model)
+        if not candidates:
+            if not self.pool.states:
+                raise NoAccount("no accounts are configured; add one to bridge.toml (see the README) "
+                                "or log in with a provider's own CLI so its credential file exists")
+            raise ModelNotFound(f"model '{model}' is not served by any configured account; "
+                                "GET /v1/models lists the models")
+        return candidates
+
+    async def _open_with_failover(self, request: ChatRequest, candidates: list[Candidate],
+                                  record: ExchangeRecord):
+        tried: set[str] = set()
+        last_error: BridgeError | None = None
+        waited = 0.0
+        while len(tried) < self.config.max_attempts:
+            candidate, wait = self.pool.pick(candidates, tried)
+            if candidate is None:
+                if wait is None or waited + wait > MAX_PACING_WAIT or last_error is not None:
+                    break
+                await asyncio.sleep(wait)
+                waited += wait
+                continue
+            tried.add(candidate.state.name)
+            self.pool.acquire(candidate.state)
+            try:
+                call = await self._attempt(candidate, request, record)
+                return candidate.state, call
+            except BridgeError as error:
+                self.pool.release(candidate.state)
+                self.pool.report(candidate.state, error)
+                log.info("account %s failed (%s): %s", candidate.state.name, error.kind, error.message)
+                if error.action == "stop":
+                    raise
+                last_error = error
+        raise self._exhausted(candidates, last_error)
+
+    async def _attempt(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord):
+        provider = candidate.state.provider
+        try:
+            return await self._open(provider, request, candidate.upstream_model, record)
+        except UpstreamAuthError:
+            await provider.refresh_credentials(force=True)
+            return await self._open(provider, request, candidate.upstream_model, record)
+
+    async def _open(self, provider, request: ChatRequest, upstream_model: str, record: ExchangeRecord):
+        try:
+            call = await provider.open(request, upstream_model)
+        except BridgeError as error:
+            if error.attempt is not None:
+                error.attempt.error_kind, error.attempt.error_message = error.kind, error.message
+                record.attempts.append(error.attempt)
+            raise
+        record.attempts.append(call.attempt)
+        return call
+
+    def _exhausted(self, candidates: list[Candidate], last_error: BridgeError | None) -> BridgeError:
+        summary = self.pool.summary(candidates)
+        if last_error is not None and last_error.action != "cooldown":
+            last_error.message = f"{last_error.message} (accounts: {summary})"
+            return last_error
+        retry = min((max(0.0, c.state.cooling_until - time.time()) for c in candidates
+                     if not c.state.dead_reason), default=None)
+        if retry is None:
+            return NoAccount(f"every account that serves this model is unusable: {summary}")
+        return RateLimited(f"every account that serves this model is rate limited or busy; retry in "
+                           f"{max(1, round(retry))} s ({summary})", retry_after=max(1.0, retry))
+
+    async def _count_tokens(self, fmt: ClientFormat, request: ChatRequest,
+                            record: ExchangeRecord) -> LocalResponse:
+        method, count = "estimate", None
+        for candidate in self._candidates(request.model):
+            try:
+                count = await candidate.state.provider.count_tokens(request, candidate.upstream_model)
+            except BridgeError as error:
+                log.info("upstream token count failed on %s: %s", candidate.state.name, error.message)
+            if count is not None:
+                method = f"upstream:{candidate.state.provider_name}"
+                break
+        if count is None:
+            from llmbridge.tokens import estimate_input_tokens
+
+            count = estimate_input_tokens(request)
+        body = {"totalTokens": count} if fmt.name == "gemini" else {"input_tokens": count}
+        response = _json_response(body)
+        response.headers["x-llmbridge-token-count-method"] = method
+        return response
+
+    async def _error(self, fmt: ClientFormat, error: BridgeError, record: ExchangeRecord) -> LocalResponse:
+        status, headers, body = fmt.error_response(error)
+        record.status, record.error_kind, record.error_message = status, error.kind, error.message
+        record.duration_ms = record.elapsed_ms()
+        if record.key_label is not None or record.attempts:
+            await self.on_exchange(record)
+        return LocalResponse(status, headers, body, record)
+
+
+class _Routed(Exception):
+    """A routing error that already knows which dialect to answer in."""
+
+    def __init__(self, client_format: ClientFormat, error: BridgeError) -> None:
+        self.client_format, self.error = client_format, error
+
+
+def _offered_key(incoming: IncomingRequest) -> str | None:
+    auth = incoming.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    for header in ("x-api-key", "x-goog-api-key"):
+        if incoming.headers.get(header):
+            return incoming.headers[header].strip()
+    query = parse_qs(urlsplit(incoming.path).query)
+    return query["key"][0] if query.get("key") else None
+
+
+def _json_response(body: Any) -> LocalResponse:
+    return LocalResponse(200, {"content-type": "application/json"}, dumps(body))
+
+
+def _load_formats() -> dict[str, ClientFormat]:
+    formats: dict[str, ClientFormat] = {"openai": OpenAIFormat()}
+    for name, path in (("anthropic", "llmbridge.formats.anthropic:AnthropicFormat"),
+                       ("gemini", "llmbridge.formats.gemini:GeminiFormat")):
+        module_name, _, class_name = path.partition(":")
+        try:
+            module = __import__(module_name, fromlist=[class_name])
+        except ImportError:
+            continue
+        formats[name] = getattr(module, class_name)()
+    return formats
+

@@ -1,0 +1,140 @@
+"""The account pool: which account answers next, and what each one's state is.
+
+Each account is healthy, cooling until a time (rate limit, quota), or dead (suspended, ineligible,
+revoked). On top of that every account is paced: at most `max_concurrent` requests in flight and
+`requests_per_minute` started per minute. Pacing is deliberately conservative by default: providers
+suspend accounts whose traffic looks like a proxy's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from llmbridge.canonical import ModelInfo
+from llmbridge.errors import BridgeError
+from llmbridge.providers.base import Provider
+
+Strategy = Literal["round-robin", "fill-first", "least-busy"]
+LONG_COOLDOWN = 3600.0  # when a quota error gives no reset time
+
+
+@dataclass
+class AccountState:
+    provider: Provider
+    cooling_until: float = 0.0
+    dead_reason: str | None = None
+    last_error: str | None = None
+    in_flight: int = 0
+    started: deque[float] = field(default_factory=deque)  # start times within the last minute
+
+    @property
+    def name(self) -> str:
+        return self.provider.account.name
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+    def pacing_wait(self, now: float) -> float:
+        """Seconds until this account may start another request (0 = now)."""
+        while self.started and now - self.started[0] >= 60:
+            self.started.popleft()
+        account = self.provider.account
+        if self.in_flight >= account.max_concurrent:
+            return 0.05  # a slot frees when a request ends; look again shortly
+        if len(self.started) >= account.requests_per_minute:
+            return 60 - (now - self.started[0])
+        return 0.0
+
+    def status(self, now: float) -> str:
+        if self.dead_reason:
+            return f"dead: {self.dead_reason}"
+        if self.cooling_until > now:
+            return f"cooling for {self.cooling_until - now:.0f}s: {self.last_error}"
+        return "healthy"
+
+
+@dataclass
+class Candidate:
+    state: AccountState
+    upstream_model: str
+
+
+class AccountPool:
+    def __init__(self, providers: list[Provider], strategy: Strategy = "round-robin") -> None:
+        self.states = [AccountState(p) for p in providers]
+        self.strategy = strategy
+        self._turn = 0
+
+    def models(self) -> list[ModelInfo]:
+        """Every served model once as `model` and once as `provider/model`."""
+        seen: dict[str, ModelInfo] = {}
+        for state in self.states:
+            for model in state.provider.models():
+                seen.setdefault(model.id, model)
+                pinned = f"{model.provider}/{model.id}"
+                seen.setdefault(pinned, model.model_copy(update={"id": pinned}))
+        return list(seen.values())
+
+    def candidates(self, model: str) -> list[Candidate]:
+        """Accounts that serve `model` (bare, or `provider/model` to pin the provider), in order."""
+        pinned, _, bare = model.partition("/")
+        wanted_provider = pinned if bare and any(s.provider_name == pinned for s in self.states) else None
+        name = bare if wanted_provider else model
+        found = []
+        for state in self.states:
+            if wanted_provider and state.provider_name != wanted_provider:
+                continue
+            upstream = state.provider.upstream_model(name)
+            if upstream is not None:
+                found.append(Candidate(state, upstream))
+        return self._order(found)
+
+    def _order(self, found: list[Candidate]) -> list[Candidate]:
+        if self.strategy == "least-busy":
+            return sorted(found, key=lambda c: c.state.in_flight)
+        if self.strategy == "round-robin" and found:
+            self._turn += 1
+            start = self._turn % len(found)
+            return found[start:] + found[:start]
+        return found  # fill-first: config order
+
+    def pick(self, candidates: list[Candidate], tried: set[str]) -> tuple[Candidate | None, float | None]:
+        """The first usable candidate not yet tried; else (None, seconds until one may be usable)."""
+        now = time.time()
+        soonest: float | None = None
+        for candidate in candidates:
+            state = candidate.state
+            if state.name in tried or state.dead_reason:
+                continue
+            wait = max(state.cooling_until - now, state.pacing_wait(now))
+            if wait <= 0:
+                return candidate, None
+            soonest = wait if soonest is None else min(soonest, wait)
+        return None, soonest
+
+    def acquire(self, state: AccountState) -> None:
+        state.in_flight += 1
+        state.started.append(time.time())
+
+    def release(self, state: AccountState) -> None:
+        state.in_flight = max(0, state.in_flight - 1)
+
+    def report(self, state: AccountState, error: BridgeError) -> None:
+        """Apply what an upstream failure means for the account."""
+        state.last_error = error.message
+        if error.action == "dead":
+            state.dead_reason = error.message
+        elif error.action == "cooldown":
+            state.cooling_until = time.time() + (error.retry_after or self._default_cooldown(error))
+
+    @staticmethod
+    def _default_cooldown(error: BridgeError) -> float:
+        return LONG_COOLDOWN if error.kind == "quota_exhausted" else 30.0
+
+    def summary(self, candidates: list[Candidate]) -> str:
+        now = time.time()
+        return "; ".join(f"{c.state.name}: {c.state.status(now)}" for c in candidates)

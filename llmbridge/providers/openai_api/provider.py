@@ -1,0 +1,106 @@
+"""`provider = "openai"`: any OpenAI-compatible chat completions API with an API key.
+
+Useful on its own (OpenAI, or a local server such as vLLM or llama.cpp) and as the simplest provider
+to read: a request builder, an SSE decoder, an error classifier.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from llmbridge.canonical import ChatRequest, ModelInfo
+from llmbridge.config import AccountConfig
+from llmbridge.errors import (
+    AccountUnusable,
+    BridgeError,
+    CapacityExhausted,
+    ConfigError,
+    ModelNotFound,
+    QuotaExhausted,
+    RateLimited,
+    UpstreamAuthError,
+    UpstreamBadRequest,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from llmbridge.exchange import AttemptRecord
+from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.openai_api.decoder import ChatCompletionChunkDecoder
+from llmbridge.providers.openai_api.request import build_body
+from llmbridge.redact import redact_headers
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "o4-mini")
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+
+    @classmethod
+    def validate_account(cls, account: AccountConfig) -> None:
+        if not account.api_key:
+            raise ConfigError(f"account {account.name!r}: provider 'openai' needs 'api_key'")
+
+    def models(self) -> list[ModelInfo]:
+        names = self.account.models or list(DEFAULT_MODELS)
+        return [ModelInfo(id=m, provider=self.name) for m in names]
+
+    @property
+    def base_url(self) -> str:
+        return (self.account.base_url or DEFAULT_BASE_URL).rstrip("/")
+
+    async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
+        body = build_body(request, upstream_model)
+        headers = {"authorization": f"Bearer {self.account.api_key}", "content-type": "application/json",
+                   "accept": "text/event-stream", "accept-encoding": "identity"}
+        url = f"{self.base_url}/chat/completions"
+        attempt = AttemptRecord(account=self.account.name, provider=self.name, url=url,
+                                request_headers=redact_headers(headers), request_body=body)
+        try:
+            response = await self.http.send(self.http.build_request("POST", url, json=body, headers=headers),
+                                            stream=True)
+        except httpx.TimeoutException as e:
+            raise _with_attempt(UpstreamTimeout(f"{url} did not answer in time ({type(e).__name__})"), attempt)
+        except httpx.TransportError as e:
+            raise _with_attempt(UpstreamUnavailable(f"cannot reach {url}: {e!r}"), attempt)
+        attempt.status = response.status_code
+        attempt.response_headers = dict(response.headers)
+        if response.status_code >= 400:
+            attempt.response_body += await response.aread()
+            await response.aclose()
+            raise _with_attempt(classify(response.status_code, bytes(attempt.response_body),
+                                         response.headers.get("retry-after")), attempt)
+        return UpstreamCall(response=response, decoder=ChatCompletionChunkDecoder(), attempt=attempt,
+                            served_model=upstream_model)
+
+
+def _with_attempt(error: BridgeError, attempt: AttemptRecord) -> BridgeError:
+    error.attempt = attempt
+    return error
+
+
+def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
+    try:
+        error = json.loads(body).get("error") or {}
+    except (json.JSONDecodeError, AttributeError):
+        error = {}
+    message = str(error.get("message") or body[:300].decode(errors="replace") or f"HTTP {status}")
+    code = str(error.get("code") or error.get("type") or "")
+    delay = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
+    if status == 401:
+        return UpstreamAuthError(f"the upstream rejected the API key: {message}", code=code)
+    if status == 403:
+        return AccountUnusable(f"the upstream refused this account: {message}", code=code)
+    if status == 404:
+        return ModelNotFound(f"the upstream does not know the model: {message}", code=code)
+    if status == 429 and "quota" in code:
+        return QuotaExhausted(f"the account's quota is used up: {message}", code=code, retry_after=delay)
+    if status == 429:
+        return RateLimited(f"rate limited by the upstream: {message}", code=code, retry_after=delay)
+    if status in (400, 422):
+        return UpstreamBadRequest(f"the upstream rejected the request: {message}", code=code)
+    if status in (503, 529):
+        return CapacityExhausted(f"the upstream is overloaded: {message}", code=code, retry_after=delay)
+    return UpstreamUnavailable(f"the upstream failed with HTTP {status}: {message}", code=code)

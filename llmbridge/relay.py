@@ -1,0 +1,144 @@
+"""The in-process relay: a tiny HTTP/1.1 server on 127.0.0.1 that mitmproxy forwards parked
+exchanges to.
+
+Why it exists: mitmproxy can only stream a response body that arrives on its own upstream
+connection; a response an addon makes itself goes out in one piece. So the addon parks the open
+upstream answer here under a random token and points the flow at `http://127.0.0.1:<port>/<token>`;
+mitmproxy then streams our translated bytes to the client as they come.
+
+Only mitmproxy talks to it; an unknown token gets a 404 and nothing else is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from http import HTTPStatus
+
+from llmbridge.answer import Answer, ClientGone, ResponseSink
+
+log = logging.getLogger("llmbridge")
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class ChunkedSink(ResponseSink):
+    """Writes one HTTP/1.1 response: chunked for streams, content-length for whole bodies."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.chunked = False
+        self.buffer = bytearray()
+
+    async def start(self, status: int, headers: dict[str, str], stream: bool) -> None:
+        self.chunked = stream
+        self.status_line = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        self.headers = dict(headers)
+        if stream:
+            self.headers["transfer-encoding"] = "chunked"
+            await self._send(self._head())
+
+    def _head(self) -> bytes:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        return (self.status_line + lines + "\r\n").encode("latin-1")
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.chunked:
+            await self._send(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.buffer += data
+
+    async def end(self) -> None:
+        if self.chunked:
+            await self._send(b"0\r\n\r\n")
+        else:
+            self.headers["content-length"] = str(len(self.buffer))
+            await self._send(self._head() + bytes(self.buffer))
+
+    async def _send(self, data: bytes) -> None:
+        if self.writer.is_closing():
+            raise ClientGone()
+        self.writer.write(data)
+        try:
+            await self.writer.drain()
+        except (ConnectionError, RuntimeError) as e:
+            raise ClientGone() from e
+
+
+class Relay:
+    def __init__(self) -> None:
+        self.parked: dict[str, Answer] = {}
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    def park(self, answer: Answer) -> str:
+        token = secrets.token_urlsafe(16)
+        self.parked[token] = answer
+        return token
+
+    def url(self, token: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{token}"
+
+    async def unpark(self, token: str) -> None:
+        """The flow died before mitmproxy reached the relay: close the upstream, keep the record."""
+        answer = self.parked.pop(token, None)
+        if answer is not None:
+            answer.record.client_disconnected = True
+            await answer.call.aclose()
+            await answer.on_done(answer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task:
+            self.tasks.add(task)
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ClientGone):
+            pass
+        finally:
+            writer.close()
+            if task:
+                self.tasks.discard(task)
+
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if len(head) > MAX_HEADER_BYTES:
+            return False
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        length = _content_length(header_lines)
+        if length:
+            await reader.readexactly(length)
+        parts = request_line.split(" ")
+        token = parts[1].lstrip("/") if len(parts) == 3 else ""
+        answer = self.parked.pop(token, None)
+        if answer is None:
+            writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+            return True
+        await answer.run(ChunkedSink(writer))
+        return not answer.record.client_disconnected
+
+    async def close(self) -> None:
+        for token in list(self.parked):
+            await self.unpark(token)
+        if self.server:
+            self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+def _content_length(header_lines: list[str]) -> int:
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            return int(value.strip() or 0)
+    return 0

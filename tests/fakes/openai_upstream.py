@@ -1,0 +1,157 @@
+"""A fake OpenAI-compatible upstream on 127.0.0.1: scripted chat.completion.chunk streams.
+
+Strict like the real API: rejects unknown top-level fields, a missing/wrong bearer key, and
+message histories where a tool message does not answer a preceding assistant tool call.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+KNOWN_FIELDS = {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
+                "temperature", "top_p", "seed", "max_completion_tokens", "presence_penalty",
+                "frequency_penalty", "stop", "reasoning_effort", "response_format"}
+
+
+@dataclass
+class Reply:
+    """One scripted answer: a list of chunk deltas, or an HTTP error."""
+
+    deltas: list[dict[str, Any]] = field(default_factory=list)
+    finish: str = "stop"
+    usage: dict[str, Any] | None = None
+    status: int = 200
+    error_body: dict[str, Any] | None = None
+    delay: float = 0.0  # seconds between chunks
+    cut: bool = False  # drop the connection before finishing
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def text_reply(text: str, pieces: int = 3, **kw: Any) -> Reply:
+    size = max(1, len(text) // pieces)
+    deltas = [{"content": text[i:i + size]} for i in range(0, len(text), size)]
+    return Reply(deltas=deltas, usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+                 **kw)
+
+
+class FakeOpenAI:
+    def __init__(self, api_key: str = "sk-upstream-secret") -> None:
+        self.api_key = api_key
+        self.replies: list[Reply] = []
+        self.default: Reply | None = None
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.disconnects = 0
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def enqueue(self, *replies: Reply) -> None:
+        with self.lock:
+            self.replies.extend(replies)
+
+    def __enter__(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def next_reply(self) -> Reply:
+        with self.lock:
+            if self.replies:
+                return self.replies.pop(0)
+        if self.default is not None:
+            return self.default
+        return Reply(status=500, error_body={"error": {"message": "fake: no reply scripted"}})
+
+    def validate(self, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, str] | None:
+        if headers.get("authorization") != f"Bearer {self.api_key}":
+            return 401, "Incorrect API key provided"
+        unknown = set(body) - KNOWN_FIELDS
+        if unknown:
+            return 400, f"Unrecognized request argument supplied: {sorted(unknown)[0]}"
+        open_calls: set[str] = set()
+        for message in body.get("messages", []):
+            if message.get("role") == "assistant":
+                open_calls |= {c["id"] for c in message.get("tool_calls") or []}
+            if message.get("role") == "tool" and message.get("tool_call_id") not in open_calls:
+                return 400, "messages with role 'tool' must be a response to a preceding tool_calls"
+        return None
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with fake.lock:
+                    fake.requests.append(body)
+                    fake.headers.append(headers)
+                problem = fake.validate(headers, body)
+                if problem:
+                    return self._json(problem[0], {"error": {"message": problem[1], "type": "invalid_request_error"}})
+                reply = fake.next_reply()
+                if reply.status != 200:
+                    return self._json(reply.status, reply.error_body or {}, reply.headers)
+                self._stream(reply, body.get("model"))
+
+            def _json(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, reply: Reply, model: str) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model}
+                chunks = [dict(base, choices=[{"index": 0, "delta": d, "finish_reason": None}])
+                          for d in [{"role": "assistant", "content": ""}] + reply.deltas]
+                try:
+                    for chunk in chunks:
+                        self._send(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                        time.sleep(reply.delay)
+                    if reply.cut:
+                        self.close_connection = True
+                        return self.wfile.flush()
+                    self._send(b"data: " + json.dumps(dict(base, choices=[
+                        {"index": 0, "delta": {}, "finish_reason": reply.finish}])).encode() + b"\n\n")
+                    if reply.usage:
+                        self._send(b"data: " + json.dumps(dict(base, choices=[], usage=reply.usage)).encode()
+                                   + b"\n\n")
+                    self._send(b"data: [DONE]\n\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    with fake.lock:
+                        fake.disconnects += 1
+
+            def _send(self, data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+        return Handler
