@@ -53,7 +53,8 @@ class OpenAIBridge:
             "flow_detail": 0,
             "confdir": str(data_dir() / "mitmproxy"),
         }
-        unchanged = {k: v for k, v in defaults.items() if not ctx.options.has_changed(k)}
+        known = set(ctx.options.keys())  # other addons' options exist only in a full mitmproxy
+        unchanged = {k: v for k, v in defaults.items() if k in known and not ctx.options.has_changed(k)}
         ctx.options.update(**unchanged)
 
     def configure(self, updated: set[str]) -> None:

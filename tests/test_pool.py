@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from llmbridge.config import AccountConfig
+from llmbridge.errors import AccountUnusable, QuotaExhausted, RateLimited
+from llmbridge.pool import AccountPool
+from llmbridge.providers.openai_api.provider import OpenAIProvider
+
+
+def provider(name: str, models=("m",), **extra) -> OpenAIProvider:
+    account = AccountConfig(name=name, provider="openai", api_key="k", models=list(models), **extra)
+    return OpenAIProvider(account, httpx.AsyncClient())
+
+
+def test_models_listed_bare_and_pinned():
+    pool = AccountPool([provider("a", ("m1",)), provider("b", ("m1", "m2"))])
+    assert sorted(m.id for m in pool.models()) == ["m1", "m2", "openai/m1", "openai/m2"]
+
+
+def test_pin_and_unknown_model():
+    pool = AccountPool([provider("a")])
+    assert [c.state.name for c in pool.candidates("openai/m")] == ["a"]
+    assert pool.candidates("kiro/m") == [] and pool.candidates("other") == []
+
+
+def test_round_robin_rotates():
+    pool = AccountPool([provider("a"), provider("b")], "round-robin")
+    firsts = [pool.candidates("m")[0].state.name for _ in range(4)]
+    assert firsts == ["b", "a", "b", "a"]
+
+
+def test_cooldown_dead_and_pacing():
+    pool = AccountPool([provider("a", requests_per_minute=1), provider("b")], "fill-first")
+    candidates = pool.candidates("m")
+    a, b = (c.state for c in candidates)
+    pool.report(a, RateLimited("slow", retry_after=30))
+    chosen, _ = pool.pick(candidates, set())
+    assert chosen.state is b
+    pool.report(b, AccountUnusable("suspended"))
+    chosen, wait = pool.pick(candidates, set())
+    assert chosen is None and 29 < wait <= 30
+    assert "dead: suspended" in pool.summary(candidates)
+
+
+def test_requests_per_minute_pacing_waits():
+    pool = AccountPool([provider("a", requests_per_minute=1)])
+    candidates = pool.candidates("m")
+    state = candidates[0].state
+    pool.acquire(state)
+    pool.release(state)
+    chosen, wait = pool.pick(candidates, set())
+    assert chosen is None and 59 < wait <= 60
+
+
+@pytest.mark.parametrize("error,minimum", [(QuotaExhausted("daily"), 3000), (RateLimited("x"), 25)])
+def test_default_cooldowns(error, minimum):
+    pool = AccountPool([provider("a")])
+    state = pool.states[0]
+    pool.report(state, error)
+    assert state.cooling_until - time.time() > minimum
