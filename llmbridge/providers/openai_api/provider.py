@@ -62,9 +62,10 @@ class OpenAIProvider(Provider):
             response = await self.http.send(self.http.build_request("POST", url, json=body, headers=headers),
                                             stream=True)
         except httpx.TimeoutException as e:
-            raise _with_attempt(UpstreamTimeout(f"{url} did not answer in time ({type(e).__name__})"), attempt)
+            error: BridgeError = UpstreamTimeout(f"{url} did not answer in time ({type(e).__name__})")
+            raise _with_attempt(error, attempt) from e
         except httpx.TransportError as e:
-            raise _with_attempt(UpstreamUnavailable(f"cannot reach {url}: {e!r}"), attempt)
+            raise _with_attempt(UpstreamUnavailable(f"cannot reach {url}: {e!r}"), attempt) from e
         attempt.status = response.status_code
         attempt.response_headers = dict(response.headers)
         if response.status_code >= 400:

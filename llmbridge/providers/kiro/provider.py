@@ -1,0 +1,195 @@
+"""The `kiro` provider: Claude models through Kiro's `generateAssistantResponse` (AWS event stream).
+
+Warning: Kiro suspends accounts it sees used through third-party proxies (kirodotdev/Kiro#8276).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import uuid
+from typing import Any, ClassVar
+
+import httpx
+
+from llmbridge.canonical import ChatRequest, ModelInfo
+from llmbridge.config import AccountConfig
+from llmbridge.errors import InvalidRequest, UpstreamAuthError, UpstreamTimeout, UpstreamUnavailable
+from llmbridge.exchange import AttemptRecord
+from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.kiro import models
+from llmbridge.providers.kiro.credentials import DEFAULT_TOKEN_FILE, KiroCredentials
+from llmbridge.providers.kiro.decoder import KiroDecoder
+from llmbridge.providers.kiro.errors import classify
+from llmbridge.providers.kiro.request import build_request, image_entry
+from llmbridge.redact import redact_headers, redact_json
+
+KIRO_VERSION = "0.11.63"
+SDK_VERSION = "1.0.34"
+NODE_VERSION = "22.21.1"
+
+
+def _os_token() -> str:
+    system = platform.system().lower()
+    release = platform.release().split("-")[0] or "0"
+    if system == "darwin":
+        return f"macos#{platform.mac_ver()[0] or release}"
+    if system == "windows":
+        return f"win32#{platform.version() or release}"
+    return f"{system or 'linux'}#{release}"
+
+
+class KiroProvider(Provider):
+    name: ClassVar[str] = "kiro"
+    default_credentials: ClassVar[str | None] = DEFAULT_TOKEN_FILE
+
+    def __init__(self, account: AccountConfig, http: httpx.AsyncClient) -> None:
+        super().__init__(account, http)
+        self.credentials = KiroCredentials(account, http)
+        self._rejected_tokens: list[str] = []  # access tokens the service refused (last few)
+        self._arn_refresh_tried = False
+
+    @classmethod
+    def validate_account(cls, account: AccountConfig) -> None:
+        KiroCredentials(account).validate()
+
+    # --- models ------------------------------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        return models.model_infos(self.account.models)
+
+    def upstream_model(self, model: str) -> str | None:
+        kiro_id = models.kiro_model_id(model)
+        if kiro_id is None:
+            return None
+        if self.account.models is not None and kiro_id not in {
+            models.kiro_model_id(m) for m in self.account.models
+        }:
+            return None
+        return kiro_id
+
+    # --- parameters --------------------------------------------------------------------------------
+
+    def check_request(self, request: ChatRequest) -> None:
+        """Refuse what Kiro cannot honour; see the README for what is ignored instead."""
+        if request.stop:
+            raise InvalidRequest("kiro does not support stop sequences", param="stop")
+        if request.response_format is not None and request.response_format.type != "text":
+            raise InvalidRequest(
+                f"kiro does not support response_format {request.response_format.type}",
+                param="response_format",
+            )
+        if request.presence_penalty:
+            raise InvalidRequest("kiro does not support presence_penalty", param="presence_penalty")
+        if request.frequency_penalty:
+            raise InvalidRequest("kiro does not support frequency_penalty", param="frequency_penalty")
+        choice = request.tool_choice
+        if choice is not None and choice.mode in ("required", "tool") and request.tools:
+            raise InvalidRequest(
+                "kiro cannot force a tool call (tool_choice required/named)", param="tool_choice"
+            )
+        for message in request.messages:
+            for part in message.parts:
+                if part.type == "image":
+                    image_entry(part)  # raises InvalidRequest for URLs / unsupported formats
+        # temperature, top_p, top_k, seed, parallel_tool_calls, max_tokens: accepted and ignored
+        # (Kiro has no such fields; documented in the README).
+
+    # --- credentials -------------------------------------------------------------------------------
+
+    async def refresh_credentials(self, force: bool = False) -> None:
+        if force:
+            await self.credentials.refresh(force=True, rejected_tokens=set(self._rejected_tokens))
+        else:
+            await self.credentials.ensure_fresh()
+
+    def base_url(self) -> str:
+        base = self.account.base_url or f"https://runtime.{self.credentials.region}.kiro.dev"
+        return base.rstrip("/")
+
+    def headers(self, token: str) -> dict[str, str]:
+        machine = self.credentials.machine_id()
+        agent = f"KiroIDE-{KIRO_VERSION}-{machine}"
+        return {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "Authorization": f"Bearer {token}",
+            "amz-sdk-invocation-id": str(uuid.uuid4()),
+            "amz-sdk-request": "attempt=1; max=3",
+            "x-amzn-codewhisperer-optout": "true",
+            "x-amzn-kiro-agent-mode": "vibe",
+            "x-amz-user-agent": f"aws-sdk-js/{SDK_VERSION} {agent}",
+            "user-agent": (
+                f"aws-sdk-js/{SDK_VERSION} ua/2.1 os/{_os_token()} lang/js "
+                f"md/nodejs#{NODE_VERSION} api/codewhispererstreaming#{SDK_VERSION} m/E {agent}"
+            ),
+        }
+
+    # --- the call ----------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"{self.account.name} (kiro, {self.credentials.auth_method}, region {self.credentials.region})"
+
+    async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
+        await self.refresh_credentials()
+        profile_arn = self.credentials.profile_arn
+        if profile_arn is None and self.credentials.auth_method == "social" and not self._arn_refresh_tried:
+            self._arn_refresh_tried = True
+            await self.credentials.refresh(force=True)  # the social refresh answer carries profileArn
+            profile_arn = self.credentials.profile_arn
+        built = build_request(request, upstream_model, profile_arn=profile_arn)
+        token = self.credentials.access_token
+        url = f"{self.base_url()}/generateAssistantResponse"
+        headers = self.headers(token)
+        content = json.dumps(built.body, ensure_ascii=False, separators=(",", ":")).encode()
+        attempt = AttemptRecord(
+            account=self.account.name,
+            provider=self.name,
+            url=url,
+            request_headers=redact_headers(headers),
+            request_body=redact_json(built.body),
+        )
+        started = time.monotonic()
+        try:
+            response = await self.http.send(
+                self.http.build_request("POST", url, headers=headers, content=content), stream=True
+            )
+        except httpx.TimeoutException as e:
+            raise self._attach(UpstreamTimeout(f"Kiro did not answer in time ({url})"), attempt) from e
+        except httpx.TransportError as e:
+            raise self._attach(UpstreamUnavailable(f"cannot reach Kiro at {url}: {e}"), attempt) from e
+        attempt.ttfb_ms = (time.monotonic() - started) * 1000
+        attempt.status = response.status_code
+        attempt.response_headers = redact_headers(response.headers)
+        if not 200 <= response.status_code < 300:
+            try:
+                body = await response.aread()
+            except httpx.HTTPError:
+                body = b""
+            finally:
+                await response.aclose()
+            attempt.response_body.extend(body)
+            attempt.duration_ms = (time.monotonic() - started) * 1000
+            error = classify(response.status_code, body, response.headers)
+            if isinstance(error, UpstreamAuthError):
+                self._rejected_tokens = [*self._rejected_tokens[-7:], token]
+            raise self._attach(error, attempt)
+        decoder = KiroDecoder(
+            tool_names=built.tool_names,
+            thinking=built.thinking,
+            context_window=models.context_window(upstream_model),
+            input_chars=built.input_chars,
+        )
+        extra: dict[str, Any] = {"notes": built.notes} if built.notes else {}
+        return UpstreamCall(
+            response=response, decoder=decoder, attempt=attempt, served_model=request.model, extra=extra
+        )
+
+    @staticmethod
+    def _attach(error: Exception, attempt: AttemptRecord) -> Exception:
+        error.attempt = attempt  # type: ignore[attr-defined]
+        attempt.error_kind = getattr(error, "kind", type(error).__name__)
+        attempt.error_message = getattr(error, "message", str(error))
+        return error
