@@ -20,7 +20,7 @@ from mitmproxy import ctx, exceptions, http
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from llmbridge.answer import Answer  # noqa: E402
+from llmbridge.answer import Answer, BufferedSink  # noqa: E402
 from llmbridge.app import BridgeApp, resolve_config_path  # noqa: E402
 from llmbridge.bridge import IncomingRequest, LocalResponse  # noqa: E402
 from llmbridge.config import DEFAULT_PORT, data_dir  # noqa: E402
@@ -42,6 +42,10 @@ class OpenAIBridge:
                           "Path of the bridge's TOML config (default: ./bridge.toml when it exists, else "
                           "defaults with accounts discovered from standard credential files).")
         self._apply_safe_defaults()
+        # mitmdump sets the root logger to DEBUG; httpx/httpcore then build a log record for every
+        # connection event, which measurably slows every request (see scripts/bench).
+        for name in ("httpx", "httpcore", "hpack"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     def _apply_safe_defaults(self) -> None:
         defaults = {
@@ -94,8 +98,13 @@ class OpenAIBridge:
         outcome = await self.app.bridge.handle(incoming)
         if isinstance(outcome, LocalResponse):
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
-            return
-        self._forward_to_relay(flow, outcome)
+        elif not outcome.request.stream:
+            # A whole answer needs no streaming, so no relay hop: accumulate it here.
+            sink = BufferedSink()
+            await outcome.run(sink)
+            flow.response = http.Response.make(sink.status, bytes(sink.body), sink.headers)
+        else:
+            self._forward_to_relay(flow, outcome)
 
     def _scrub(self, flow: http.HTTPFlow) -> None:
         """Remove the client's key from the flow, so no mitmproxy output or dump can show it."""
@@ -112,10 +121,9 @@ class OpenAIBridge:
         flow.request.headers.clear()
         flow.request.headers["host"] = f"127.0.0.1:{self.app.relay.port}"
         flow.request.content = b""
-        flow.metadata["llmbridge_stream"] = answer.request.stream
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.id in self.parked and flow.metadata.get("llmbridge_stream"):
+        if flow.id in self.parked:
             flow.response.stream = True  # pass the relay's translated chunks straight through
 
     def response(self, flow: http.HTTPFlow) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
 
 import httpx
 
@@ -41,6 +41,24 @@ class ResponseSink:
     async def end(self) -> None: ...
 
 
+class BufferedSink(ResponseSink):
+    """Collects a whole response in memory: for non-stream clients, which need no relay hop."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+
+    async def start(self, status: int, headers: dict[str, str], stream: bool) -> None:
+        self.status, self.headers = status, dict(headers)
+
+    async def write(self, data: bytes) -> None:
+        self.body += data
+
+    async def end(self) -> None:
+        pass
+
+
 @dataclass
 class Answer:
     call: UpstreamCall
@@ -49,10 +67,12 @@ class Answer:
     record: ExchangeRecord
     keepalive_seconds: float
     on_done: Callable[[Answer], Awaitable[None]]
+    renderer_options: dict[str, Any] = field(default_factory=dict)
 
     async def run(self, sink: ResponseSink) -> None:
         accumulator = StreamAccumulator(f"{self.id_prefix()}{self.record.id}", self.request.model)
-        renderer = (self.client_format.stream_renderer(self.request, accumulator.id, self.request.model)
+        renderer = (self.client_format.stream_renderer(self.request, accumulator.id, self.request.model,
+                                                       **self.renderer_options)
                     if self.request.stream else None)
         translation = Translation(self.call.decoder, renderer, accumulator, self.call.attempt.response_body)
         try:
@@ -71,7 +91,8 @@ class Answer:
         return {"openai": "chatcmpl-", "anthropic": "msg_"}.get(self.client_format.name, "")
 
     async def _stream(self, sink: ResponseSink, translation: Translation) -> None:
-        await sink.start(200, {"content-type": "text/event-stream", "cache-control": "no-cache"}, True)
+        content_type = translation.renderer.content_type if translation.renderer else "text/event-stream"
+        await sink.start(200, {"content-type": content_type, "cache-control": "no-cache"}, True)
         await sink.write(translation.start())
         try:
             async for chunk in self._upstream_chunks(sink, translation):

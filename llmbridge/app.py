@@ -18,6 +18,8 @@ from llmbridge.errors import ConfigError
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.pool import AccountPool
 from llmbridge.providers.base import PROVIDERS, Provider, provider_class
+from llmbridge.recorder import recorder_from_config
+from llmbridge.recorder.prune import prune
 from llmbridge.relay import Relay
 
 log = logging.getLogger("llmbridge")
@@ -86,12 +88,19 @@ class BridgeApp:
 
     def open_recorder(self) -> None:
         """Open the database now, so that a bad path stops startup with a clear message."""
-        if not self.config.record:
+        self.recorder = recorder_from_config(self.config)
+        if self.recorder is None:
             return
-        from llmbridge.recorder import Recorder
-
-        self.recorder = Recorder(self.config.database, record_bodies=self.config.record_bodies)
         self.recorder.open()
+        if self.config.retention_days:
+            self._prune_old_exchanges()
+
+    def _prune_old_exchanges(self) -> None:
+        """Apply `retention_days` once at startup (`llmbridge db prune` does it on demand)."""
+        import sqlite_utils
+
+        result = prune(sqlite_utils.Database(self.config.database), self.config.retention_days)
+        log.info("retention (%s days): %s", self.config.retention_days, result.describe())
 
     async def start(self) -> None:
         from llmbridge.bridge import Bridge

@@ -34,6 +34,8 @@ from llmbridge.errors import (
 )
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats.base import ClientFormat, dumps
+from llmbridge.formats.anthropic import AnthropicFormat
+from llmbridge.formats.gemini import GeminiFormat
 from llmbridge.formats.openai import OpenAIFormat
 from llmbridge.pool import AccountPool, Candidate
 from llmbridge.redact import redact_json
@@ -68,7 +70,8 @@ class Route:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-GEMINI_METHOD = re.compile(r"^/v1beta/models/(?P<model>[^:/]+):(?P<method>\w+)$")
+# Gemini clients use /v1beta; google-genai with a custom base_url may use /v1.
+GEMINI_METHOD = re.compile(r"^/v1(beta)?/models/(?P<model>[^:/]+):(?P<method>\w+)$")
 
 
 class Bridge:
@@ -82,34 +85,37 @@ class Bridge:
 
     # --- routing ----------------------------------------------------------------------------------
 
-    def route(self, method: str, path: str) -> Route:
-        path = urlsplit(path).path.rstrip("/") or "/"
-        openai, anthropic, gemini = self.formats["openai"], self.formats.get("anthropic"), \
-            self.formats.get("gemini")
+    def route(self, method: str, target: str) -> Route:
+        url = urlsplit(target)
+        path = url.path.rstrip("/") or "/"
+        openai, anthropic, gemini = self.formats["openai"], self.formats["anthropic"], self.formats["gemini"]
         table = {
             ("GET", "/health"): Route(openai, "health"),
             ("GET", "/v1/models"): Route(openai, "models"),
             ("POST", "/v1/chat/completions"): Route(openai, "chat"),
         }
-        if anthropic:
-            table[("POST", "/v1/messages")] = Route(anthropic, "chat")
-            table[("POST", "/v1/messages/count_tokens")] = Route(anthropic, "count_tokens")
-        if gemini:
-            table[("GET", "/v1beta/models")] = Route(gemini, "models")
+        table[("POST", "/v1/messages")] = Route(anthropic, "chat")
+        table[("POST", "/v1/messages/count_tokens")] = Route(anthropic, "count_tokens")
+        table[("GET", "/v1beta/models")] = Route(gemini, "models")
         if (method, path) in table:
             return table[(method, path)]
-        if gemini and path.startswith("/v1beta/"):
-            return self._gemini_route(method, path, gemini)
-        fmt = anthropic if anthropic and path.startswith("/v1/messages") else openai
+        if path.startswith("/v1beta/") or GEMINI_METHOD.match(path):
+            return self._gemini_route(method, path, gemini, parse_qs(url.query))
+        if method == "GET" and path.startswith("/v1/models/"):
+            return Route(openai, "model", model=path.removeprefix("/v1/models/"))
+        fmt = anthropic if path.startswith("/v1/messages") else openai
         raise _Routed(fmt, NotFound(f"no route for {method} {path}; the bridge serves /v1/chat/completions, "
                                     "/v1/models, /v1/messages and /v1beta/models/{model}:generateContent"))
 
-    def _gemini_route(self, method: str, path: str, gemini: ClientFormat) -> Route:
+    def _gemini_route(self, method: str, path: str, gemini: ClientFormat, query: dict[str, list[str]]) -> Route:
         match = GEMINI_METHOD.match(path)
         if match and method == "POST":
             verb = match["method"]
             if verb in ("generateContent", "streamGenerateContent"):
-                return Route(gemini, "chat", model=match["model"], stream=verb == "streamGenerateContent")
+                stream = verb == "streamGenerateContent"
+                # Without alt=sse, Gemini streams one JSON array written out piece by piece.
+                options = {"json_array": True} if stream and query.get("alt") != ["sse"] else {}
+                return Route(gemini, "chat", model=match["model"], stream=stream, params=options)
             if verb == "countTokens":
                 return Route(gemini, "count_tokens", model=match["model"])
         if method == "GET" and path.startswith("/v1beta/models/") and ":" not in path:
@@ -162,14 +168,24 @@ class Bridge:
             return self._one_model(fmt, route.model or "")
         body = self._parse_body(incoming)
         record.request_raw = redact_json(body)
-        request = fmt.parse_request(body, model=route.model, stream=route.stream)
+        if route.action == "count_tokens":
+            request = self._parse_count_tokens(fmt, body, route)
+        else:
+            request = fmt.parse_request(body, model=route.model, stream=route.stream)
         request.passthrough_headers = {h: incoming.headers[h] for h in PASSTHROUGH_HEADERS
                                        if h in incoming.headers}
-        record.request_canonical = request.model_dump(mode="json", exclude_defaults=True)
+        record.request_canonical = request.model_dump(mode="json", exclude_none=True)
         record.model_requested, record.stream = request.model, request.stream
         if route.action == "count_tokens":
             return await self._count_tokens(fmt, request, record)
-        return await self.open_answer(fmt, request, record)
+        return await self.open_answer(fmt, request, record, route.params)
+
+    @staticmethod
+    def _parse_count_tokens(fmt: ClientFormat, body: Any, route: Route) -> ChatRequest:
+        parse = getattr(fmt, "parse_count_tokens", None)
+        if parse is None:
+            return fmt.parse_request(body, model=route.model)
+        return parse(body, route.model) if route.model else parse(body)
 
     def _parse_body(self, incoming: IncomingRequest) -> Any:
         if len(incoming.body) > self.config.max_body_bytes:
@@ -183,17 +199,18 @@ class Bridge:
             raise InvalidRequest(f"the request body is not valid JSON: {e}") from None
 
     def _one_model(self, fmt: ClientFormat, model: str) -> LocalResponse:
+        model = model.removeprefix("models/")
         for info in self.pool.models():
             if info.id == model:
-                rendered = fmt.render_models([info])
-                items = rendered.get("models") or rendered.get("data") or [rendered]
-                return _json_response(items[0])
-        raise ModelNotFound(f"model '{model}' is not served by any configured account; "
-                            "GET /v1beta/models lists the models")
+                return _json_response(fmt.render_model(info))
+        listing = "/v1beta/models" if fmt.name == "gemini" else "/v1/models"
+        raise ModelNotFound(f"model '{model}' is not served by any configured account; GET {listing} "
+                            "lists the models")
 
     # --- upstream -----------------------------------------------------------------------------------
 
-    async def open_answer(self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord) -> Answer:
+    async def open_answer(self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord,
+                          renderer_options: dict[str, Any] | None = None) -> Answer:
         candidates = self._candidates(request.model)
         for candidate in candidates:
             candidate.state.provider.check_request(request)
@@ -205,7 +222,8 @@ class Bridge:
             await self.on_exchange(answer.record)
 
         return Answer(call=call, client_format=fmt, request=request, record=record,
-                      keepalive_seconds=self.config.keepalive_seconds, on_done=done)
+                      keepalive_seconds=self.config.keepalive_seconds, on_done=done,
+                      renderer_options=renderer_options or {})
 
     def _candidates(self, model: str) -> list[Candidate]:
         candidates = self.pool.candidates(model)
@@ -290,8 +308,7 @@ class Bridge:
             from llmbridge.tokens import estimate_input_tokens
 
             count = estimate_input_tokens(request)
-        body = {"totalTokens": count} if fmt.name == "gemini" else {"input_tokens": count}
-        response = _json_response(body)
+        response = _json_response(fmt.render_count_tokens(count))
         response.headers["x-llmbridge-token-count-method"] = method
         return response
 
@@ -327,14 +344,4 @@ def _json_response(body: Any) -> LocalResponse:
 
 
 def _load_formats() -> dict[str, ClientFormat]:
-    formats: dict[str, ClientFormat] = {"openai": OpenAIFormat()}
-    for name, path in (("anthropic", "llmbridge.formats.anthropic:AnthropicFormat"),
-                       ("gemini", "llmbridge.formats.gemini:GeminiFormat")):
-        module_name, _, class_name = path.partition(":")
-        try:
-            module = __import__(module_name, fromlist=[class_name])
-        except ImportError:
-            continue
-        formats[name] = getattr(module, class_name)()
-    return formats
-
+    return {f.name: f for f in (OpenAIFormat(), AnthropicFormat(), GeminiFormat())}

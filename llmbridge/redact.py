@@ -6,6 +6,8 @@ parameters, token/key/secret fields of JSON bodies), so we remove exactly those.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -14,12 +16,30 @@ SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie",
     "set-cookie", "x-amz-security-token",
 })
-SECRET_QUERY = frozenset({"key", "api_key", "access_token", "token"})
+# Any header whose name contains one of these is treated as a secret too (x-csrf-token, x-auth-...).
+SECRET_HEADER_WORDS = ("token", "secret", "api-key", "apikey", "password", "authorization", "x-auth")
+SECRET_QUERY = frozenset({
+    "key", "api_key", "apikey", "access_token", "token", "refresh_token", "id_token", "client_secret",
+    "x-amz-security-token", "x-amz-signature", "sig", "signature", "password",
+})
 # JSON fields whose values are secrets, compared case-insensitively with `_`/`-` removed.
 SECRET_FIELDS = frozenset({
     "accesstoken", "refreshtoken", "idtoken", "apikey", "clientsecret", "authorization", "password",
     "secret", "token", "key", "devicecode", "codeverifier", "xapikey", "xgoogapikey",
+    "secretaccesskey", "awssecretaccesskey", "sessiontoken", "awssessiontoken", "bearertoken",
+    "privatekey", "clientassertion",
 })
+# Token endpoints of the providers' OAuth / SSO flows: their traffic is credential refresh, and is
+# never recorded (see `is_credential_url`).
+CREDENTIAL_URL_PATTERNS = (
+    re.compile(r"^https://oauth2\.googleapis\.com/"),
+    re.compile(r"^https://[^/]*\.amazonaws\.com/(token|oidc|device_authorization|client/register)"),
+    re.compile(r"^https://oidc\.[^/]+/"),
+    re.compile(r"/oauth2?/(token|device)"),
+    re.compile(r"/(refreshToken|token/refresh|api/v1/oauth2/token)"),
+)
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
+_BEARER_IN_TEXT = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 
 def _norm(name: str) -> str:
@@ -33,13 +53,21 @@ def is_secret_field(name: str) -> bool:
 def redact_headers(headers: Any) -> dict[str, str]:
     """A plain dict of the headers with secret values replaced."""
     items = headers.items() if hasattr(headers, "items") else headers
-    return {k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in items}
+    return {k: (REDACTED if is_secret_header(k) else v) for k, v in items}
+
+
+def is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in SECRET_HEADERS or any(word in lowered for word in SECRET_HEADER_WORDS)
 
 
 def redact_url(url: str) -> str:
     parts = urlsplit(url)
+    if parts.password:  # https://user:secret@host/
+        parts = parts._replace(netloc=f"{parts.username}:{REDACTED}@{parts.hostname}"
+                               + (f":{parts.port}" if parts.port else ""))
     if not parts.query:
-        return url
+        return urlunsplit(parts)
     query = [(k, REDACTED if k.lower() in SECRET_QUERY else v) for k, v in parse_qsl(parts.query, True)]
     return urlunsplit(parts._replace(query=urlencode(query, safe="[]")))
 
@@ -52,3 +80,51 @@ def redact_json(value: Any) -> Any:
     if isinstance(value, list):
         return [redact_json(v) for v in value]
     return value
+
+
+def redact_text(text: str) -> str:
+    """Free text such as an error message: URLs in it lose their secret query parameters, and
+    `Bearer <token>` loses the token. (Error messages of HTTP libraries quote the failing URL.)"""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _BEARER_IN_TEXT.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+
+
+def is_credential_url(url: str) -> bool:
+    """True for OAuth / SSO token endpoints: credential refresh traffic, which is never recorded."""
+    return any(pattern.search(url) for pattern in CREDENTIAL_URL_PATTERNS)
+
+
+def redact_body(raw: bytes) -> bytes:
+    """Raw HTTP body bytes with secret JSON fields replaced, where the body is JSON, or SSE / NDJSON
+    lines of JSON. Anything else (binary event streams) is returned unchanged; bodies that hold no
+    secret come back byte for byte, so recorded upstream bytes stay exact for replay."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return raw
+    whole = _redact_json_text(text)
+    if whole is not None:
+        return whole.encode()
+    lines = text.split("\n")
+    changed = False
+    for i, line in enumerate(lines):
+        prefix, _, rest = line.partition("data:") if line.startswith("data:") else ("", "", line)
+        redacted = _redact_json_text(rest)
+        if redacted is not None and redacted != rest:
+            lines[i] = f"{prefix}{'data: ' if line.startswith('data:') else ''}{redacted}"
+            changed = True
+    return "\n".join(lines).encode() if changed else raw
+
+
+def _redact_json_text(text: str) -> str | None:
+    """The text with secret fields replaced if it is a JSON object or array, else None.
+    Unchanged JSON comes back as the same text."""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "[{":
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return None
+    redacted = redact_json(value)
+    return text if redacted == value else json.dumps(redacted, ensure_ascii=False)

@@ -146,6 +146,6 @@ def test_stream_renderer_golden_sequence():
 
 def test_error_shape_and_retry_after():
     status, headers, body = FMT.error_response(RateLimited("slow down", retry_after=2.4))
-    assert status == 429 and headers["retry-after"] == "2"
+    assert status == 429 and headers["retry-after"] == "3"  # rounded up: never too early
     assert json.loads(body)["error"] == {"message": "slow down", "type": "rate_limit_error", "param": None,
                                          "code": "rate_limited"}

@@ -8,6 +8,7 @@ non-stream clients, renders canonical stream events as its own stream, and rende
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -55,7 +56,8 @@ class ClientFormat(ABC):
         `model`/`stream` come from the URL for formats that put them there (Gemini)."""
 
     @abstractmethod
-    def stream_renderer(self, request: ChatRequest, response_id: str, model: str) -> StreamRenderer: ...
+    def stream_renderer(self, request: ChatRequest, response_id: str, model: str) -> StreamRenderer:
+        """Formats with several stream framings take keyword options (Gemini: `json_array`)."""
 
     @abstractmethod
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]: ...
@@ -67,8 +69,15 @@ class ClientFormat(ABC):
     @abstractmethod
     def render_models(self, models: list[ModelInfo]) -> dict[str, Any]: ...
 
+    @abstractmethod
+    def render_model(self, model: ModelInfo) -> dict[str, Any]:
+        """One model, for `GET .../models/{model}`."""
+
+    @abstractmethod
+    def render_count_tokens(self, input_tokens: int) -> dict[str, Any]: ...
+
     def error_response(self, error: BridgeError) -> tuple[int, dict[str, str], bytes]:
         headers = {"content-type": "application/json"}
         if error.retry_after is not None:
-            headers["retry-after"] = str(max(1, round(error.retry_after)))
+            headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))  # never too early
         return error.status, headers, dumps(self.error_body(error))

@@ -153,5 +153,10 @@ class OpenAIFormat(ClientFormat):
                           "param": error.param, "code": error.code or error.kind}}
 
     def render_models(self, models: list[ModelInfo]) -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": m.provider} for m in models]}
+        return {"object": "list", "data": [self.render_model(m) for m in models]}
+
+    def render_model(self, model: ModelInfo) -> dict[str, Any]:
+        return {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}
+
+    def render_count_tokens(self, input_tokens: int) -> dict[str, Any]:
+        return {"input_tokens": input_tokens}

@@ -29,12 +29,12 @@ from llmbridge.errors import InvalidRequest
 # Accepted and deliberately not forwarded: they do not change what the model generates.
 IGNORED_PARAMS = frozenset({
     "user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
-    "stream_options", "parallel_tool_calls", "modalities",
+    "stream_options", "modalities",
 })
 HANDLED_PARAMS = frozenset({
     "model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens",
     "max_completion_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "response_format",
-    "reasoning_effort", "stream", "n", "logprobs", "top_k", "functions", "function_call",
+    "reasoning_effort", "stream", "n", "logprobs", "top_k", "functions", "function_call", "parallel_tool_calls",
 })
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>.*)$", re.S)

@@ -1,0 +1,171 @@
+"""The `llmbridge` command: browse and maintain the recordings database.
+
+    llmbridge [--config PATH] browse [--db PATH] [--port N]
+    llmbridge [--config PATH] logs [--db PATH] [-n N] [-f]
+    llmbridge [--config PATH] db prune [--days N] [--vacuum] [--db PATH]
+    llmbridge [--config PATH] db migrate [--db PATH]
+    llmbridge [--config PATH] export-fixture EXCHANGE_ID [--attempt N] [--out DIR] [--db PATH]
+
+`--db` defaults to the `database` of the bridge config (`--config`, else `bridge.toml` when present,
+else `recordings/bridge.db`). Every failure is one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from llmbridge.config import BridgeConfig, load_config
+from llmbridge.errors import ConfigError
+from llmbridge.recorder.export import ExportError, export_fixture
+from llmbridge.recorder.metadata import write_metadata
+from llmbridge.recorder.prune import prune
+from llmbridge.recorder.query import exchanges_after, format_line, open_existing, recent_exchanges
+from llmbridge.recorder.schema import connect, migrate
+
+DEFAULT_CONFIG = Path("bridge.toml")
+db_option = click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
+                         help="Recordings database (default: `database` from the bridge config).")
+
+
+def _config(ctx: click.Context) -> BridgeConfig:
+    path = ctx.obj.get("config_path") if ctx.obj else None
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _database(ctx: click.Context, db_path: Path | None) -> Path:
+    return db_path if db_path is not None else Path(_config(ctx).database)
+
+
+def _open_existing(path: Path):
+    try:
+        return open_existing(path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Bridge config file (default: bridge.toml when present).")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """llmbridge: an OpenAI/Anthropic/Gemini-compatible bridge that records every exchange."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+@main.command()
+@db_option
+@click.option("--port", default=8001, show_default=True, help="Port for Datasette on 127.0.0.1.")
+@click.pass_context
+def browse(ctx: click.Context, db_path: Path | None, port: int) -> None:
+    """Open the recordings in Datasette (http://127.0.0.1:PORT), with canned queries."""
+    path = _database(ctx, db_path)
+    _migrate(path)  # an empty, current database is better than Datasette failing on a missing file
+    metadata = write_metadata(path)
+    command = [sys.executable, "-m", "datasette", "serve", str(path), "--metadata", str(metadata),
+               "--host", "127.0.0.1", "--port", str(port)]
+    click.echo(f"Datasette on http://127.0.0.1:{port}/{path.stem} (Ctrl-C stops)", err=True)
+    try:
+        code = subprocess.call(command)
+    except KeyboardInterrupt:
+        code = 0
+    ctx.exit(code)
+
+
+@main.command()
+@db_option
+@click.option("-n", "count", default=20, show_default=True, help="How many recent exchanges to print.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new exchanges as they are written.")
+@click.option("--interval", default=1.0, hidden=True, help="Seconds between polls with --follow.")
+@click.pass_context
+def logs(ctx: click.Context, db_path: Path | None, count: int, follow: bool, interval: float) -> None:
+    """Print recent exchanges, one line each: time, format, model, account, status, duration, ttfb,
+    tokens (input>output, ~ when estimated)."""
+    db = _open_existing(_database(ctx, db_path))
+    last = 0
+    for row in recent_exchanges(db, count):
+        click.echo(format_line(row))
+        last = row["rowid"]
+    if not follow:
+        return
+    try:
+        while True:
+            time.sleep(interval)
+            for row in exchanges_after(db, last):
+                click.echo(format_line(row))
+                last = row["rowid"]
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how --follow ends
+
+
+@main.group()
+def db() -> None:
+    """Maintain the recordings database."""
+
+
+@db.command("prune")
+@db_option
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help="Delete exchanges older than this many days (default: retention_days from the config).")
+@click.option("--vacuum", is_flag=True, help="VACUUM afterwards to give the space back to the disk.")
+@click.pass_context
+def db_prune(ctx: click.Context, db_path: Path | None, days: int | None, vacuum: bool) -> None:
+    """Delete old exchanges, their attempts, and messages and blobs no longer used."""
+    if days is None:
+        days = _config(ctx).retention_days
+    if days is None:
+        raise click.ClickException("no retention set: pass --days N or set retention_days in the config")
+    result = prune(_open_existing(_database(ctx, db_path)), days, vacuum=vacuum)
+    click.echo(result.describe() + (" (vacuumed)" if vacuum else ""))
+
+
+@db.command("migrate")
+@db_option
+@click.pass_context
+def db_migrate(ctx: click.Context, db_path: Path | None) -> None:
+    """Create the database or bring its schema up to date (safe to run again)."""
+    path = _database(ctx, db_path)
+    done = _migrate(path)
+    click.echo(f"{path}: applied {', '.join(done)}" if done else f"{path}: schema up to date")
+
+
+def _migrate(path: Path) -> list[str]:
+    """Creates or migrates the database (the recorder's own schema); the names applied now."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        database = connect(path)
+        try:
+            return migrate(database)
+        finally:
+            database.conn.close()
+    except (sqlite3.Error, OSError) as e:
+        raise click.ClickException(f"cannot open recordings database {path}: {e}") from None
+
+
+@main.command("export-fixture")
+@click.argument("exchange_id")
+@db_option
+@click.option("--attempt", type=int, default=None, help="Which attempt (1-based; default: the last).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("replay"),
+              show_default=True, help="Directory for the fixture file.")
+@click.pass_context
+def export_fixture_command(ctx: click.Context, exchange_id: str, db_path: Path | None, attempt: int | None,
+                           out_dir: Path) -> None:
+    """Write one recorded exchange as a replay fixture (translated request, raw response, redacted)."""
+    database = _open_existing(_database(ctx, db_path))
+    try:
+        path = export_fixture(database, exchange_id, out_dir, attempt)
+    except ExportError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(str(path))

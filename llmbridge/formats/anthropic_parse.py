@@ -1,0 +1,277 @@
+"""Anthropic Messages request (`POST /v1/messages`) -> canonical `ChatRequest`.
+
+Tolerant reader: unknown fields are ignored, a field we cannot honour (server tools, MCP servers) is a
+400 naming it. `cache_control` markers are kept in `provider_metadata["anthropic"]` so an Anthropic
+upstream can reuse them; other providers ignore them. `metadata` is accepted and not forwarded.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any, Callable, Mapping
+
+from llmbridge.canonical import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    Part,
+    Reasoning,
+    ReasoningEffort,
+    ReasoningPart,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCallPart,
+    ToolChoice,
+    ToolResultPart,
+)
+from llmbridge.formats.fields import (
+    as_dict,
+    as_list,
+    at,
+    field,
+    get_bool,
+    get_float,
+    get_int,
+    get_str,
+    get_str_list,
+    invalid,
+    root,
+)
+from llmbridge.formats.openai_parse import split_tool_call_id
+
+PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
+TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
+EFFORTS: dict[str, ReasoningEffort] = {"low": "low", "medium": "medium", "high": "high",
+                                       "xhigh": "xhigh", "max": "xhigh"}
+DEFAULT_MAX_TOKENS = 4096  # count_tokens requests carry no max_tokens
+
+
+def parse_messages_request(body: Any, *, model: str | None = None, stream: bool | None = None,
+                           headers: Mapping[str, str] | None = None,
+                           require_max_tokens: bool = True) -> ChatRequest:
+    """The canonical request; `model`/`stream` override the body where given."""
+    body = root(body)
+    if body.get("mcp_servers"):
+        raise invalid("mcp_servers", "MCP connector servers are not supported")
+    max_tokens = get_int(body, "max_tokens", "", required=require_max_tokens, minimum=1)
+    tool_choice, parallel = _tool_choice(body.get("tool_choice"))
+    return ChatRequest(
+        model=model or get_str(body, "model", "", required=True) or "",
+        system=_system(body.get("system")),
+        messages=_messages(field(body, "messages", "", list, required=True)),
+        tools=[_tool(t, at("tools", i)) for i, t in enumerate(field(body, "tools", "", list) or [])],
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        temperature=get_float(body, "temperature", ""),
+        top_p=get_float(body, "top_p", ""),
+        top_k=get_int(body, "top_k", ""),
+        max_tokens=max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS,
+        stop=get_str_list(body, "stop_sequences", ""),
+        response_format=_response_format(body.get("output_config")),
+        reasoning=_reasoning(body.get("thinking"), body.get("output_config")),
+        stream=stream if stream is not None else bool(get_bool(body, "stream", "")),
+        passthrough_headers=_passthrough(headers),
+    )
+
+
+def _passthrough(headers: Mapping[str, str] | None) -> dict[str, str]:
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    return {name: lowered[name] for name in PASSTHROUGH_HEADERS if name in lowered}
+
+
+def _cache_meta(block: dict[str, Any]) -> dict[str, Any]:
+    control = block.get("cache_control")
+    return {"anthropic": {"cache_control": control}} if control else {}
+
+
+def _system(system: Any) -> list[TextPart]:
+    if system is None:
+        return []
+    if isinstance(system, str):
+        return [TextPart(text=system)] if system else []
+    blocks = as_list(system, "system")
+    return [_text_block(as_dict(b, at("system", i)), at("system", i)) for i, b in enumerate(blocks)]
+
+
+def _text_block(block: dict[str, Any], path: str) -> TextPart:
+    kind = get_str(block, "type", path, required=True)
+    if kind != "text":
+        raise invalid(at(path, "type"), f"expected 'text', got {kind!r}")
+    return TextPart(text=get_str(block, "text", path, required=True) or "",
+                    provider_metadata=_cache_meta(block))
+
+
+# --- messages --------------------------------------------------------------------------------------
+
+
+def _messages(raw: list[Any]) -> list[Message]:
+    names: dict[str, str] = {}  # tool_use id -> tool name, to name the tool_results that answer it
+    return [_message(as_dict(m, at("messages", i)), at("messages", i), names) for i, m in enumerate(raw)]
+
+
+def _message(raw: dict[str, Any], path: str, names: dict[str, str]) -> Message:
+    role = get_str(raw, "role", path, required=True)
+    if role not in ("user", "assistant"):
+        raise invalid(at(path, "role"), f"expected 'user' or 'assistant', got {role!r}")
+    content = raw.get("content")
+    if isinstance(content, str):
+        return Message(role=role, parts=[TextPart(text=content)])
+    blocks = field(raw, "content", path, list, required=True)
+    parts = [_block(b, at(at(path, "content"), i), role, names) for i, b in enumerate(blocks)]
+    return Message(role=role, parts=parts)
+
+
+def _block(raw: Any, path: str, role: str, names: dict[str, str]) -> Part:
+    block = as_dict(raw, path)
+    kind = get_str(block, "type", path, required=True) or ""
+    parser = _BLOCK_PARSERS.get(kind)
+    if parser is None:
+        raise invalid(at(path, "type"), f"content block type {kind!r} is not supported")
+    allowed = _BLOCK_ROLES.get(kind)
+    if allowed and role != allowed:
+        raise invalid(at(path, "type"), f"{kind} blocks belong in {allowed} messages")
+    return parser(block, path, names)
+
+
+def _text(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
+    return _text_block(block, path)
+
+
+def _image(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
+    source = as_dict(field(block, "source", path, dict, required=True), at(path, "source"))
+    where = at(path, "source")
+    kind = get_str(source, "type", where, required=True)
+    meta = _cache_meta(block)
+    if kind == "base64":
+        return ImagePart(media_type=get_str(source, "media_type", where, required=True) or "",
+                         data=get_str(source, "data", where, required=True), provider_metadata=meta)
+    if kind == "url":
+        url = get_str(source, "url", where, required=True) or ""
+        return ImagePart(url=url, media_type=mimetypes.guess_type(url)[0] or "image/png",
+                         provider_metadata=meta)
+    if kind == "text" and block.get("type") == "document":
+        return TextPart(text=get_str(source, "data", where, required=True) or "", provider_metadata=meta)
+    raise invalid(at(where, "type"), f"source type {kind!r} is not supported")
+
+
+def _tool_use(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
+    call_id, signature = split_tool_call_id(get_str(block, "id", path, required=True) or "")
+    name = get_str(block, "name", path, required=True) or ""
+    names[call_id] = name
+    meta = _cache_meta(block)
+    if signature:
+        meta["gemini"] = {"thought_signature": signature}
+    return ToolCallPart(id=call_id, name=name, arguments=field(block, "input", path, dict) or {},
+                        provider_metadata=meta)
+
+
+def _tool_result(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
+    call_id, _ = split_tool_call_id(get_str(block, "tool_use_id", path, required=True) or "")
+    content = block.get("content")
+    if content is None or isinstance(content, str):
+        parts: list[TextPart | ImagePart] = [TextPart(text=content)] if content else []
+    else:
+        where = at(path, "content")
+        parts = [_result_part(b, at(where, i)) for i, b in enumerate(as_list(content, where))]
+    return ToolResultPart(tool_call_id=call_id, name=names.get(call_id), content=parts,
+                          is_error=bool(get_bool(block, "is_error", path)),
+                          provider_metadata=_cache_meta(block))
+
+
+def _result_part(raw: Any, path: str) -> TextPart | ImagePart:
+    block = as_dict(raw, path)
+    kind = get_str(block, "type", path, required=True)
+    if kind == "text":
+        return _text_block(block, path)
+    if kind in ("image", "document"):
+        part = _image(block, path, {})
+        assert isinstance(part, TextPart | ImagePart)
+        return part
+    raise invalid(at(path, "type"), f"tool_result content type {kind!r} is not supported")
+
+
+def _thinking(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
+    return ReasoningPart(text=get_str(block, "thinking", path) or "",
+                         signature=get_str(block, "signature", path) or None)
+
+
+def _redacted_thinking(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
+    return ReasoningPart(redacted=get_str(block, "data", path, required=True))
+
+
+_BLOCK_PARSERS: dict[str, Callable[[dict[str, Any], str, dict[str, str]], Part]] = {
+    "text": _text, "image": _image, "document": _image, "tool_use": _tool_use,
+    "tool_result": _tool_result, "thinking": _thinking, "redacted_thinking": _redacted_thinking,
+}
+_BLOCK_ROLES = {"tool_use": "assistant", "thinking": "assistant", "redacted_thinking": "assistant",
+                "tool_result": "user"}
+
+
+# --- tools and generation options ------------------------------------------------------------------
+
+
+def _tool(raw: Any, path: str) -> Tool:
+    tool = as_dict(raw, path)
+    kind = tool.get("type")
+    if kind not in (None, "custom"):
+        name = tool.get("name") or kind
+        raise invalid(at(path, "type"), f"server tool {name!r} (type {kind!r}) is not supported; "
+                                        "only custom tools with an input_schema are")
+    return Tool(name=get_str(tool, "name", path, required=True) or "",
+                description=get_str(tool, "description", path) or "",
+                parameters=field(tool, "input_schema", path, dict, required=True))
+
+
+def _tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:
+    if raw is None:
+        return None, None
+    choice = as_dict(raw, "tool_choice")
+    kind = get_str(choice, "type", "tool_choice", required=True) or ""
+    if kind not in TOOL_CHOICES:
+        raise invalid("tool_choice.type", f"expected one of {sorted(TOOL_CHOICES)}, got {kind!r}")
+    name = get_str(choice, "name", "tool_choice", required=kind == "tool")
+    disable = get_bool(choice, "disable_parallel_tool_use", "tool_choice")
+    return ToolChoice(mode=TOOL_CHOICES[kind], name=name), (None if disable is None else not disable)
+
+
+def _effort(output_config: Any) -> ReasoningEffort | None:
+    if output_config is None:
+        return None
+    effort = get_str(as_dict(output_config, "output_config"), "effort", "output_config")
+    if effort is None:
+        return None
+    if effort not in EFFORTS:
+        raise invalid("output_config.effort", f"expected one of {sorted(EFFORTS)}, got {effort!r}")
+    return EFFORTS[effort]
+
+
+def _reasoning(raw: Any, output_config: Any) -> Reasoning | None:
+    """enabled -> a token budget; disabled -> effort none; adaptive -> the output_config effort
+    (Anthropic's default effort is high)."""
+    effort = _effort(output_config)
+    if raw is None:
+        return Reasoning(effort=effort) if effort else None
+    thinking = as_dict(raw, "thinking")
+    kind = get_str(thinking, "type", "thinking", required=True)
+    if kind == "enabled":
+        budget = get_int(thinking, "budget_tokens", "thinking", required=True, minimum=1)
+        return Reasoning(budget_tokens=budget, effort=effort)
+    if kind == "disabled":
+        return Reasoning(effort="none")
+    if kind == "adaptive":
+        return Reasoning(effort=effort or "high")
+    raise invalid("thinking.type", f"expected 'enabled', 'disabled' or 'adaptive', got {kind!r}")
+
+
+def _response_format(output_config: Any) -> ResponseFormat | None:
+    if output_config is None:
+        return None
+    fmt = field(as_dict(output_config, "output_config"), "format", "output_config", dict)
+    if fmt is None:
+        return None
+    kind = get_str(fmt, "type", "output_config.format", required=True)
+    if kind != "json_schema":
+        raise invalid("output_config.format.type", f"expected 'json_schema', got {kind!r}")
+    schema = field(fmt, "schema", "output_config.format", dict, required=True)
+    return ResponseFormat(type="json_schema", json_schema=schema)

@@ -1,0 +1,217 @@
+"""Canonical results and stream events -> Anthropic Messages responses and SSE streams.
+
+A stream is `message_start`, then content blocks (`content_block_start`, deltas,
+`content_block_stop`), then `message_delta` (stop reason, usage) and `message_stop`. A block stays
+open while events of its kind keep coming and closes when another kind starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from llmbridge.canonical import (
+    ChatResult,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ReasoningPart,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+    Usage,
+    UsageEvent,
+)
+from llmbridge.errors import BridgeError, CapacityExhausted
+from llmbridge.formats.base import StreamRenderer, dumps
+from llmbridge.formats.openai_parse import join_tool_call_id
+
+STOP_REASONS: dict[FinishReason, str] = {
+    "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+    "stop_sequence": "stop_sequence", "content_filter": "refusal", "error": "end_turn",
+}
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               500: "api_error", 502: "api_error", 503: "overloaded_error", 504: "timeout_error",
+               529: "overloaded_error"}
+
+BlockKind = Literal["text", "thinking", "tool_use"]
+
+
+def message_id(response_id: str) -> str:
+    return response_id if response_id.startswith("msg_") else f"msg_{response_id}"
+
+
+def error_type(status: int, error: BridgeError | None = None) -> str:
+    if isinstance(error, CapacityExhausted):
+        return "overloaded_error"
+    return ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def error_payload(status: int, message: str, error: BridgeError | None = None) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type(status, error), "message": message}}
+
+
+def render_usage(usage: Usage | None) -> dict[str, int]:
+    """Canonical input_tokens counts every prompt token; Anthropic's counts only those neither read
+    from nor written to the cache (its total is the sum of the three)."""
+    usage = usage or Usage()
+    fresh = usage.input_tokens - usage.cached_tokens - usage.cache_creation_tokens
+    return {"input_tokens": max(0, fresh), "output_tokens": usage.output_tokens,
+            "cache_read_input_tokens": usage.cached_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_tokens}
+
+
+def tool_use_id(call_id: str, provider_metadata: dict[str, Any]) -> str:
+    """Gemini's thoughtSignature rides in the id, which Anthropic clients send back verbatim."""
+    signature = (provider_metadata.get("gemini") or {}).get("thought_signature")
+    return join_tool_call_id(call_id, signature)
+
+
+def render_block(part: TextPart | ReasoningPart | ToolCallPart) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ToolCallPart):
+        return {"type": "tool_use", "id": tool_use_id(part.id, part.provider_metadata),
+                "name": part.name, "input": part.arguments}
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.redacted}
+    if not part.text and not part.signature:
+        return None
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+
+
+def render_message(result: ChatResult) -> dict[str, Any]:
+    blocks = [b for b in (render_block(p) for p in result.parts) if b is not None]
+    return {
+        "id": message_id(result.id), "type": "message", "role": "assistant", "model": result.model,
+        "content": blocks, "stop_reason": STOP_REASONS[result.finish_reason],
+        "stop_sequence": result.stop_sequence if result.finish_reason == "stop_sequence" else None,
+        "usage": render_usage(result.usage),
+    }
+
+
+def frame(kind: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + dumps({"type": kind, **payload}) + b"\n\n"
+
+
+class AnthropicStreamRenderer(StreamRenderer):
+    """One response's canonical events as Anthropic's SSE event sequence."""
+
+    def __init__(self, response_id: str, model: str, input_tokens: int | None = None) -> None:
+        self.id = message_id(response_id)
+        self.model = model
+        self.input_tokens = input_tokens or 0
+        self._index = -1  # index of the last block started
+        self._open: BlockKind | None = None
+        self._signed = False  # the open thinking block has its signature: new thinking starts anew
+        self._tool_blocks: dict[int, int] = {}  # canonical tool index -> block index
+        self._finish: Finish | None = None
+        self._usage: Usage | None = None
+        self._ended = False
+
+    def start(self) -> bytes:
+        usage = {"input_tokens": self.input_tokens, "output_tokens": 0}
+        return frame("message_start", {"message": {
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": usage}})
+
+    def feed(self, event: StreamEvent) -> bytes:
+        if self._ended:
+            return b""
+        match event:
+            case TextDelta():
+                return self._text(event.text)
+            case ReasoningDelta():
+                return self._reasoning(event)
+            case ToolCallStart():
+                return self._tool_start(event)
+            case ToolCallDelta():
+                return self._tool_delta(event)
+            case UsageEvent():
+                self._usage = event.usage
+            case Finish():
+                self._finish = event
+            case StreamError():
+                self._ended = True
+                return frame("error", {"error": error_payload(event.status, event.message)["error"]})
+        return b""
+
+    def close(self) -> bytes:
+        if self._ended:
+            return b""
+        self._ended = True
+        stop = self._stop_reason()
+        delta = {"stop_reason": STOP_REASONS[stop],
+                 "stop_sequence": self._finish.stop_sequence if self._finish and stop == "stop_sequence"
+                 else None}
+        return (self._close_block() + frame("message_delta", {"delta": delta,
+                                                              "usage": render_usage(self._usage)})
+                + frame("message_stop", {}))
+
+    def error(self, error: BridgeError) -> bytes:
+        self._ended = True
+        return frame("error", {"error": error_payload(error.status, error.message, error)["error"]})
+
+    def keepalive(self) -> bytes:
+        return frame("ping", {})
+
+    # --- blocks -----------------------------------------------------------------------------------
+
+    def _stop_reason(self) -> FinishReason:
+        reason = self._finish.reason if self._finish else "stop"
+        return "tool_calls" if reason == "stop" and self._tool_blocks else reason
+
+    def _close_block(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        return frame("content_block_stop", {"index": self._index})
+
+    def _start_block(self, kind: BlockKind | None, block: dict[str, Any]) -> bytes:
+        out = self._close_block()
+        self._index += 1
+        self._open = kind
+        self._signed = False
+        return out + frame("content_block_start", {"index": self._index, "content_block": block})
+
+    def _delta(self, delta: dict[str, Any], index: int | None = None) -> bytes:
+        return frame("content_block_delta", {"index": self._index if index is None else index,
+                                             "delta": delta})
+
+    def _text(self, text: str) -> bytes:
+        out = b"" if self._open == "text" else self._start_block("text", {"type": "text", "text": ""})
+        return out + (self._delta({"type": "text_delta", "text": text}) if text else b"")
+
+    def _reasoning(self, event: ReasoningDelta) -> bytes:
+        if event.redacted:
+            block = {"type": "redacted_thinking", "data": event.redacted}
+            return self._start_block(None, block) + frame("content_block_stop", {"index": self._index})
+        if not event.text and not event.signature:
+            return b""  # nothing an Anthropic client can hold (e.g. another provider's metadata)
+        out = b""
+        if self._open != "thinking" or (self._signed and event.text):
+            out = self._start_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        if event.text:
+            out += self._delta({"type": "thinking_delta", "thinking": event.text})
+        if event.signature:
+            out += self._delta({"type": "signature_delta", "signature": event.signature})
+            self._signed = True
+        return out
+
+    def _tool_start(self, event: ToolCallStart) -> bytes:
+        block = {"type": "tool_use", "id": tool_use_id(event.id, event.provider_metadata),
+                 "name": event.name, "input": {}}
+        out = self._start_block("tool_use", block)
+        self._tool_blocks[event.index] = self._index
+        return out
+
+    def _tool_delta(self, event: ToolCallDelta) -> bytes:
+        index = self._tool_blocks.get(event.index)
+        if index is None or not event.arguments:
+            return b""  # arguments for a call never started: nothing to attach them to
+        # A delta for an earlier, already closed call (interleaved parallel calls) keeps its index.
+        return self._delta({"type": "input_json_delta", "partial_json": event.arguments}, index)

@@ -1,0 +1,316 @@
+"""Gemini API request (`models/{model}:generateContent`) -> canonical `ChatRequest`.
+
+Fields are read in camelCase or snake_case, as the REST API accepts both. `thoughtSignature`s go to
+the part's `provider_metadata["gemini"]["thought_signature"]`. Tool call ids are optional in Gemini:
+missing ones are generated deterministically (`call_<n>`, so a resent history hashes the same) and a
+`functionResponse` without an id answers the earliest unanswered call of the same name.
+`safetySettings` are accepted and ignored: the backends apply their own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from llmbridge.canonical import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    Part,
+    Reasoning,
+    ReasoningEffort,
+    ReasoningPart,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCallPart,
+    ToolChoice,
+    ToolResultPart,
+)
+from llmbridge.formats.fields import as_dict, as_list, at, field, get_bool, get_float, get_int, invalid, root
+
+UNSUPPORTED_TOOLS = ("googleSearch", "googleSearchRetrieval", "codeExecution", "urlContext",
+                     "retrieval", "computerUse", "fileSearch", "googleMaps", "enterpriseWebSearch")
+UNSUPPORTED_PARTS = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
+THINKING_LEVELS: dict[str, ReasoningEffort] = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium",
+                                               "HIGH": "high"}
+SCHEMA_CHILDREN = ("items", "anyOf", "oneOf", "allOf", "not", "additionalProperties", "prefixItems")
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def camel_keys(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy with snake_case keys spelled in camelCase (a camelCase key wins over its twin)."""
+    out = {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): v for k, v in obj.items()}
+    out.update({k: v for k, v in obj.items() if k in out})
+    return out
+
+
+def get(obj: dict[str, Any], name: str) -> Any:
+    """obj[name] in camelCase, or its snake_case spelling."""
+    value = obj.get(name)
+    return value if value is not None else obj.get(snake(name))
+
+
+def model_name(model: str) -> str:
+    return model.removeprefix("models/")
+
+
+class CallLedger:
+    """Pairs functionResponses with the functionCalls they answer, generating missing ids."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._open: list[tuple[str, str]] = []  # (id, name) of calls not yet answered
+
+    def call(self, name: str, call_id: str | None) -> str:
+        call_id = call_id or f"call_{self._count}"
+        self._count += 1
+        self._open.append((call_id, name))
+        return call_id
+
+    def answer(self, name: str, call_id: str | None) -> str:
+        for i, (open_id, open_name) in enumerate(self._open):
+            if open_id == call_id or (call_id is None and open_name == name):
+                del self._open[i]
+                return open_id
+        return call_id or self.call(name, None)  # answers no call we saw: keep it paired anyway
+
+
+def parse_generate_request(body: Any, *, model: str | None, stream: bool) -> ChatRequest:
+    body = camel_keys(root(body))
+    name = model or body.get("model")
+    if not isinstance(name, str) or not name:
+        raise invalid("model", "field required")
+    if get(body, "cachedContent"):
+        raise invalid("cachedContent", "cached content is not supported")
+    ledger = CallLedger()
+    contents = field(body, "contents", "", list, required=True)
+    config = camel_keys(as_dict(body.get("generationConfig") or {}, "generationConfig"))
+    return ChatRequest(
+        model=model_name(name),
+        system=_system(get(body, "systemInstruction")),
+        messages=[_content(c, at("contents", i), ledger) for i, c in enumerate(contents)],
+        tools=_tools(get(body, "tools")),
+        tool_choice=_tool_choice(get(body, "toolConfig")),
+        stream=stream,
+        **_generation(config),
+    )
+
+
+def _system(raw: Any) -> list[TextPart]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [TextPart(text=raw)]
+    content = as_dict(raw, "systemInstruction")
+    parts = as_list(get(content, "parts") or [], "systemInstruction.parts")
+    texts = [as_dict(p, at("systemInstruction.parts", i)) for i, p in enumerate(parts)]
+    return [TextPart(text=t["text"]) for t in texts if isinstance(t.get("text"), str)]
+
+
+# --- contents --------------------------------------------------------------------------------------
+
+
+def _content(raw: Any, path: str, ledger: CallLedger) -> Message:
+    content = as_dict(raw, path)
+    role_name = content.get("role") or "user"
+    role = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}.get(role_name)
+    if role is None:
+        raise invalid(at(path, "role"), f"expected 'user' or 'model', got {role_name!r}")
+    parts = as_list(get(content, "parts") or [], at(path, "parts"))
+    parsed = [_part(p, at(at(path, "parts"), i), role, ledger) for i, p in enumerate(parts)]
+    return Message(role=role, parts=[p for p in parsed if p is not None])
+
+
+def _part(raw: Any, path: str, role: str, ledger: CallLedger) -> Part | None:
+    part = as_dict(raw, path)
+    signature = get(part, "thoughtSignature")
+    meta = {"gemini": {"thought_signature": signature}} if signature else {}
+    for key in UNSUPPORTED_PARTS:
+        if get(part, key) is not None:
+            raise invalid(at(path, key), f"{key} parts are not supported")
+    if isinstance(part.get("text"), str):
+        if part.get("thought"):
+            return ReasoningPart(text=part["text"], provider_metadata=meta)
+        return TextPart(text=part["text"], provider_metadata=meta)
+    if get(part, "inlineData") is not None:
+        data = as_dict(get(part, "inlineData"), at(path, "inlineData"))
+        return ImagePart(media_type=get(data, "mimeType") or "image/png", data=str(data.get("data", "")),
+                         provider_metadata=meta)
+    if get(part, "fileData") is not None:
+        data = as_dict(get(part, "fileData"), at(path, "fileData"))
+        uri = get(data, "fileUri")
+        if not isinstance(uri, str):
+            raise invalid(at(path, "fileData.fileUri"), "field required")
+        return ImagePart(media_type=get(data, "mimeType") or "image/png", url=uri, provider_metadata=meta)
+    if get(part, "functionCall") is not None:
+        return _function_call(get(part, "functionCall"), at(path, "functionCall"), role, ledger, meta)
+    if get(part, "functionResponse") is not None:
+        return _function_response(get(part, "functionResponse"), at(path, "functionResponse"), role,
+                                  ledger)
+    # A part carrying only a signature (or a bare thought flag) keeps the signature as empty thinking.
+    return ReasoningPart(provider_metadata=meta) if meta else None
+
+
+def _name(obj: dict[str, Any], path: str) -> str:
+    name = field(obj, "name", path, str, required=True)
+    return str(name)
+
+
+def _function_call(raw: Any, path: str, role: str, ledger: CallLedger,
+                   meta: dict[str, Any]) -> ToolCallPart:
+    if role != "assistant":
+        raise invalid(path, "functionCall parts belong in model turns")
+    call = as_dict(raw, path)
+    name = _name(call, path)
+    return ToolCallPart(id=ledger.call(name, field(call, "id", path, str)), name=name,
+                        arguments=field(call, "args", path, dict) or {}, provider_metadata=meta)
+
+
+def _function_response(raw: Any, path: str, role: str, ledger: CallLedger) -> ToolResultPart:
+    """The response object is given to the model as JSON text; `{"error": ...}` marks a failure."""
+    if role != "user":
+        raise invalid(path, "functionResponse parts belong in user turns")
+    response = as_dict(raw, path)
+    name = _name(response, path)
+    value = response.get("response") if response.get("response") is not None else {}
+    content: list[TextPart | ImagePart] = [TextPart(text=json.dumps(value, ensure_ascii=False))]
+    for i, extra in enumerate(as_list(response.get("parts") or [], at(path, "parts"))):
+        inline = get(as_dict(extra, at(at(path, "parts"), i)), "inlineData")
+        if isinstance(inline, dict):
+            content.append(ImagePart(media_type=get(inline, "mimeType") or "image/png",
+                                     data=str(inline.get("data", ""))))
+    is_error = isinstance(value, dict) and set(value) == {"error"}
+    return ToolResultPart(tool_call_id=ledger.answer(name, field(response, "id", path, str)), name=name,
+                          content=content, is_error=is_error)
+
+
+# --- tools -----------------------------------------------------------------------------------------
+
+
+def openapi_to_json_schema(schema: Any) -> Any:
+    """Gemini's OpenAPI subset -> JSON Schema: type names lowercased ("OBJECT" -> "object")."""
+    if isinstance(schema, list):
+        return [openapi_to_json_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "type" and isinstance(value, str):
+            out[key] = value.lower()
+        elif key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            out[key] = {name: openapi_to_json_schema(s) for name, s in value.items()}
+        elif key in SCHEMA_CHILDREN:
+            out[key] = openapi_to_json_schema(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _tools(raw: Any) -> list[Tool]:
+    tools: list[Tool] = []
+    for i, entry in enumerate(as_list(raw or [], "tools")):
+        path = at("tools", i)
+        entry = as_dict(entry, path)
+        for key in UNSUPPORTED_TOOLS:
+            if get(entry, key) is not None:
+                raise invalid(at(path, key), f"the built-in tool {key} is not supported")
+        where = at(path, "functionDeclarations")
+        declarations = as_list(get(entry, "functionDeclarations") or [], where)
+        tools += [_declaration(d, at(where, j)) for j, d in enumerate(declarations)]
+    return tools
+
+
+def _declaration(raw: Any, path: str) -> Tool:
+    decl = as_dict(raw, path)
+    schema = get(decl, "parametersJsonSchema")
+    if schema is None and get(decl, "parameters") is not None:
+        schema = openapi_to_json_schema(as_dict(get(decl, "parameters"), at(path, "parameters")))
+    tool = Tool(name=_name(decl, path), description=field(decl, "description", path, str) or "")
+    if schema is not None:
+        tool.parameters = as_dict(schema, at(path, "parametersJsonSchema"))
+    return tool
+
+
+def _tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    config = get(as_dict(raw, "toolConfig"), "functionCallingConfig")
+    if config is None:
+        return None
+    path = "toolConfig.functionCallingConfig"
+    config = as_dict(config, path)
+    mode = str(config.get("mode") or "AUTO").upper()
+    allowed = as_list(get(config, "allowedFunctionNames") or [], at(path, "allowedFunctionNames"))
+    if mode == "NONE":
+        return ToolChoice(mode="none")
+    if mode == "ANY":
+        return ToolChoice(mode="tool", name=allowed[0]) if len(allowed) == 1 else ToolChoice(mode="required")
+    if mode in ("AUTO", "VALIDATED", "MODE_UNSPECIFIED"):
+        return ToolChoice(mode="auto")
+    raise invalid(at(path, "mode"), f"expected AUTO, ANY, NONE or VALIDATED, got {mode!r}")
+
+
+# --- generation config -----------------------------------------------------------------------------
+
+
+def _generation(config: dict[str, Any]) -> dict[str, Any]:
+    path = "generationConfig"
+    count = get_int(config, "candidateCount", path)
+    if count is not None and count > 1:
+        raise invalid(at(path, "candidateCount"), "only one candidate is supported")
+    top_k = get_float(config, "topK", path)
+    stops = as_list(get(config, "stopSequences") or [], at(path, "stopSequences"))
+    return {
+        "temperature": get_float(config, "temperature", path),
+        "top_p": get_float(config, "topP", path),
+        "top_k": int(top_k) if top_k is not None else None,
+        "max_tokens": get_int(config, "maxOutputTokens", path),
+        "stop": [str(s) for s in stops],
+        "seed": get_int(config, "seed", path),
+        "presence_penalty": get_float(config, "presencePenalty", path),
+        "frequency_penalty": get_float(config, "frequencyPenalty", path),
+        "response_format": _response_format(config),
+        "reasoning": _thinking(get(config, "thinkingConfig")),
+    }
+
+
+def _response_format(config: dict[str, Any]) -> ResponseFormat | None:
+    path = "generationConfig"
+    mime = get(config, "responseMimeType")
+    schema = get(config, "responseJsonSchema")
+    if schema is None and get(config, "responseSchema") is not None:
+        schema = openapi_to_json_schema(as_dict(get(config, "responseSchema"), at(path, "responseSchema")))
+    if mime in (None, "text/plain") and schema is None:
+        return None
+    if mime not in (None, "application/json"):
+        raise invalid(at(path, "responseMimeType"), f"{mime!r} is not supported (text/plain or "
+                                                    "application/json)")
+    if schema is None:
+        return ResponseFormat(type="json_object")
+    schema = as_dict(schema, at(path, "responseJsonSchema"))
+    return ResponseFormat(type="json_schema", name="response", json_schema=schema)
+
+
+def _thinking(raw: Any) -> Reasoning | None:
+    """thinkingBudget: -1 dynamic, 0 off, N a budget; thinkingLevel: an effort."""
+    if raw is None:
+        return None
+    path = "generationConfig.thinkingConfig"
+    config = camel_keys(as_dict(raw, path))
+    budget = get_int(config, "thinkingBudget", path)
+    level = get(config, "thinkingLevel")
+    effort: ReasoningEffort | None = None
+    if isinstance(level, str) and level.upper() in THINKING_LEVELS:
+        effort = THINKING_LEVELS[level.upper()]
+    elif level not in (None, "THINKING_LEVEL_UNSPECIFIED"):
+        raise invalid(at(path, "thinkingLevel"), f"expected one of {sorted(THINKING_LEVELS)}")
+    if budget == 0:
+        effort = "none"
+    include = get_bool(config, "includeThoughts", path)
+    return Reasoning(effort=effort, budget_tokens=budget if budget and budget > 0 else None,
+                     include_thoughts=include)

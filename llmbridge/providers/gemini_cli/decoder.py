@@ -1,0 +1,175 @@
+"""Code Assist SSE bytes -> canonical stream events.
+
+Each SSE `data:` is one envelope `{response: {candidates, usageMetadata, modelVersion}, traceId}`;
+each chunk carries only new parts (text deltas, whole thoughts, whole function calls). The stream
+has no end marker: a `finishReason` is the only proof that the answer is complete, so a stream that
+ends without one is reported as cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from llmbridge.canonical import (
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ResponseMeta,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageEvent,
+)
+from llmbridge.providers.gemini_cli.errors import classify
+from llmbridge.sse import SSEDecoder
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "MALFORMED_FUNCTION_CALL": "error",
+    "UNEXPECTED_TOOL_CALL": "error",
+    "TOO_MANY_TOOL_CALLS": "error",
+    "LANGUAGE": "error",
+    "OTHER": "error",
+    "FINISH_REASON_UNSPECIFIED": "error",
+}
+
+
+CUT_MESSAGE = "the upstream stream was cut before Gemini finished its answer"
+
+
+def gemini_metadata(signature: str | None) -> dict[str, Any]:
+    """Where a thoughtSignature travels on canonical parts and events."""
+    return {"gemini": {"thought_signature": signature}} if signature else {}
+
+
+def new_call_id() -> str:
+    return "call_" + os.urandom(12).hex()
+
+
+class CodeAssistDecoder:
+    """One per upstream response: `feed(bytes)` as they arrive, `close()` at the end of the body."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._response_id: str | None = None
+        self._model: str | None = None
+        self._tool_calls = 0
+        self._finished = False
+        self._failed = False
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        return [e for event in self._sse.feed(data) for e in self._envelope(event.data)]
+
+    def close(self) -> list[StreamEvent]:
+        events = [e for event in self._sse.close() for e in self._envelope(event.data)]
+        if not self._finished and not self._failed:
+            self._failed = True
+            events.append(StreamError(kind="upstream_unavailable", status=502, message=CUT_MESSAGE))
+        return events
+
+    def _envelope(self, data: str) -> list[StreamEvent]:
+        try:
+            envelope = json.loads(data)
+        except ValueError:
+            return []  # the official client drops unparsable chunks too
+        if isinstance(envelope, list) and envelope:
+            envelope = envelope[0]
+        if not isinstance(envelope, dict):
+            return []
+        if "error" in envelope:
+            return self._error(envelope)
+        response = envelope.get("response", envelope)  # tolerate an unwrapped chunk
+        if not isinstance(response, dict):
+            return []
+        response_id = envelope.get("traceId") or response.get("responseId")
+        events = self._meta(response_id, response.get("modelVersion"))
+        return events + self._response(response)
+
+    def _error(self, envelope: dict[str, Any]) -> list[StreamEvent]:
+        self._failed = True
+        error = envelope["error"]
+        if not isinstance(error, dict):
+            error = {"message": str(error)}
+        classified = classify(int(error.get("code") or 500), {"error": error})
+        return [StreamError(kind=classified.kind, message=classified.message, status=classified.status)]
+
+    def _meta(self, response_id: Any, model: Any) -> list[StreamEvent]:
+        new_id = isinstance(response_id, str) and response_id != self._response_id
+        new_model = isinstance(model, str) and model != self._model
+        if not (new_id or new_model):
+            return []
+        self._response_id = response_id if new_id else self._response_id
+        self._model = model if new_model else self._model
+        return [ResponseMeta(response_id=self._response_id, model=self._model)]
+
+    def _response(self, response: dict[str, Any]) -> list[StreamEvent]:
+        candidates = response.get("candidates") or []
+        candidate = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+        content = candidate.get("content") or {}
+        events: list[StreamEvent] = []
+        for part in content.get("parts") or []:
+            if isinstance(part, dict):
+                events += self._part(part)
+        events += self._usage(response.get("usageMetadata"))
+        events += self._finish(candidate.get("finishReason"), response.get("promptFeedback"))
+        return events
+
+    def _part(self, part: dict[str, Any]) -> list[StreamEvent]:
+        signature = part.get("thoughtSignature")
+        metadata = gemini_metadata(signature)
+        if isinstance(part.get("functionCall"), dict):
+            return self._call(part["functionCall"], metadata)
+        text = part.get("text")
+        if part.get("thought") is True:
+            return [ReasoningDelta(text=text or "", signature=signature, provider_metadata=metadata)]
+        if isinstance(text, str) and (text or metadata):
+            return [TextDelta(text=text, provider_metadata=metadata)]
+        return []
+
+    def _call(self, call: dict[str, Any], metadata: dict[str, Any]) -> list[StreamEvent]:
+        index = self._tool_calls
+        self._tool_calls += 1
+        call_id = call.get("id") or new_call_id()
+        args = call.get("args") if isinstance(call.get("args"), dict) else {}
+        arguments = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
+        name = str(call.get("name", ""))
+        return [ToolCallStart(index=index, id=call_id, name=name, provider_metadata=metadata),
+                ToolCallDelta(index=index, arguments=arguments)]
+
+    def _usage(self, meta: Any) -> list[StreamEvent]:
+        if not isinstance(meta, dict) or not ("promptTokenCount" in meta or "candidatesTokenCount" in meta):
+            return []  # early chunks carry only {trafficType}
+        thoughts = int(meta.get("thoughtsTokenCount") or 0)
+        usage = Usage(input_tokens=int(meta.get("promptTokenCount") or 0),
+                      output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
+                      cached_tokens=int(meta.get("cachedContentTokenCount") or 0),
+                      reasoning_tokens=thoughts)
+        return [UsageEvent(usage=usage)]
+
+    def _finish(self, raw: Any, feedback: Any) -> list[StreamEvent]:
+        if not raw and isinstance(feedback, dict) and feedback.get("blockReason"):
+            raw = feedback["blockReason"]  # the prompt itself was blocked: no candidate at all
+            reason: FinishReason = "content_filter"
+        elif isinstance(raw, str) and raw:
+            reason = FINISH_REASONS.get(raw, "error")
+        else:
+            return []
+        if self._finished:
+            return []
+        self._finished = True
+        if reason == "stop" and self._tool_calls:
+            reason = "tool_calls"
+        return [Finish(reason=reason, raw_reason=str(raw))]

@@ -1,0 +1,208 @@
+"""Classifies Code Assist failures (google.rpc.Status JSON) into the bridge's error tree.
+
+The bodies look like `{"error": {"code", "message", "status", "details": [...]}}` (streaming
+endpoints sometimes wrap that object in a one-element list). The details carry what the pool needs:
+an ErrorInfo `reason` (RATE_LIMIT_EXCEEDED, QUOTA_EXHAUSTED, ...), a RetryInfo `retryDelay` and
+QuotaFailure violations. The thresholds follow the Gemini CLI's own `googleQuotaErrors.ts`: a wait
+longer than 5 minutes or a per-day quota id means the daily quota is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmbridge.errors import (
+    AccountUnusable,
+    BridgeError,
+    CapacityExhausted,
+    ContextTooLong,
+    ModelNotFound,
+    QuotaExhausted,
+    RateLimited,
+    UpstreamAuthError,
+    UpstreamBadRequest,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+TERMINAL_DELAY_SECONDS = 300.0
+_TYPE_PREFIX = "type.googleapis.com/google.rpc."
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_RESET_IN_MESSAGE = re.compile(r"reset after ([0-9hms.µun]+)")
+RELOGIN_HINT = "log in again with the Gemini CLI (run `gemini` and choose \"Login with Google\")"
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go/protobuf duration such as "539.477544ms", "13h19m1.2s" or "0.5s"."""
+    text = text.strip().rstrip(".,")
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) and pos > 0 else None
+
+
+@dataclass
+class GoogleStatus:
+    """The parts of a google.rpc.Status that matter for classification."""
+
+    code: int
+    message: str = ""
+    status: str = ""
+    reason: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    retry_delay: float | None = None
+    quota_ids: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+
+def parse_status(http_status: int, body: bytes | str | Any) -> GoogleStatus:
+    """Tolerant reader: a body that is not google.rpc.Status JSON keeps its text as the message."""
+    error = _error_object(body)
+    if error is None:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        return GoogleStatus(code=http_status, message=text.strip()[:500])
+    status = GoogleStatus(code=int(error.get("code") or http_status), message=str(error.get("message", "")),
+                          status=str(error.get("status", "")))
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict):
+            _read_detail(status, detail)
+    return status
+
+
+def _error_object(body: bytes | str | Any) -> dict[str, Any] | None:
+    value = body
+    if isinstance(body, (bytes, str)):
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return None
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, dict) and isinstance(value.get("error"), dict):
+        return value["error"]
+    return None
+
+
+def _read_detail(status: GoogleStatus, detail: dict[str, Any]) -> None:
+    kind = str(detail.get("@type", "")).removeprefix(_TYPE_PREFIX)
+    if kind == "ErrorInfo":
+        status.reason = detail.get("reason") or status.reason
+        status.metadata.update({k: str(v) for k, v in (detail.get("metadata") or {}).items()})
+    elif kind == "RetryInfo" and isinstance(detail.get("retryDelay"), str):
+        status.retry_delay = parse_duration(detail["retryDelay"])
+    elif kind == "QuotaFailure":
+        status.quota_ids += [str(v.get("quotaId", "")) for v in detail.get("violations") or []]
+    elif kind == "Help":
+        status.links += [str(link.get("url")) for link in detail.get("links") or [] if link.get("url")]
+
+
+def classify(http_status: int, body: bytes | str | Any, retry_after_header: str | None = None) -> BridgeError:
+    """The bridge error for a failed Code Assist call, with a message a person can act on."""
+    status = parse_status(http_status, body)
+    if http_status == 401:
+        return UpstreamAuthError(f"Google rejected the access token: {status.message or 'unauthenticated'}",
+                                 code=status.status or None)
+    if http_status == 403:
+        return _forbidden(status)
+    if http_status == 429 or status.status == "RESOURCE_EXHAUSTED":
+        return _exhausted(status, retry_after_header)
+    if http_status == 404:
+        return ModelNotFound(f"Code Assist does not know this model or it is not available to this account: "
+                             f"{status.message}", code=status.status or None)
+    if 400 <= http_status < 500 and http_status != 499:
+        return _bad_request(status)
+    return _server_side(http_status, status)
+
+
+def _forbidden(status: GoogleStatus) -> BridgeError:
+    message = status.message
+    if status.reason == "VALIDATION_REQUIRED":
+        url = status.metadata.get("validation_link") or next(iter(status.links), None)
+        where = f" at {url}" if url else ""
+        return AccountUnusable(f"Google requires this account to be verified: open{where} in a browser, "
+                               f"complete the check, then retry ({message})", code=status.reason)
+    if "has not been used in project" in message or "is disabled" in message:
+        return AccountUnusable(f"The Google Cloud project of this account does not have the Gemini for "
+                               f"Google Cloud API enabled; enable it or remove `project` from the account "
+                               f"({message})",
+                               code=status.reason or status.status or None)
+    if "no longer supported" in message.lower():
+        return AccountUnusable(f"Google no longer serves this account through the Gemini CLI: {message}",
+                               code=status.reason or status.status or None)
+    return AccountUnusable(f"Google refused access for this account: {message or 'permission denied'}",
+                           code=status.reason or status.status or None)
+
+
+def _reset_delay(status: GoogleStatus, retry_after_header: str | None) -> float | None:
+    if status.retry_delay is not None:
+        return status.retry_delay
+    if "quotaResetDelay" in status.metadata:
+        return parse_duration(status.metadata["quotaResetDelay"])
+    found = _RESET_IN_MESSAGE.search(status.message)
+    if found and (delay := parse_duration(found.group(1))) is not None:
+        return delay
+    if retry_after_header and retry_after_header.strip().isdigit():
+        return float(retry_after_header)
+    return None
+
+
+def _exhausted(status: GoogleStatus, retry_after_header: str | None) -> BridgeError:
+    delay = _reset_delay(status, retry_after_header)
+    reason = status.reason or status.status or None
+    if status.reason in ("MODEL_CAPACITY_EXHAUSTED", "MODEL_CAPACITY_EXCEEDED"):
+        return CapacityExhausted(f"Google has no capacity for this model right now; try another model or "
+                                 f"retry later ({status.message})", retry_after=delay, code=reason)
+    if status.reason == "INSUFFICIENT_G1_CREDITS_BALANCE":
+        return QuotaExhausted(f"The Google One AI credits of this account are used up ({status.message})",
+                              retry_after=delay, code=reason)
+    daily = any("PerDay" in q or "Daily" in q for q in status.quota_ids)
+    if status.reason == "QUOTA_EXHAUSTED" or daily or (delay is not None and delay > TERMINAL_DELAY_SECONDS):
+        when = f"; it resets in {_human(delay)}" if delay is not None else ""
+        return QuotaExhausted(f"The Code Assist quota of this account is used up{when} ({status.message})",
+                              retry_after=delay, code=reason)
+    return RateLimited(f"Code Assist rate limit hit; retry in {_human(delay or 1.0)} ({status.message})",
+                       retry_after=delay, code=reason)
+
+
+def _bad_request(status: GoogleStatus) -> BridgeError:
+    message = status.message or "bad request"
+    low = message.lower()
+    if "exceeds the maximum number of tokens" in low or "input token count" in low:
+        return ContextTooLong(f"The conversation is too long for this model: {message}",
+                              code=status.status or None)
+    if "location is not supported" in low:
+        return AccountUnusable(f"Google does not serve this account from its location: {message}",
+                               code=status.status or None)
+    return UpstreamBadRequest(f"Code Assist rejected the request: {message}", code=status.status or None)
+
+
+def _server_side(http_status: int, status: GoogleStatus) -> BridgeError:
+    message = status.message or f"HTTP {http_status}"
+    if http_status == 503 or status.status == "UNAVAILABLE":
+        return CapacityExhausted(f"Code Assist is overloaded or unavailable; retry shortly ({message})",
+                                 retry_after=status.retry_delay, code=status.status or None)
+    if http_status == 504 or status.status == "DEADLINE_EXCEEDED":
+        return UpstreamTimeout(f"Code Assist timed out ({message})", code=status.status or None)
+    if http_status >= 500 or http_status == 499:
+        return UpstreamUnavailable(f"Code Assist failed with HTTP {http_status} ({message})",
+                                   code=status.status or None)
+    return UpstreamError(f"Code Assist answered HTTP {http_status} ({message})", code=status.status or None)
+
+
+def _human(seconds: float | None) -> str:
+    if seconds is None:
+        return "a while"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min"

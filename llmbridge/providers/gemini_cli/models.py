@@ -1,0 +1,87 @@
+"""The models Code Assist serves, and what each of them allows.
+
+The list follows the official Gemini CLI (`config/models.ts`, wire-formats 1.5); aliases such as
+`pro` or `auto` are resolved client-side by the CLI and are not names the server knows, so they are
+not offered here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmbridge.canonical import ModelInfo
+
+PROVIDER = "gemini-cli"
+_MILLION = 1_048_576
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    context_window: int | None = _MILLION
+    max_output_tokens: int | None = 65_536
+
+
+KNOWN_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("gemini-2.5-pro"),
+    ModelSpec("gemini-2.5-flash"),
+    ModelSpec("gemini-3-pro-preview"),
+    ModelSpec("gemini-3.1-pro-preview"),
+    ModelSpec("gemini-3.1-pro-preview-customtools"),
+    ModelSpec("gemini-3-flash-preview"),
+    ModelSpec("gemini-3.5-flash"),
+    ModelSpec("gemini-3-flash"),
+    ModelSpec("gemini-3.1-flash-lite"),
+    ModelSpec("gemma-4-31b-it", context_window=None, max_output_tokens=None),
+    ModelSpec("gemma-4-26b-a4b-it", context_window=None, max_output_tokens=None),
+)
+_BY_ID = {spec.id: spec for spec in KNOWN_MODELS}
+
+# The CLI renames some public names before it calls Code Assist (CCPA_AI_MODEL_MAPPINGS).
+UPSTREAM_NAMES = {"gemini-3.5-flash": "gemini-3-flash"}
+
+
+def model_list(restrict: list[str] | None) -> list[ModelInfo]:
+    """The client-visible models: the official list, or exactly `restrict` when the account sets it
+    (so an account can also name a model released after this list was written)."""
+    names = restrict if restrict is not None else [spec.id for spec in KNOWN_MODELS]
+    return [_info(name) for name in names]
+
+
+def _info(name: str) -> ModelInfo:
+    spec = _BY_ID.get(name, ModelSpec(name, None, None))
+    return ModelInfo(id=name, provider=PROVIDER, display_name=name,
+                     context_window=spec.context_window, max_output_tokens=spec.max_output_tokens)
+
+
+def upstream_name(model: str) -> str:
+    """The id Code Assist expects for a client model name."""
+    bare = model.removeprefix("models/")
+    return UPSTREAM_NAMES.get(bare, bare)
+
+
+def is_gemini3(model: str) -> bool:
+    """Gemini 3 models think in levels and demand thought signatures on function calls."""
+    return model.startswith("gemini-3")
+
+
+def is_gemma(model: str) -> bool:
+    return model.startswith("gemma-")
+
+
+@dataclass(frozen=True)
+class BudgetRange:
+    """The thinkingBudget a Gemini 2.5 model accepts; `can_disable` when 0 turns thinking off."""
+
+    low: int
+    high: int
+    can_disable: bool
+
+
+def budget_range(model: str) -> BudgetRange:
+    """Documented Gemini 2.5 limits: Pro always thinks (128..32768); Flash (-Lite) may switch off."""
+    if "pro" in model:
+        return BudgetRange(128, 32_768, can_disable=False)
+    if "lite" in model:
+        return BudgetRange(512, 24_576, can_disable=True)
+    return BudgetRange(1, 24_576, can_disable=True)

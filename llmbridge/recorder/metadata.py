@@ -1,0 +1,183 @@
+"""What Datasette shows for a recordings database: titles, column descriptions and canned queries.
+
+`llmbridge browse` writes this as `metadata.yml` next to the database and starts Datasette with it;
+tests pass `build_metadata()` to an in-process `Datasette`. Core Datasette only (no plugins).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_ANSWER = ("(SELECT substr(group_concat(p.text, ''), 1, 200) FROM parts p "
+           "WHERE p.message_hash = e.response_message_hash AND p.type = 'text')")
+_PROMPT = ("(SELECT substr(group_concat(coalesce(p.text, '[' || p.type || ']'), ' '), 1, 200) FROM parts p "
+           "WHERE p.message_hash = e.request_message_hash)")
+
+QUERIES: dict[str, dict[str, Any]] = {
+    "recent_exchanges": {
+        "title": "Recent exchanges",
+        "description": "The latest 200 client requests, newest first, with the last prompt and the answer.",
+        "sql": f"""SELECT e.id, e.started_at, e.client_format, e.endpoint,
+  coalesce(e.model_served, e.model_requested) AS model, e.account, e.provider, e.attempt_count,
+  e.status, e.ttfb_ms, e.duration_ms, e.input_tokens, e.output_tokens, e.finish_reason, e.error_kind,
+  {_PROMPT} AS prompt, {_ANSWER} AS answer, e.response_message_hash
+FROM exchanges e ORDER BY e.started_at DESC LIMIT 200""",
+    },
+    "conversation": {
+        "title": "One conversation as a thread",
+        "description": "Walks the parent chain from a message hash (or an exchange id: its answer), "
+                       "root (the system prompt) first.",
+        "sql": """WITH RECURSIVE chain(hash, parent_hash, role, depth) AS (
+  SELECT hash, parent_hash, role, 0 FROM messages
+  WHERE hash = :hash OR hash = (SELECT coalesce(response_message_hash, request_message_hash)
+                                FROM exchanges WHERE id = :hash)
+  UNION ALL
+  SELECT m.hash, m.parent_hash, m.role, chain.depth + 1
+  FROM messages m JOIN chain ON m.hash = chain.parent_hash
+)
+SELECT chain.role,
+  (SELECT group_concat(piece, char(10)) FROM (
+     SELECT CASE WHEN p.type = 'reasoning' THEN '(thinking) ' || p.text
+                 WHEN p.type = 'tool_call'
+                   THEN '[tool call ' || p.tool_name || '] ' || coalesce(p.payload, '')
+                 WHEN p.type = 'tool_result' THEN '[tool result ' || coalesce(p.tool_call_id, '') || '] '
+                                                  || coalesce(p.text, '')
+                 WHEN p.type = 'image' THEN '[image ' || coalesce(p.blob_hash, '') || ']'
+                 ELSE p.text END AS piece
+     FROM parts p WHERE p.message_hash = chain.hash ORDER BY p.position)) AS content,
+  chain.hash, m.first_exchange_id, m.created_at
+FROM chain JOIN messages m ON m.hash = chain.hash
+ORDER BY chain.depth DESC""",
+    },
+    "failures_by_account": {
+        "title": "Failures by account",
+        "description": "Failed upstream attempts grouped by account, provider and kind of failure.",
+        "sql": """SELECT account, provider, coalesce(error_kind, 'http ' || status) AS failure,
+  count(*) AS attempts, min(started_at) AS first_seen, max(started_at) AS last_seen
+FROM attempts WHERE error_kind IS NOT NULL OR status >= 400
+GROUP BY account, provider, failure ORDER BY attempts DESC""",
+    },
+    "tokens_per_model_per_day": {
+        "title": "Tokens per model per day",
+        "description": "Requests and token usage by UTC day and served model.",
+        "sql": """SELECT date(started_at) AS day, coalesce(model_served, model_requested) AS model,
+  count(*) AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+  sum(cached_tokens) AS cached_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+  sum(usage_estimated) AS estimated_rows
+FROM exchanges GROUP BY day, model ORDER BY day DESC, requests DESC""",
+    },
+    "slowest_ttfb": {
+        "title": "Slowest time to first byte",
+        "description": "The 100 exchanges that waited longest for their first byte.",
+        "sql": """SELECT id, started_at, coalesce(model_served, model_requested) AS model, account, provider,
+  stream, ttfb_ms, duration_ms, attempt_count, status
+FROM exchanges WHERE ttfb_ms IS NOT NULL ORDER BY ttfb_ms DESC LIMIT 100""",
+    },
+    "search": {
+        "title": "Search prompts and answers",
+        "description": "Full-text search (FTS5) over the text of every message part.",
+        "sql": """SELECT m.first_exchange_id AS exchange_id, m.role, p.type,
+  snippet(parts_fts, 0, '[', ']', '...', 24) AS snippet, p.message_hash, m.created_at
+FROM parts_fts JOIN parts p ON p.id = parts_fts.rowid JOIN messages m ON m.hash = p.message_hash
+WHERE parts_fts MATCH coalesce(nullif(escape_fts(:q), ''), '""') ORDER BY rank LIMIT 100""",
+    },
+}
+
+TABLES: dict[str, dict[str, Any]] = {
+    "exchanges": {
+        "title": "Exchanges",
+        "description": "One row per client request and everything done to answer it.",
+        "sort_desc": "started_at",
+        "columns": {
+            "id": "Sortable unique id (ms timestamp + randomness)",
+            "started_at": "When the client request arrived (UTC)",
+            "client_format": "The client's API dialect: openai, anthropic or gemini",
+            "endpoint": "Method and path the client called",
+            "key_label": "Label of the client API key used (never the key)",
+            "stream": "1 when the client asked for a streamed answer",
+            "model_requested": "Model the client asked for",
+            "model_served": "Model that answered, as the provider named it",
+            "provider": "Provider of the account that answered",
+            "account": "Account that answered (the last attempt)",
+            "attempt_count": "Upstream attempts made (see attempts)",
+            "status": "HTTP status sent to the client",
+            "ttfb_ms": "Milliseconds until the first byte went to the client",
+            "duration_ms": "Milliseconds until the exchange ended",
+            "finish_reason": "Why the answer ended: stop, length, tool_calls, ...",
+            "input_tokens": "Prompt tokens (including cached)",
+            "output_tokens": "Answer tokens (including reasoning)",
+            "cached_tokens": "Prompt tokens read from a cache",
+            "cache_creation_tokens": "Prompt tokens written to a cache",
+            "reasoning_tokens": "Answer tokens spent thinking",
+            "usage_estimated": "1 when the provider gave no counts and the bridge estimated them",
+            "error_kind": "Kind of failure (the bridge's error tree), if any",
+            "error_message": "The failure's message, secrets removed",
+            "client_disconnected": "1 when the client went away before the end (the answer is still whole)",
+            "response_id": "Id of the answer as sent to the client",
+            "request_message_hash": "Last message of the request (walk parent_hash for the history)",
+            "response_message_hash": "The answer, as a message whose parent is the request",
+            "request_json": "Canonical request without its messages (model, tools, options)",
+            "request_raw": "The client's request body as received, secrets removed",
+            "usage_json": "Usage as the bridge computed it",
+        },
+    },
+    "attempts": {
+        "title": "Upstream attempts",
+        "description": "One row per upstream request made for an exchange (one account tried once).",
+        "columns": {
+            "exchange_id": "The exchange this attempt served",
+            "position": "1 for the first attempt",
+            "url": "Upstream URL, secret query parameters removed",
+            "request_headers": "Headers sent upstream, secrets removed",
+            "request_json": "The translated request body sent upstream",
+            "status": "Upstream HTTP status",
+            "response_headers": "Upstream response headers, secrets removed",
+            "response_body": "Raw upstream bytes as received (export with llmbridge export-fixture)",
+            "response_size": "Bytes in response_body",
+            "ttfb_ms": "Milliseconds until the first upstream byte",
+            "error_kind": "How the attempt failed, if it did",
+        },
+    },
+    "messages": {
+        "title": "Messages (content-addressed)",
+        "description": "Each message once: hash over parent hash, role and parts. System prompts are "
+                       "the root of each chain.",
+        "columns": {
+            "hash": "b2: + BLAKE2b-128 of canonical JSON {parent, message}",
+            "parent_hash": "The message before this one",
+            "role": "system, user or assistant",
+            "first_exchange_id": "The exchange that first sent or received this message",
+        },
+    },
+    "parts": {
+        "title": "Message parts",
+        "description": "Text, reasoning, tool calls, tool results and images of each message.",
+        "columns": {
+            "type": "text, reasoning, tool_call, tool_result or image",
+            "text": "Literal text (searchable)",
+            "payload": "Everything else about the part, as JSON",
+            "blob_hash": "Image bytes in blobs",
+        },
+    },
+    "blobs": {"title": "Blobs", "description": "Image bytes, stored once by sha256 of media type + bytes."},
+}
+
+
+def build_metadata(database_name: str) -> dict[str, Any]:
+    """Datasette metadata for a recordings database (its name is the file's stem)."""
+    return {
+        "title": "llmbridge recordings",
+        "description": "Every prompt and response that went through the bridge.",
+        "databases": {database_name: {"tables": TABLES, "queries": QUERIES}},
+    }
+
+
+def write_metadata(database: Path, out: Path | None = None) -> Path:
+    """Writes metadata.yml next to the database (regenerated each time: edits are overwritten)."""
+    out = out or database.parent / "metadata.yml"
+    text = yaml.safe_dump(build_metadata(database.stem), sort_keys=False, allow_unicode=True, width=110)
+    out.write_text("# Written by `llmbridge browse`; regenerated on each run.\n" + text)
+    return out

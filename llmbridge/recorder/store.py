@@ -1,0 +1,168 @@
+"""Turns one `ExchangeRecord` into rows, secrets removed, and writes them in one transaction.
+
+Everything that reaches the database passes through here, so this is where redaction happens:
+headers (`redact_headers`), URLs and endpoints (`redact_url`), JSON bodies (`redact_json`), raw
+response bytes (`redact_body`) and free text such as error messages (`redact_text`). Attempts
+against OAuth/SSO token endpoints are credential refresh traffic and are never written.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from llmbridge.exchange import AttemptRecord, ExchangeRecord
+from llmbridge.recorder.messages import MessageStore, compact
+from llmbridge.redact import (
+    is_credential_url,
+    redact_body,
+    redact_headers,
+    redact_json,
+    redact_text,
+    redact_url,
+)
+
+# Usage keys as the canonical `Usage` names them -> exchanges columns.
+_USAGE_COLUMNS = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cached_tokens": "cached_tokens",
+    "cache_creation_tokens": "cache_creation_tokens",
+    "reasoning_tokens": "reasoning_tokens",
+}
+
+
+def utc_text(timestamp: float) -> str:
+    """UTC "YYYY-MM-DD HH:MM:SS.fff": sorts as text, and SQLite's date()/datetime() read it."""
+    whole = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
+    return f"{whole}.{int(timestamp * 1000) % 1000:03d}"
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _redacted_json_text(value: Any) -> str | None:
+    """JSON text of a body, secrets removed. Bodies that arrive as text/bytes are parsed if they can
+    be; text that is not JSON is kept as a JSON string with URLs and bearer tokens redacted."""
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode(errors="replace")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return _json_text(redact_text(value))
+    return _json_text(redact_json(value))
+
+
+def as_plain(value: Any) -> Any:
+    """Plain JSON data from a pydantic model (ChatResult, Usage, ...) or the data itself."""
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
+def _text(value: str | None) -> str | None:
+    return redact_text(value) if value else value
+
+
+class RecordWriter:
+    """Writes records on one connection (the writer thread's)."""
+
+    def __init__(self, conn: sqlite3.Connection, record_bodies: bool = True) -> None:
+        self.conn = conn
+        self.record_bodies = record_bodies
+        self.messages = MessageStore(conn)
+
+    def write(self, record: ExchangeRecord) -> None:
+        """All rows of one exchange, or none (the transaction rolls back on any error)."""
+        now = utc_text(record.started)
+        canonical, result = as_plain(record.request_canonical), as_plain(record.result)
+        with self.conn:
+            request_hash = response_hash = None
+            if self.record_bodies and canonical:
+                request_hash = self.messages.store_request(canonical, record.id, now)
+            if self.record_bodies and result:
+                response_hash = self.messages.store_response(result, request_hash, record.id, now)
+            self._insert("exchanges", self.exchange_row(record, request_hash, response_hash))
+            attempts = [a for a in record.attempts if not is_credential_url(a.url)]
+            for position, attempt in enumerate(attempts, start=1):
+                self._insert("attempts", self.attempt_row(record.id, position, attempt))
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
+
+    def exchange_row(self, record: ExchangeRecord, request_hash: str | None,
+                     response_hash: str | None) -> dict[str, Any]:
+        result = as_plain(record.result) or {}
+        error = result.get("error") or {}
+        usage = as_plain(record.usage) or result.get("usage") or {}
+        row: dict[str, Any] = {
+            "id": record.id,
+            "started_at": utc_text(record.started),
+            "client_format": record.client_format or None,
+            "endpoint": redact_url(record.endpoint) if record.endpoint else None,
+            "key_label": record.key_label,
+            "stream": int(record.stream),
+            "model_requested": record.model_requested,
+            "model_served": record.model_served or result.get("model"),
+            "provider": record.provider,
+            "account": record.account,
+            "attempt_count": len(record.attempts),
+            "status": record.status,
+            "ttfb_ms": record.ttfb_ms,
+            "duration_ms": record.duration_ms,
+            "finish_reason": record.finish_reason or result.get("finish_reason"),
+            "usage_estimated": int(bool(usage.get("estimated"))) if usage else None,
+            "error_kind": record.error_kind or error.get("kind"),
+            "error_message": _text(record.error_message or error.get("message")),
+            "client_disconnected": int(record.client_disconnected),
+            "response_id": result.get("id"),
+            "request_message_hash": request_hash,
+            "response_message_hash": response_hash,
+            "usage_json": _json_text(usage) if usage else None,
+        }
+        for key, column in _USAGE_COLUMNS.items():
+            row[column] = usage.get(key) if usage else None
+        if self.record_bodies:
+            row["request_json"] = self._request_options(as_plain(record.request_canonical))
+            row["request_raw"] = _redacted_json_text(record.request_raw)
+        return row
+
+    @staticmethod
+    def _request_options(canonical: dict[str, Any] | None) -> str | None:
+        """The canonical request without system and messages (stored once, in `messages`)."""
+        if not canonical:
+            return None
+        options = {k: v for k, v in canonical.items() if k not in ("messages", "system")}
+        if options.get("passthrough_headers"):
+            options["passthrough_headers"] = redact_headers(options["passthrough_headers"])
+        return _json_text(compact(redact_json(options)))
+
+    def attempt_row(self, exchange_id: str, position: int, attempt: AttemptRecord) -> dict[str, Any]:
+        body = bytes(attempt.response_body or b"")
+        row: dict[str, Any] = {
+            "exchange_id": exchange_id,
+            "position": position,
+            "started_at": utc_text(attempt.started),
+            "account": attempt.account,
+            "provider": attempt.provider,
+            "method": attempt.method,
+            "url": redact_url(attempt.url) if attempt.url else None,
+            "request_headers": _json_text(redact_headers(attempt.request_headers or {})),
+            "status": attempt.status,
+            "response_headers": _json_text(redact_headers(attempt.response_headers or {})),
+            "response_size": len(body),
+            "ttfb_ms": attempt.ttfb_ms,
+            "duration_ms": attempt.duration_ms,
+            "error_kind": attempt.error_kind,
+            "error_message": _text(attempt.error_message),
+        }
+        if self.record_bodies:
+            row["request_json"] = _redacted_json_text(attempt.request_body)
+            row["response_body"] = redact_body(body)
+        return row

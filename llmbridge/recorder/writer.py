@@ -1,0 +1,172 @@
+"""The recorder: takes finished exchanges from any thread and writes them on its own thread.
+
+`submit()` never blocks the event loop: it puts the record on a bounded queue and returns. One writer
+thread owns the SQLite connection and writes each record in one transaction. Nothing is lost
+silently: a full queue drops the record and logs an error with the counts (`dropped`), a failed
+write logs an error and counts it (`failed`); `stats` shows all counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from llmbridge.config import BridgeConfig
+from llmbridge.errors import ConfigError
+from llmbridge.exchange import ExchangeRecord
+from llmbridge.recorder.schema import connect, migrate
+from llmbridge.recorder.store import RecordWriter
+
+log = logging.getLogger("llmbridge.recorder")
+
+_STOP = object()  # tells the writer thread to finish
+OVERFLOW_LOG_INTERVAL = 5.0  # seconds between repeated "queue full" errors during one overflow
+
+
+class RecorderError(ConfigError):
+    """The recordings database cannot be opened or created; the message is one line."""
+
+
+class Recorder:
+    def __init__(self, path: str | Path, record_bodies: bool = True, queue_size: int = 10000) -> None:
+        self.path = Path(path)
+        self.record_bodies = record_bodies
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._accepted = 0  # records put on the queue
+        self._done = 0  # records the writer finished with (written or failed)
+        self._written = 0
+        self._failed = 0
+        self._dropped = 0
+        self._last_overflow_log = 0.0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Creates or migrates the database and starts the writer thread.
+
+        Raises RecorderError (a ConfigError) with a one-line message when the file cannot be used."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = connect(self.path)
+            try:
+                migrate(db)
+            finally:
+                db.conn.close()
+        except Exception as e:  # sqlite3.Error, OSError, a failed migration: all mean "cannot record"
+            raise RecorderError(f"cannot open recordings database {self.path}: {e}") from None
+        self._thread = threading.Thread(target=self._run, name="llmbridge-recorder", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 30) -> None:
+        """Writes what is queued, then stops the writer thread. Reports records left unwritten."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is None:
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            log.error("recorder: queue still full after %.0fs at close", timeout)
+        self._thread.join(timeout)
+        left = self._accepted - self._done
+        if left:
+            log.error("recorder: closed with %d exchanges not written (stats %s)", left, self.stats)
+
+    # --- the caller's side -------------------------------------------------------------------------
+
+    def submit(self, record: ExchangeRecord) -> None:
+        """Queues one finished exchange for writing. Thread-safe; never blocks."""
+        if self._closed or self._thread is None:
+            self._drop("recorder is not open")
+            return
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self._drop(f"queue full ({self._queue.maxsize} waiting)")
+            return
+        with self._lock:
+            self._accepted += 1
+
+    def flush(self, timeout: float = 10) -> None:
+        """Waits until everything submitted so far is written (or has failed). TimeoutError if not."""
+        with self._progress:
+            target = self._accepted
+            if not self._progress.wait_for(lambda: self._done >= target, timeout):
+                raise TimeoutError(f"recorder: {target - self._done} exchanges still unwritten "
+                                   f"after {timeout}s")
+
+    @property
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"written": self._written, "failed": self._failed, "dropped": self._dropped,
+                    "queued": self._queue.qsize()}
+
+    def _drop(self, why: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._dropped += 1
+            dropped = self._dropped
+            first = dropped == 1 or now - self._last_overflow_log >= OVERFLOW_LOG_INTERVAL
+            if first:
+                self._last_overflow_log = now
+        if first:  # loud, but not one line per dropped record during a burst
+            log.error("recorder: exchange not recorded: %s; %d dropped so far (written %d, failed %d)",
+                      why, dropped, self._written, self._failed)
+
+    # --- the writer thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        writer = self._connect()
+        while True:
+            record = self._queue.get()
+            if record is _STOP:
+                break
+            self._write_one(writer, record)
+        if writer is not None:
+            writer.conn.close()
+
+    def _connect(self) -> RecordWriter | None:
+        try:
+            return RecordWriter(connect(self.path).conn, self.record_bodies)
+        except Exception:
+            log.exception("recorder: cannot open %s in the writer thread; every write will fail",
+                          self.path)
+            return None
+
+    def _write_one(self, writer: RecordWriter | None, record: ExchangeRecord) -> None:
+        ok = False
+        try:
+            if writer is None:
+                raise RecorderError(f"recordings database {self.path} is not open")
+            self._write(writer, record)
+            ok = True
+        except Exception as e:  # counted and logged: a write failure must never pass silently
+            log.error("recorder: writing exchange %s failed: %s: %s", getattr(record, "id", "?"),
+                      type(e).__name__, e)
+        with self._progress:
+            self._done += 1
+            if ok:
+                self._written += 1
+            else:
+                self._failed += 1
+            self._progress.notify_all()
+
+    def _write(self, writer: RecordWriter, record: ExchangeRecord) -> None:
+        """One record, one transaction. (A seam for tests that slow the writer down.)"""
+        writer.write(record)
+
+
+def recorder_from_config(config: BridgeConfig) -> Recorder | None:
+    """The recorder the config asks for, not yet opened; None when `record = false`."""
+    if not config.record:
+        return None
+    return Recorder(config.database, record_bodies=config.record_bodies)

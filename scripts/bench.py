@@ -1,0 +1,487 @@
+"""Benchmark: what the bridge adds over calling a local fake upstream directly, measured in one run.
+
+    scripts/bench [--requests N] [--concurrency C] [--quick] [--json PATH] [--profile PATH]
+
+Starts a fake OpenAI-compatible upstream (scripts/bench_upstream.py, its own process) and the real
+bridge (`mitmdump -s addons/openai_bridge.py`, one `provider = "openai"` account pointed at the fake),
+once with `record = false` and, when `llmbridge.recorder` exists, once recording to a temporary
+database. Every figure for the bridge is set against the direct call measured in the same run:
+
+- non-stream latency, sequential: the targets take turns request by request, so drift hits them alike;
+- streaming time to first `data:` line (the fake waits before its first chunk) and to the last byte;
+- requests per second with C concurrent clients (bounded by count and by time);
+- the bridge process's RSS when idle (after start-up) and its peak (VmHWM).
+
+Loopback only; everything it starts is stopped on the way out. `--profile PATH` also runs a bridge
+under cProfile for a short load and prints its hot spots (profiling slows it; figures are not mixed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+UPSTREAM_KEY = "sk-bench-upstream"
+CLIENT_KEY = "sk-bench-client-0123456789"
+FAST_MODEL = "bench-fast"
+SLOW_MODEL = "bench-stream"
+FIRST_TOKEN = b'w0 "'  # the fake's first text delta, as it appears in any JSON rendering
+PROMPT = [{"role": "system", "content": "You are terse."},
+          {"role": "user", "content": "Say something about foxes and dogs, please."}]
+
+
+@dataclass
+class Plan:
+    requests: int
+    warmup: int
+    streams: int
+    rps_requests: int
+    rps_seconds: float
+    concurrency: int
+    chunks: int
+    first_chunk_ms: float
+    chunk_gap_ms: float
+
+
+@dataclass
+class Target:
+    name: str
+    base_url: str  # ends in /v1
+    key: str
+    process: subprocess.Popen | None = None
+    idle_rss_kb: int | None = None
+    latency: list[float] = field(default_factory=list)
+    ttfb: list[float] = field(default_factory=list)
+    ttft: list[float] = field(default_factory=list)
+    stream_total: list[float] = field(default_factory=list)
+    errors: int = 0
+    rps: float | None = None
+    rps_done: int = 0
+    rps_latency: list[float] = field(default_factory=list)
+    peak_rss_kb: int | None = None
+    final_rss_kb: int | None = None
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_env(workdir: Path) -> dict[str, str]:
+    return dict(os.environ, LLMBRIDGE_HOME=str(workdir / "home"), HOME=str(workdir / "userhome"),
+                NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
+
+
+def start_upstream(plan: Plan, workdir: Path) -> tuple[subprocess.Popen, str]:
+    args = [sys.executable, str(ROOT / "scripts" / "bench_upstream.py"), "--api-key", UPSTREAM_KEY,
+            "--chunks", str(plan.chunks), "--first-chunk-ms", str(plan.first_chunk_ms),
+            "--chunk-gap-ms", str(plan.chunk_gap_ms)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=child_env(workdir))
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.startswith("listening on "):
+        stop_process(proc)
+        raise RuntimeError(f"fake upstream did not start (said {line!r})")
+    return proc, f"http://127.0.0.1:{int(line.split()[-1])}/v1"
+
+
+def write_bridge_config(path: Path, upstream_url: str, record: bool, database: Path) -> Path:
+    path.write_text(f"""api_keys = ["{CLIENT_KEY}"]
+record = {"true" if record else "false"}
+database = "{database}"
+
+[[accounts]]
+name = "bench"
+provider = "openai"
+api_key = "{UPSTREAM_KEY}"
+base_url = "{upstream_url}"
+models = ["{FAST_MODEL}", "{SLOW_MODEL}"]
+requests_per_minute = 100000
+max_concurrent = 1000
+""")
+    return path
+
+
+def start_bridge(workdir: Path, config: Path, profile: Path | None = None, extra: list[str] | None = None,
+                 timeout: float = 30) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    args = [str(MITMDUMP), "-s", str(ROOT / "addons" / "openai_bridge.py"),
+            "--set", f"listen_port={port}", "--set", f"bridge_config={config}"] + (extra or [])
+    if profile is not None:
+        args = [sys.executable, "-m", "cProfile", "-o", str(profile)] + args
+    log_path = workdir / f"bridge-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, cwd=workdir, env=child_env(workdir), stdout=log,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = log_path.read_text(errors="replace")
+            raise RuntimeError(f"bridge exited with {proc.returncode}:\n{log}")
+        if "llmbridge is listening" in log_path.read_text(errors="replace"):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc, port
+            except OSError:
+                pass
+        time.sleep(0.05)
+    stop_process(proc)
+    raise RuntimeError(f"bridge did not start in {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def body(model: str, stream: bool) -> dict[str, Any]:
+    payload: dict[str, Any] = {"model": model, "messages": PROMPT, "stream": stream}
+    if stream:
+        payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+def headers(target: Target) -> dict[str, str]:
+    return {"authorization": f"Bearer {target.key}"}
+
+
+def one_request(client: httpx.Client, target: Target) -> float | None:
+    start = time.perf_counter()
+    response = client.post(target.base_url + "/chat/completions", json=body(FAST_MODEL, False),
+                           headers=headers(target))
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200 or "choices" not in response.json():
+        target.errors += 1
+        return None
+    return elapsed
+
+
+def one_stream(client: httpx.Client, target: Target) -> tuple[float, float, float] | None:
+    """Seconds to the first `data:` line, to the first text token and to the last byte."""
+    start = time.perf_counter()
+    first = token = None
+    received = bytearray()
+    with client.stream("POST", target.base_url + "/chat/completions", json=body(SLOW_MODEL, True),
+                       headers=headers(target)) as response:
+        for chunk in response.iter_raw():
+            received += chunk
+            if first is None and b"data:" in received:
+                first = time.perf_counter() - start
+            if token is None and FIRST_TOKEN in received:
+                token = time.perf_counter() - start
+        total = time.perf_counter() - start
+        if response.status_code != 200 or first is None or token is None or b"[DONE]" not in received:
+            target.errors += 1
+            return None
+    return first, token, total
+
+
+def sequential(targets: list[Target], plan: Plan) -> None:
+    """Non-stream latency and stream TTFB; the targets take turns, in rotating order."""
+    clients = {t.name: httpx.Client(trust_env=False, timeout=10) for t in targets}
+    try:
+        for _ in range(plan.warmup):
+            for t in targets:
+                one_request(clients[t.name], t)
+                one_stream(clients[t.name], t)
+        for t in targets:
+            t.errors = 0
+        for i in range(plan.requests):
+            for t in rotate(targets, i):
+                if (elapsed := one_request(clients[t.name], t)) is not None:
+                    t.latency.append(elapsed)
+        for i in range(plan.streams):
+            for t in rotate(targets, i):
+                if (times := one_stream(clients[t.name], t)) is not None:
+                    t.ttfb.append(times[0])
+                    t.ttft.append(times[1])
+                    t.stream_total.append(times[2])
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def rotate(items: list[Target], i: int) -> list[Target]:
+    k = i % len(items)
+    return items[k:] + items[:k]
+
+
+async def throughput(target: Target, plan: Plan) -> None:
+    """C workers send non-stream requests until `rps_requests` are done or `rps_seconds` pass."""
+    limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
+    url = target.base_url + "/chat/completions"
+    payload = body(FAST_MODEL, False)
+    remaining = plan.rps_requests
+    async with httpx.AsyncClient(trust_env=False, timeout=10, limits=limits) as client:
+        for _ in range(plan.concurrency):  # open the connections before the clock starts
+            await client.post(url, json=payload, headers=headers(target))
+        deadline = time.perf_counter() + plan.rps_seconds
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0 and time.perf_counter() < deadline:
+                remaining -= 1
+                start = time.perf_counter()
+                try:
+                    response = await client.post(url, json=payload, headers=headers(target))
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    target.rps_done += 1
+                    target.rps_latency.append(time.perf_counter() - start)
+                else:
+                    target.errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+        target.rps = target.rps_done / (time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- report
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def ms(values: list[float], q: float) -> float | None:
+    value = pct(values, q)
+    return None if value is None else value * 1000
+
+
+def summary(target: Target) -> dict[str, Any]:
+    return {
+        "latency_p50_ms": ms(target.latency, 50), "latency_p95_ms": ms(target.latency, 95),
+        "latency_mean_ms": statistics.fmean(target.latency) * 1000 if target.latency else None,
+        "ttfb_p50_ms": ms(target.ttfb, 50), "ttfb_p95_ms": ms(target.ttfb, 95),
+        "ttft_p50_ms": ms(target.ttft, 50), "ttft_p95_ms": ms(target.ttft, 95),
+        "stream_total_p50_ms": ms(target.stream_total, 50),
+        "rps": target.rps, "rps_requests_done": target.rps_done,
+        "rps_latency_p50_ms": ms(target.rps_latency, 50), "rps_latency_p95_ms": ms(target.rps_latency, 95),
+        "idle_rss_mb": kb_to_mb(target.idle_rss_kb), "peak_rss_mb": kb_to_mb(target.peak_rss_kb),
+        "rss_after_mb": kb_to_mb(target.final_rss_kb),
+        "samples": {"latency": len(target.latency), "streams": len(target.ttfb)}, "errors": target.errors,
+    }
+
+
+def kb_to_mb(kb: int | None) -> float | None:
+    return None if kb is None else kb / 1024
+
+
+ROWS = [  # (label, summary key, kind): "time" rows show +difference and ratio, "rate" rows show ratio
+    ("non-stream latency p50 (ms)", "latency_p50_ms", "time"),
+    ("non-stream latency p95 (ms)", "latency_p95_ms", "time"),
+    ("stream first byte p50 (ms)", "ttfb_p50_ms", "time"),
+    ("stream first token p50 (ms)", "ttft_p50_ms", "time"),
+    ("stream first token p95 (ms)", "ttft_p95_ms", "time"),
+    ("stream last byte p50 (ms)", "stream_total_p50_ms", "time"),
+    ("throughput (req/s, C={c})", "rps", "rate"),
+    ("latency under load p50 (ms, C={c})", "rps_latency_p50_ms", "time"),
+    ("idle RSS (MB)", "idle_rss_mb", "memory"),
+    ("peak RSS, VmHWM (MB)", "peak_rss_mb", "memory"),
+    ("errors", "errors", "count"),
+]
+
+
+def cell(base: float | None, value: float | None, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "count":
+        return str(value)
+    if kind == "memory" or base is None:
+        return f"{value:.1f}"
+    if kind == "rate":
+        return f"{value:.0f} ({value / base:.2f}x)" if base else f"{value:.0f}"
+    ratio = f", {value / base:.1f}x" if base else ""
+    return f"{value:.2f} ({value - base:+.2f}{ratio})"
+
+
+def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
+    names = list(results)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    direct = results["direct"]
+    for label, key, kind in ROWS:
+        cells = []
+        for name in names:
+            value = results[name][key]
+            if name == "direct" and kind in ("time", "rate"):
+                cells.append("-" if value is None else (f"{value:.2f}" if kind == "time" else f"{value:.0f}"))
+            else:
+                cells.append(cell(direct[key], value, kind))
+        lines.append(f"| {label.format(c=plan.concurrency)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def describe(plan: Plan) -> str:
+    return (f"{plan.requests} sequential non-stream requests and {plan.streams} streams per target after "
+            f"{plan.warmup} warm-up rounds; fake upstream streams {plan.chunks} chunks, first after "
+            f"{plan.first_chunk_ms:g} ms, then {plan.chunk_gap_ms:g} ms apart; throughput: up to "
+            f"{plan.rps_requests} requests or {plan.rps_seconds:g} s with {plan.concurrency} concurrent "
+            "clients. Cells for the bridge: value (added ms, ratio to direct); 'first byte' is the first "
+            f"`data:` line, 'first token' the first text delta. {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}, {platform.machine()}.")
+
+
+# ---------------------------------------------------------------- profile
+
+
+def profile_bridge(workdir: Path, upstream_url: str, out: Path, plan: Plan, extra: list[str]) -> str:
+    config = write_bridge_config(workdir / "bridge-profile.toml", upstream_url, False, workdir / "profile.db")
+    proc, port = start_bridge(workdir, config, profile=out, extra=extra)
+    try:
+        target = Target("profiled", f"http://127.0.0.1:{port}/v1", CLIENT_KEY, proc)
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            for _ in range(plan.requests):
+                one_request(client, target)
+            for _ in range(max(1, plan.streams // 2)):
+                one_stream(client, target)
+    finally:
+        stop_process(proc, signal.SIGINT)
+    if not out.exists():
+        return "(the profiled bridge did not write its profile)"
+    lines = []
+    for sort in ("tottime", "cumulative"):
+        text = io.StringIO()
+        pstats.Stats(str(out), stream=text).sort_stats(sort).print_stats(25)
+        lines.append(f"### bridge profile: top 25 by {sort}\n" + text.getvalue())
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    if args.quick:
+        requests, warmup, streams, rps_requests, rps_seconds = 20, 3, 8, 100, 3.0
+    else:
+        requests, warmup, streams, rps_requests, rps_seconds = 300, 30, 100, 3000, 15.0
+    requests = args.requests or requests
+    return Plan(requests=requests, warmup=warmup, streams=args.streams or max(streams, 0),
+                rps_requests=args.rps_requests or rps_requests, rps_seconds=args.rps_seconds or rps_seconds,
+                concurrency=args.concurrency or (4 if args.quick else 16), chunks=args.chunks,
+                first_chunk_ms=args.first_chunk_ms, chunk_gap_ms=args.chunk_gap_ms)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = make_plan(args)
+    workdir = Path(tempfile.mkdtemp(prefix="llmbridge-bench-"))
+    started: list[subprocess.Popen] = []
+    try:
+        upstream, upstream_url = start_upstream(plan, workdir)
+        started.append(upstream)
+        targets = [Target("direct", upstream_url, UPSTREAM_KEY)]
+        variants = [("bridge", False)]
+        if args.no_record:
+            pass
+        elif importlib.util.find_spec("llmbridge.recorder") is not None:
+            variants.append(("bridge + recorder", True))
+        else:
+            print("bench: llmbridge.recorder is not there: skipping the run with recording on", file=sys.stderr)
+        for name, record in variants:
+            config = write_bridge_config(workdir / f"bridge-{len(targets)}.toml", upstream_url, record,
+                                         workdir / f"bench-{len(targets)}.db")
+            proc, port = start_bridge(workdir, config, extra=args.mitmdump_arg)
+            started.append(proc)
+            targets.append(Target(name, f"http://127.0.0.1:{port}/v1", CLIENT_KEY, proc))
+        time.sleep(0.5)  # let start-up settle before reading the idle RSS
+        for t in targets:
+            if t.process is not None:
+                t.idle_rss_kb = proc_status_kb(t.process.pid, "VmRSS")
+        print(f"bench: {len(targets)} targets; sequential latency and streaming ...", file=sys.stderr)
+        sequential(targets, plan)
+        for t in targets:
+            print(f"bench: throughput of {t.name} ...", file=sys.stderr)
+            asyncio.run(throughput(t, plan))
+        for t in targets:
+            if t.process is not None:
+                t.peak_rss_kb = proc_status_kb(t.process.pid, "VmHWM")
+                t.final_rss_kb = proc_status_kb(t.process.pid, "VmRSS")
+        results = {t.name: summary(t) for t in targets}
+        print("\n## llmbridge benchmark\n")
+        print(table(results, plan))
+        print("\n" + describe(plan))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"plan": plan.__dict__, "results": results,
+                                                   "cpus": os.cpu_count(),
+                                                   "python": platform.python_version()}, indent=2))
+        if args.profile:
+            for proc in started[1:]:
+                stop_process(proc)
+            print("\n" + profile_bridge(workdir, upstream_url, Path(args.profile).resolve(), plan,
+                                        args.mitmdump_arg))
+        return 1 if any(t.errors for t in targets) else 0
+    finally:
+        for proc in reversed(started):
+            stop_process(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure what the bridge adds over a direct call.")
+    parser.add_argument("--requests", type=int, help="sequential non-stream requests per target (300)")
+    parser.add_argument("--streams", type=int, help="sequential streaming requests per target (100)")
+    parser.add_argument("--concurrency", type=int, help="concurrent clients for throughput (16)")
+    parser.add_argument("--rps-requests", type=int, help="requests in the throughput phase (3000)")
+    parser.add_argument("--rps-seconds", type=float, help="time cap of the throughput phase (15)")
+    parser.add_argument("--chunks", type=int, default=20, help="text chunks per fake stream (20)")
+    parser.add_argument("--first-chunk-ms", type=float, default=10.0, help="fake's wait before chunk 1 (10)")
+    parser.add_argument("--chunk-gap-ms", type=float, default=1.0, help="fake's gap between chunks (1)")
+    parser.add_argument("--quick", action="store_true", help="small counts, for a CI smoke run")
+    parser.add_argument("--no-record", action="store_true", help="skip the run with the recorder on")
+    parser.add_argument("--mitmdump-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for the bridge's mitmdump, repeatable (A/B experiments, e.g. "
+                             "--mitmdump-arg=-s --mitmdump-arg=experiment.py)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--profile", metavar="PATH", help="also profile a bridge with cProfile into PATH")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The `llmbridge` command: logs, db prune/migrate, export-fixture, browse, and where --db comes from."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+from click.testing import CliRunner
+
+from llmbridge import cli
+from llmbridge.recorder import Recorder
+from tests.fakes.recordings import conversation, exchange, user
+
+DAY = 86400
+
+
+def record_all(path: Path, records) -> None:
+    rec = Recorder(path)
+    rec.open()
+    for record in records:
+        rec.submit(record)
+    rec.flush()
+    rec.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    path = tmp_path / "rec" / "bridge.db"
+    failed = exchange([user("boom")], "", account="acct-bad", status=429)
+    failed.error_kind = "rate_limited"
+    record_all(path, [*conversation(3, started=time.time() - 60), failed])
+    return path
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(cli.main, list(args), input=input, catch_exceptions=False)
+
+
+def test_logs_prints_one_line_per_recent_exchange(db_path: Path) -> None:
+    result = run("logs", "--db", str(db_path), "-n", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 3
+    assert "openai" in lines[0] and "test-model-served" in lines[0] and "acct-1" in lines[0]
+    assert " 200 " in lines[0] and "40ms" in lines[0] and "ttfb" in lines[0] and "tok 30>2" in lines[0]
+    assert "429" in lines[-1] and "acct-bad" in lines[-1] and "! rate_limited" in lines[-1]
+
+
+def test_logs_follow_prints_new_rows_and_exits_cleanly_on_ctrl_c(db_path: Path, monkeypatch) -> None:
+    polls = []
+
+    def fake_sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 1:  # a new exchange arrives while we wait
+            late = exchange([user("late")], account="acct-late")
+            record_all(db_path, [late])
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.time, "sleep", fake_sleep)
+    result = run("logs", "--db", str(db_path), "-n", "1", "-f")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 2 and "acct-bad" in lines[0] and "acct-late" in lines[1]
+
+
+def test_logs_on_a_missing_database_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli.main, ["logs", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 1
+    assert "no recordings database at" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_db_migrate_creates_then_reports_up_to_date(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "bridge.db"
+    first = run("db", "migrate", "--db", str(path))
+    assert first.exit_code == 0 and "applied m001_initial, m002_parts_fts" in first.output
+    second = run("db", "migrate", "--db", str(path))
+    assert "schema up to date" in second.output
+
+
+def test_db_prune_uses_days_or_the_configured_retention(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.db"
+    record_all(path, [*conversation(2, started=time.time() - 10 * DAY), exchange([user("new")])])
+    result = run("db", "prune", "--db", str(path), "--days", "30")
+    assert "deleted 0 exchanges" in result.output
+    config = tmp_path / "bridge.toml"
+    config.write_text(f'database = "{path}"\nretention_days = 5\n')
+    result = run("--config", str(config), "db", "prune", "--vacuum")
+    assert result.exit_code == 0 and "deleted 2 exchanges" in result.output and "(vacuumed)" in result.output
+    assert sqlite_utils.Database(path)["exchanges"].count == 1
+
+
+def test_db_prune_without_retention_explains(tmp_path: Path, db_path: Path) -> None:
+    result = CliRunner().invoke(cli.main, ["db", "prune", "--db", str(db_path)])
+    assert result.exit_code == 1 and "pass --days N or set retention_days" in result.output
+
+
+def test_default_db_comes_from_bridge_toml_in_the_working_directory(db_path: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bridge.toml").write_text(f'database = "{db_path}"\n')
+    result = run("logs", "-n", "1")
+    assert result.exit_code == 0 and "acct-bad" in result.output
+
+
+def test_default_db_without_config_is_recordings_bridge_db(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("db", "migrate")
+    assert result.exit_code == 0 and (tmp_path / "recordings" / "bridge.db").is_file()
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text("recrod = false\n")
+    result = CliRunner().invoke(cli.main, ["--config", str(config), "logs"])
+    assert result.exit_code == 1 and "unknown setting 'recrod'" in result.output
+
+
+def test_export_fixture_writes_into_replay(db_path: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    exchange_id = next(sqlite_utils.Database(db_path).query("SELECT id FROM exchanges LIMIT 1"))["id"]
+    result = run("export-fixture", exchange_id, "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    written = Path(result.output.strip())
+    assert written.parent == Path("replay") and json.loads(written.read_text())["exchange_id"] == exchange_id
+    missing = CliRunner().invoke(cli.main, ["export-fixture", "nope", "--db", str(db_path)])
+    assert missing.exit_code == 1 and "no exchange 'nope'" in missing.output
+
+
+def test_browse_writes_metadata_and_starts_datasette_on_localhost(db_path: Path, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda command: calls.append(command) or 0)
+    result = run("browse", "--db", str(db_path), "--port", "8123")
+    assert result.exit_code == 0
+    (command,) = calls
+    assert command[1:4] == ["-m", "datasette", "serve"] and str(db_path) in command
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--port") + 1] == "8123"
+    metadata = Path(command[command.index("--metadata") + 1])
+    assert metadata == db_path.parent / "metadata.yml" and "Tokens per model per day" in metadata.read_text()
+
+
+def test_every_command_is_documented_in_the_cli_docstring() -> None:
+    documented = cli.__doc__ or ""
+    for name, command in cli.main.commands.items():
+        subcommands = getattr(command, "commands", {})
+        for full in [f"{name} {sub}" for sub in subcommands] or [name]:
+            assert f"llmbridge [--config PATH] {full}" in documented, full
