@@ -62,18 +62,18 @@ class OpenAIBridge:
         ctx.options.update(**unchanged)
 
     def configure(self, updated: set[str]) -> None:
-        if "bridge_config" not in updated and self.app is not None:
+        if self.app is not None:
+            if "bridge_config" in updated:
+                raise exceptions.OptionsError("llmbridge: bridge_config cannot change while the bridge runs; "
+                                              "restart mitmdump with the new --set bridge_config")
             return
         try:
             app = BridgeApp(resolve_config_path(ctx.options.bridge_config))
             app.open_recorder()
         except ConfigError as e:
-            if self.app is None:  # at startup: mitmproxy only logs a script's errors, so stop here
-                print(f"llmbridge: {e}", file=sys.stderr, flush=True)
-                raise SystemExit(2) from None
-            raise exceptions.OptionsError(f"llmbridge: {e}") from None
-        if self.app is not None and self.app.recorder is not None:
-            self.app.recorder.close()
+            # mitmproxy only logs a script's errors and runs on, so stop startup here, in one line.
+            print(f"llmbridge: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         self.app = app
 
     async def running(self) -> None:

@@ -33,8 +33,8 @@ from llmbridge.errors import (
     UpstreamAuthError,
 )
 from llmbridge.exchange import ExchangeRecord
-from llmbridge.formats.base import ClientFormat, dumps
 from llmbridge.formats.anthropic import AnthropicFormat
+from llmbridge.formats.base import ClientFormat, dumps
 from llmbridge.formats.gemini import GeminiFormat
 from llmbridge.formats.openai import OpenAIFormat
 from llmbridge.pool import AccountPool, Candidate

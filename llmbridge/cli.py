@@ -1,10 +1,11 @@
-"""The `llmbridge` command: browse and maintain the recordings database.
+"""The `llmbridge` command: browse and maintain the recordings database, and replay fixtures.
 
     llmbridge [--config PATH] browse [--db PATH] [--port N]
     llmbridge [--config PATH] logs [--db PATH] [-n N] [-f]
     llmbridge [--config PATH] db prune [--days N] [--vacuum] [--db PATH]
     llmbridge [--config PATH] db migrate [--db PATH]
     llmbridge [--config PATH] export-fixture EXCHANGE_ID [--attempt N] [--out DIR] [--db PATH]
+    llmbridge [--config PATH] replay FIXTURE_OR_DIR... [--port N]
 
 `--db` defaults to the `database` of the bridge config (`--config`, else `bridge.toml` when present,
 else `recordings/bridge.db`). Every failure is one line on stderr and exit status 1.
@@ -169,3 +170,18 @@ def export_fixture_command(ctx: click.Context, exchange_id: str, db_path: Path |
     except ExportError as e:
         raise click.ClickException(str(e)) from None
     click.echo(str(path))
+
+
+@main.command("replay")
+@click.argument("fixtures", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: any free one).")
+def replay_command(fixtures: tuple[Path, ...], port: int) -> None:
+    """Serve recorded upstream answers on 127.0.0.1: point an account's base_url at the printed URL."""
+    import asyncio
+
+    from llmbridge.replay import serve_forever
+
+    try:
+        asyncio.run(serve_forever(list(fixtures), port))
+    except KeyboardInterrupt:
+        pass

@@ -111,6 +111,16 @@ def test_upstream_unreachable_is_502(tmp_path):
     assert "cannot reach" in response.json()["error"]["message"]
 
 
+def test_upstream_silent_past_read_timeout_is_504(tmp_path, fakes):
+    config = write_config(tmp_path / "bridge.toml", [account("slow", fakes[0])], record=False,
+                          upstream_read_timeout=0.5)
+    fakes[0].enqueue(Reply(header_delay=2.0))
+    with BridgeProcess(tmp_path, config) as bridge:
+        response = post(bridge, chat())
+    assert response.status_code == 504
+    assert "did not answer in time" in response.json()["error"]["message"]
+
+
 def test_upstream_cut_mid_stream_gives_error_event(bridge, fakes):
     fakes[0].enqueue(Reply(deltas=[{"content": "partial "}], cut=True))
     client = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)

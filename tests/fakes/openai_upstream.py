@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 KNOWN_FIELDS = {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
                 "temperature", "top_p", "seed", "max_completion_tokens", "presence_penalty",
@@ -28,8 +28,14 @@ class Reply:
     status: int = 200
     error_body: dict[str, Any] | None = None
     delay: float = 0.0  # seconds between chunks
+    header_delay: float = 0.0  # seconds before the response starts
     cut: bool = False  # drop the connection before finishing
     headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # listen backlog: load tests open hundreds of connections at once
 
 
 def text_reply(text: str, pieces: int = 3, **kw: Any) -> Reply:
@@ -44,12 +50,14 @@ class FakeOpenAI:
         self.api_key = api_key
         self.replies: list[Reply] = []
         self.default: Reply | None = None
+        # When set, chooses the reply from the request body (for concurrent tests, where the order
+        # in which requests arrive is not known); otherwise the queue, then `default`.
+        self.responder: Callable[[dict[str, Any]], Reply] | None = None
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -108,7 +116,8 @@ class FakeOpenAI:
                 problem = fake.validate(headers, body)
                 if problem:
                     return self._json(problem[0], {"error": {"message": problem[1], "type": "invalid_request_error"}})
-                reply = fake.next_reply()
+                reply = fake.responder(body) if fake.responder else fake.next_reply()
+                time.sleep(reply.header_delay)
                 if reply.status != 200:
                     return self._json(reply.status, reply.error_body or {}, reply.headers)
                 self._stream(reply, body.get("model"))

@@ -1,0 +1,173 @@
+"""Replays recorded upstream traffic: a small HTTP server on 127.0.0.1 that answers a provider's
+requests from fixtures (`llmbridge export-fixture`), so any recorded exchange can be run again
+offline — through the real bridge, with the real translators.
+
+Matching is on method, path and the JSON body with volatile fields (session and prompt ids)
+ignored. A request that matches no fixture is answered with status 599 and a body that names the
+first difference from the closest fixture: a provider's changed protocol, or a changed translator,
+shows up at once instead of silently passing. Each fixture answers once; `unused()` lists the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+# Fields that differ on every request by design; everything else must match exactly.
+VOLATILE_FIELDS = frozenset({"user_prompt_id", "session_id", "conversationId", "agentContinuationId"})
+NO_MATCH_STATUS = 599
+
+
+@dataclass
+class Fixture:
+    path: Path
+    data: dict[str, Any]
+    used: bool = False
+
+    @property
+    def method(self) -> str:
+        return self.data["request"]["method"]
+
+    @property
+    def target(self) -> str:
+        url = urlsplit(self.data["request"]["url"])
+        return url.path + (f"?{url.query}" if url.query else "")
+
+    @property
+    def body(self) -> Any:
+        return normalize(self.data["request"]["body"])
+
+    def response_bytes(self) -> bytes:
+        return base64.b64decode(self.data["response"]["body_base64"])
+
+
+def load_fixtures(paths: list[Path]) -> list[Fixture]:
+    fixtures = []
+    for path in paths:
+        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        fixtures += [Fixture(f, json.loads(f.read_text())) for f in files]
+    return fixtures
+
+
+def normalize(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items() if k not in VOLATILE_FIELDS}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value
+
+
+def first_difference(expected: Any, actual: Any, where: str = "body") -> str | None:
+    """Where two JSON values first differ, as a readable path; None when equal."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in sorted(set(expected) | set(actual)):
+            if key not in actual:
+                return f"{where}.{key} is missing"
+            if key not in expected:
+                return f"{where}.{key} is new"
+            found = first_difference(expected[key], actual[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(expected, list) and isinstance(actual, list):
+        if len(expected) != len(actual):
+            return f"{where} has {len(actual)} items, the fixture {len(expected)}"
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            found = first_difference(e, a, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return None if expected == actual else f"{where} is {actual!r}, the fixture has {expected!r}"
+
+
+class ReplayServer:
+    def __init__(self, fixtures: list[Fixture], chunk_size: int = 256) -> None:
+        self.fixtures = fixtures
+        self.chunk_size = chunk_size  # the body goes out in pieces, as a stream would
+        self.mismatches: list[str] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, port: int = 0) -> ReplayServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self.server:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def unused(self) -> list[Fixture]:
+        return [f for f in self.fixtures if not f.used]
+
+    def match(self, method: str, target: str, body: Any) -> tuple[Fixture | None, str]:
+        """The unused fixture this request matches; else None and why, against the closest one."""
+        body = normalize(body)
+        closest = "no fixture for this method and path"
+        for fixture in self.fixtures:
+            if fixture.method != method or fixture.target != target:
+                continue
+            difference = first_difference(fixture.body, body)
+            if difference is None and not fixture.used:
+                return fixture, ""
+            closest = f"{fixture.path.name}: {difference or 'matches, but was already replayed'}"
+        return None, f"{method} {target}: {closest}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await self._one(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        method, target, _ = head[0].split(" ", 2)
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
+        raw = await reader.readexactly(int(headers.get("content-length", 0)))
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        fixture, why = self.match(method, target, body)
+        if fixture is None:
+            self.mismatches.append(why)
+            await self._send(writer, NO_MATCH_STATUS, "application/json",
+                             json.dumps({"error": {"message": f"replay: no fixture matches: {why}"}}).encode())
+            return True
+        fixture.used = True
+        response = fixture.data["response"]
+        content_type = {k.lower(): v for k, v in response["headers"].items()}.get("content-type", "")
+        await self._send(writer, response["status"], content_type, fixture.response_bytes())
+        return True
+
+    async def _send(self, writer: asyncio.StreamWriter, status: int, content_type: str, body: bytes) -> None:
+        writer.write(f"HTTP/1.1 {status} Replayed\r\ncontent-type: {content_type}\r\n"
+                     "transfer-encoding: chunked\r\n\r\n".encode("latin-1"))
+        for start in range(0, len(body), self.chunk_size):
+            piece = body[start:start + self.chunk_size]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+
+async def serve_forever(paths: list[Path], port: int) -> None:
+    server = await ReplayServer(load_fixtures(paths)).start(port)
+    print(f"replaying {len(server.fixtures)} fixtures on {server.base_url} (Ctrl-C stops)", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.close()
