@@ -78,9 +78,25 @@ class OpenAIBridge:
 
     async def running(self) -> None:
         assert self.app is not None
+        await self._rebind_servers()
         await self.app.start()
         host = ctx.options.listen_host or "0.0.0.0"
         print(self.app.banner(host, ctx.options.listen_port or DEFAULT_PORT), file=sys.stderr, flush=True)
+
+    async def _rebind_servers(self) -> None:
+        """mitmdump loads scripts only after it has begun bringing up its servers with the options of
+        the command line, so our safe defaults (reverse mode, 127.0.0.1) would not apply to them.
+        Bring the servers in line with the current options now; until then every request already
+        passed through this addon's hooks, which answer it themselves and refuse CONNECT."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        if proxyserver is not None and not await proxyserver.setup_servers():
+            raise SystemExit("llmbridge: could not listen on the configured address; see the log above")
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        # The bridge is an API endpoint, never a forward proxy: no tunnels to anywhere.
+        flow.response = http.Response.make(
+            405, b'{"error":{"message":"this is an API endpoint, not a proxy: CONNECT is refused",'
+                 b'"type":"invalid_request_error"}}', {"content-type": "application/json"})
 
     async def request(self, flow: http.HTTPFlow) -> None:
         try:

@@ -82,3 +82,11 @@ def test_local_error_is_answered_in_place_and_key_is_scrubbed(configured):
     flow = asyncio.run(run())
     assert flow.response.status_code == 400
     assert "authorization" not in flow.request.headers
+
+
+def test_connect_is_refused(configured):
+    addon, _ = configured
+    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="example.com", port=443, path=b"",
+                                       authority=b"example.com:443"))
+    addon.http_connect(flow)
+    assert flow.response.status_code == 405

@@ -195,3 +195,21 @@ def test_no_config_generates_key_and_explains_accounts(tmp_path):
         response = httpx.get(bridge.base_url + "/v1/models", headers={"authorization": f"Bearer {key}"})
         assert response.status_code == 200 and response.json()["data"] == []
         assert "127.0.0.1" in output
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on `port`, from /proc/net/tcp and tcp6."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, port_hex = local.rsplit(":", 1)
+                if state == "0A" and int(port_hex, 16) == port:
+                    found.add(address)
+    return found
+
+
+def test_listens_only_on_loopback_in_reverse_mode(bridge):
+    assert listening_addresses(bridge.port) == {"0100007F"}  # 127.0.0.1, nothing else
+    assert f"reverse proxy to http://127.0.0.1:9 listening at 127.0.0.1:{bridge.port}" in bridge.output()
