@@ -85,9 +85,13 @@ class Bridge:
 
     # --- routing ----------------------------------------------------------------------------------
 
-    def route(self, method: str, target: str) -> Route:
+    def route(self, method: str, target: str, headers: dict[str, str] | None = None) -> Route:
         url = urlsplit(target)
         path = url.path.rstrip("/") or "/"
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            if _speaks_gemini(headers or {}, url.query):
+                # google-genai with a custom base_url lists models under /v1, not /v1beta
+                path = path.replace("/v1/", "/v1beta/", 1)
         openai, anthropic, gemini = self.formats["openai"], self.formats["anthropic"], self.formats["gemini"]
         table = {
             ("GET", "/health"): Route(openai, "health"),
@@ -128,7 +132,7 @@ class Bridge:
         record = ExchangeRecord(endpoint=f"{incoming.method} {urlsplit(incoming.path).path}")
         fmt: ClientFormat = self.formats["openai"]
         try:
-            route = self.route(incoming.method, incoming.path)
+            route = self.route(incoming.method, incoming.path, incoming.headers)
             fmt = route.client_format
             record.client_format = fmt.name
             if route.action == "health":
@@ -326,6 +330,11 @@ class _Routed(Exception):
 
     def __init__(self, client_format: ClientFormat, error: BridgeError) -> None:
         self.client_format, self.error = client_format, error
+
+
+def _speaks_gemini(headers: dict[str, str], query: str) -> bool:
+    """Gemini clients authenticate with x-goog-api-key or ?key= and identify with x-goog-api-client."""
+    return "x-goog-api-key" in headers or "x-goog-api-client" in headers or "key" in parse_qs(query)
 
 
 def _offered_key(incoming: IncomingRequest) -> str | None:

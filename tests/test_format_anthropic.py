@@ -48,6 +48,10 @@ def body(**extra: Any) -> dict[str, Any]:
             **extra}
 
 
+# Renders below use a request that enabled thinking: only such clients get thinking blocks.
+THINKING_REQUEST = FMT.parse_request(body(max_tokens=4000, thinking={"type": "enabled", "budget_tokens": 2048}))
+
+
 def user(*blocks: dict[str, Any]) -> dict[str, Any]:
     return {"role": "user", "content": list(blocks)}
 
@@ -104,13 +108,13 @@ PARSE_CASES = [
     ("tool_choice tool", body(tool_choice={"type": "tool", "name": "f", "disable_parallel_tool_use": True}),
      lambda r: r.tool_choice == ToolChoice(mode="tool", name="f") and r.parallel_tool_calls is False),
     ("thinking enabled", body(thinking={"type": "enabled", "budget_tokens": 2048}),
-     lambda r: r.reasoning == Reasoning(budget_tokens=2048)),
+     lambda r: r.reasoning == Reasoning(budget_tokens=2048, include_thoughts=True)),
     ("thinking disabled", body(thinking={"type": "disabled"}),
      lambda r: r.reasoning == Reasoning(effort="none")),
     ("thinking adaptive", body(thinking={"type": "adaptive"}),
-     lambda r: r.reasoning == Reasoning(effort="high")),
+     lambda r: r.reasoning == Reasoning(effort="high", include_thoughts=True)),
     ("adaptive with effort", body(thinking={"type": "adaptive"}, output_config={"effort": "max"}),
-     lambda r: r.reasoning == Reasoning(effort="xhigh")),
+     lambda r: r.reasoning == Reasoning(effort="xhigh", include_thoughts=True)),
     ("output format", body(output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}}),
      lambda r: r.response_format == ResponseFormat(type="json_schema", json_schema={"type": "object"})),
     ("sampling", body(stop_sequences=["END"], temperature=0.5, top_p=0.9, top_k=40, stream=True,
@@ -187,7 +191,7 @@ def test_claude_code_request_parses_with_tool_names_unchanged() -> None:
     request = FMT.parse_request(raw)
     assert [t.name for t in request.tools] == [t["name"] for t in raw["tools"]]
     assert "mcp__github__create_issue" in [t.name for t in request.tools]
-    assert len(request.system) == 3 and request.reasoning == Reasoning(budget_tokens=31999)
+    assert len(request.system) == 3 and request.reasoning == Reasoning(budget_tokens=31999, include_thoughts=True)
     calls = {p.id: p.name for m in request.messages for p in m.parts if isinstance(p, ToolCallPart)}
     results = [p for m in request.messages for p in m.parts if isinstance(p, ToolResultPart)]
     assert len(calls) == 8 and len(results) == 8
@@ -211,7 +215,7 @@ RESULT = ChatResult(
 
 
 def test_render_result_is_a_valid_sdk_message() -> None:
-    rendered = FMT.render_result(RESULT, FMT.parse_request(body()))
+    rendered = FMT.render_result(RESULT, THINKING_REQUEST)
     message = anthropic.types.Message.model_validate(rendered)
     assert message.id == "msg_abc" and message.stop_reason == "tool_use"
     assert [b.type for b in message.content] == ["thinking", "redacted_thinking", "text", "tool_use"]
@@ -227,14 +231,14 @@ STOP_REASONS = [("stop", "end_turn"), ("length", "max_tokens"), ("tool_calls", "
 def test_render_result_stop_reasons(reason: str, stop_reason: str) -> None:
     result = ChatResult(id="msg_1", model="m", finish_reason=reason, stop_sequence="END",
                         parts=[TextPart(text="x")])
-    rendered = FMT.render_result(result, FMT.parse_request(body()))
+    rendered = FMT.render_result(result, THINKING_REQUEST)
     assert rendered["stop_reason"] == stop_reason
     assert rendered["stop_sequence"] == ("END" if reason == "stop_sequence" else None)
     assert rendered["id"] == "msg_1"
 
 
 def test_signatures_survive_a_round_trip() -> None:
-    rendered = FMT.render_result(RESULT, FMT.parse_request(body()))
+    rendered = FMT.render_result(RESULT, THINKING_REQUEST)
     again = FMT.parse_request(body(messages=[user({"type": "text", "text": "q"}),
                                              {"role": "assistant", "content": rendered["content"]}]))
     assert again.messages[1].parts == RESULT.parts
@@ -254,7 +258,7 @@ GOLDEN_SSE = DATA / "golden" / "anthropic_thinking_text_tool.sse"
 
 
 def render_stream(events: list[StreamEvent], response_id: str = "r1") -> bytes:
-    renderer = FMT.stream_renderer(FMT.parse_request(body()), response_id, "claude-x")
+    renderer = FMT.stream_renderer(THINKING_REQUEST, response_id, "claude-x")
     return renderer.start() + b"".join(renderer.feed(e) for e in events) + renderer.close()
 
 
@@ -301,18 +305,18 @@ def test_stream_accumulates_like_the_canonical_result() -> None:
         message = stream.get_final_message()
     accumulator = StreamAccumulator("r1", "claude-x")
     accumulator.feed_all(GOLDEN_EVENTS)
-    expected = FMT.render_result(accumulator.result(), FMT.parse_request(body()))
+    expected = FMT.render_result(accumulator.result(), THINKING_REQUEST)
     assert message.model_dump(mode="json", exclude_none=True)["content"] == expected["content"]
     assert message.stop_reason == "tool_use" and message.usage.output_tokens == 20
 
 
 def test_keepalive_is_a_ping_event() -> None:
-    renderer = FMT.stream_renderer(FMT.parse_request(body()), "r", "m")
+    renderer = FMT.stream_renderer(THINKING_REQUEST, "r", "m")
     assert renderer.keepalive() == b'event: ping\ndata: {"type":"ping"}\n\n'
 
 
 def test_error_after_start_is_an_error_event() -> None:
-    renderer = FMT.stream_renderer(FMT.parse_request(body()), "r", "m")
+    renderer = FMT.stream_renderer(THINKING_REQUEST, "r", "m")
     renderer.start()
     out = renderer.error(errors.RateLimited("slow down"))
     assert out == (b'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error",'
@@ -361,3 +365,13 @@ def test_request_model_is_canonical() -> None:
     raw = json.loads((DATA / "claude_code_request.json").read_text())
     request = FMT.parse_request(raw)
     assert ChatRequest.model_validate_json(request.model_dump_json()) == request
+
+
+def test_thinking_is_not_shown_to_clients_that_did_not_enable_it():
+    plain = FMT.parse_request(body())
+    assert [b["type"] for b in FMT.render_result(RESULT, plain)["content"]] == ["text", "tool_use"]
+    assert "thinking" in [b["type"] for b in FMT.render_result(RESULT, THINKING_REQUEST)["content"]]
+    renderer = FMT.stream_renderer(plain, "r", "m")
+    out = renderer.start() + renderer.feed(ReasoningDelta(text="secret musing")) + renderer.feed(
+        TextDelta(text="answer")) + renderer.close()
+    assert b"secret musing" not in out and b"thinking" not in out and b"answer" in out

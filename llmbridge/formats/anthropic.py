@@ -23,6 +23,10 @@ from llmbridge.formats.base import ClientFormat
 MODEL_CREATED_AT = "2025-01-01T00:00:00Z"
 
 
+def wants_thinking(request: ChatRequest) -> bool:
+    return bool(request.reasoning and request.reasoning.include_thoughts)
+
+
 class AnthropicFormat(ClientFormat):
     name = "anthropic"
 
@@ -41,10 +45,10 @@ class AnthropicFormat(ClientFormat):
 
     def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
                         input_tokens: int | None = None) -> AnthropicStreamRenderer:
-        return AnthropicStreamRenderer(response_id, model, input_tokens)
+        return AnthropicStreamRenderer(response_id, model, input_tokens, show_thinking=wants_thinking(request))
 
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]:
-        return render_message(result)
+        return render_message(result, show_thinking=wants_thinking(request))
 
     def error_body(self, error: BridgeError) -> dict[str, Any]:
         return error_payload(error.status, error.message, error)

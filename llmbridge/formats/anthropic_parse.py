@@ -254,13 +254,14 @@ def _reasoning(raw: Any, output_config: Any) -> Reasoning | None:
         return Reasoning(effort=effort) if effort else None
     thinking = as_dict(raw, "thinking")
     kind = get_str(thinking, "type", "thinking", required=True)
+    # include_thoughts: Anthropic returns thinking blocks only when thinking is on.
     if kind == "enabled":
         budget = get_int(thinking, "budget_tokens", "thinking", required=True, minimum=1)
-        return Reasoning(budget_tokens=budget, effort=effort)
+        return Reasoning(budget_tokens=budget, effort=effort, include_thoughts=True)
     if kind == "disabled":
         return Reasoning(effort="none")
     if kind == "adaptive":
-        return Reasoning(effort=effort or "high")
+        return Reasoning(effort=effort or "high", include_thoughts=True)
     raise invalid("thinking.type", f"expected 'enabled', 'disabled' or 'adaptive', got {kind!r}")
 
 

@@ -84,8 +84,9 @@ def render_block(part: TextPart | ReasoningPart | ToolCallPart) -> dict[str, Any
     return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
 
 
-def render_message(result: ChatResult) -> dict[str, Any]:
-    blocks = [b for b in (render_block(p) for p in result.parts) if b is not None]
+def render_message(result: ChatResult, show_thinking: bool = True) -> dict[str, Any]:
+    parts = [p for p in result.parts if show_thinking or not isinstance(p, ReasoningPart)]
+    blocks = [b for b in (render_block(p) for p in parts) if b is not None]
     return {
         "id": message_id(result.id), "type": "message", "role": "assistant", "model": result.model,
         "content": blocks, "stop_reason": STOP_REASONS[result.finish_reason],
@@ -101,8 +102,12 @@ def frame(kind: str, payload: dict[str, Any]) -> bytes:
 class AnthropicStreamRenderer(StreamRenderer):
     """One response's canonical events as Anthropic's SSE event sequence."""
 
-    def __init__(self, response_id: str, model: str, input_tokens: int | None = None) -> None:
+    def __init__(self, response_id: str, model: str, input_tokens: int | None = None,
+                 show_thinking: bool = True) -> None:
         self.id = message_id(response_id)
+        # Some backends think whether asked or not (Gemini CLI); Anthropic clients that did not
+        # enable thinking must not get thinking blocks they do not expect.
+        self.show_thinking = show_thinking
         self.model = model
         self.input_tokens = input_tokens or 0
         self._index = -1  # index of the last block started
@@ -126,7 +131,7 @@ class AnthropicStreamRenderer(StreamRenderer):
             case TextDelta():
                 return self._text(event.text)
             case ReasoningDelta():
-                return self._reasoning(event)
+                return self._reasoning(event) if self.show_thinking else b""
             case ToolCallStart():
                 return self._tool_start(event)
             case ToolCallDelta():

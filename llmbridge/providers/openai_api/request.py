@@ -15,6 +15,9 @@ from llmbridge.canonical import (
     ToolResultPart,
 )
 
+# Largest thinking budget that still maps to each effort (the same steps the Kiro provider uses).
+BUDGET_EFFORTS: list[tuple[float, str]] = [(4096, "low"), (10_000, "medium"), (float("inf"), "high")]
+
 
 def build_body(request: ChatRequest, upstream_model: str) -> dict[str, Any]:
     body: dict[str, Any] = {"model": upstream_model, "messages": _messages(request), "stream": True,
@@ -39,8 +42,9 @@ def _generation(request: ChatRequest, body: dict[str, Any]) -> None:
     body.update({k: v for k, v in simple.items() if v is not None})
     if request.stop:
         body["stop"] = request.stop
-    if request.reasoning and request.reasoning.effort:
-        body["reasoning_effort"] = request.reasoning.effort
+    effort = reasoning_effort(request)
+    if effort:
+        body["reasoning_effort"] = effort
     fmt = request.response_format
     if fmt and fmt.type == "json_object":
         body["response_format"] = {"type": "json_object"}
@@ -49,6 +53,19 @@ def _generation(request: ChatRequest, body: dict[str, Any]) -> None:
         if fmt.strict is not None:
             spec["strict"] = fmt.strict
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
+
+
+def reasoning_effort(request: ChatRequest) -> str | None:
+    """The client's effort, else its thinking budget (Anthropic `budget_tokens`, Gemini
+    `thinkingBudget`) as the nearest effort: chat completions has no budget control."""
+    reasoning = request.reasoning
+    if reasoning is None:
+        return None
+    if reasoning.effort:
+        return reasoning.effort
+    if reasoning.budget_tokens is None:
+        return None
+    return next(effort for limit, effort in BUDGET_EFFORTS if reasoning.budget_tokens <= limit)
 
 
 def _messages(request: ChatRequest) -> list[dict[str, Any]]:

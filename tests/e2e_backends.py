@@ -1,0 +1,266 @@
+"""One real mitmdump bridge per provider, each in front of that provider's strict fake upstream.
+
+Used by the Anthropic / Gemini client end-to-end tests: the same test body runs against every
+backend, and this module hides how each fake is scripted and how its recorded requests look.
+
+    with start_backend("kiro", workdir) as backend:
+        backend.text("Hello ", "there")          # the next upstream answer
+        ... call backend.bridge.base_url with an SDK ...
+        backend.assert_accepted()                 # the strict fake took the last request as it was
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.bridge_process import BridgeProcess, write_config
+from tests.fakes import code_assist as ca
+from tests.fakes import kiro as kf
+from tests.fakes import openai_upstream as oa
+
+DEFAULT_THINKING_BUDGET = 8192  # what the Gemini CLI asks of Gemini 2.5 when the user set nothing
+
+BACKENDS = ["gemini-cli", "kiro", "openai"]
+PACING = {"requests_per_minute": 10_000, "max_concurrent": 50}
+
+
+class Backend:
+    """What the tests need from one provider's fake, in one vocabulary."""
+
+    name: str
+    model: str
+    count_method: str  # the expected x-llmbridge-token-count-method
+    bridge: BridgeProcess
+
+    def text(self, *deltas: str, thinking: str | None = None) -> None:
+        raise NotImplementedError
+
+    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+        raise NotImplementedError
+
+    def rate_limit(self, seconds: int) -> None:
+        raise NotImplementedError
+
+    def calls(self) -> int:
+        """How many generate requests the fake has received."""
+        raise NotImplementedError
+
+    def last(self) -> Any:
+        """The body of the last generate request."""
+        raise NotImplementedError
+
+    def rejection(self) -> str | None:
+        """Why the strict fake rejected (or would reject) the last generate request, else None."""
+        raise NotImplementedError
+
+    def assert_accepted(self) -> None:
+        assert self.calls(), "no request reached the upstream"
+        assert self.rejection() is None, f"{self.name} fake rejected the request: {self.rejection()}"
+
+    def last_tool_result(self) -> tuple[str, str]:
+        """(call id, or function name where the provider has no ids; result text) of the last request."""
+        raise NotImplementedError
+
+    def thinking_sent(self, budget: int | None) -> bool:
+        """Whether the last request asked the upstream for thinking as a client budget of `budget`
+        tokens (None: the client asked for none) should."""
+        raise NotImplementedError
+
+    def tool_names_sent(self) -> list[str]:
+        raise NotImplementedError
+
+    def upstream_counts(self) -> int:
+        """Token-count calls the upstream received."""
+        return 0
+
+
+class GeminiCliBackend(Backend):
+    name, model, count_method = "gemini-cli", "gemini-2.5-pro", "upstream:gemini-cli"
+
+    def __init__(self, fake: ca.FakeCodeAssist) -> None:
+        self.fake = fake
+
+    def text(self, *deltas: str, thinking: str | None = None) -> None:
+        thoughts = (thinking,) if thinking else ()
+        self.fake.enqueue(ca.text_reply(*deltas, thoughts=thoughts, signature="c2lnLWdlbWluaQ==" if thinking else None))
+
+    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+        self.fake.enqueue(ca.tool_call_reply(name, args, call_id=call_id, text=text))
+
+    def rate_limit(self, seconds: int) -> None:
+        delay = f"{seconds}s"
+        self.fake.enqueue(ca.error_reply(429, ca.rpc_error(429, "You have exhausted your capacity on this model.",
+                                                           "RESOURCE_EXHAUSTED", [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+             "domain": "cloudcode-pa.googleapis.com", "metadata": {"quotaResetDelay": delay}},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}])))
+
+    def calls(self) -> int:
+        return len(self.fake.generate_requests)
+
+    def last(self) -> Any:
+        return self.fake.generate_requests[-1]
+
+    def rejection(self) -> str | None:
+        problem = self.fake.check_generate(self.last())
+        return None if problem is None else json.dumps(problem[1])
+
+    def last_tool_result(self) -> tuple[str, str]:
+        contents = self.last()["request"]["contents"]
+        call = next(p["functionCall"] for p in contents[-2]["parts"] if "functionCall" in p)
+        response = next(p["functionResponse"] for p in contents[-1]["parts"] if "functionResponse" in p)
+        assert response["name"] == call["name"]
+        return response.get("id") or response["name"], json.dumps(response["response"])
+
+    def thinking_sent(self, budget: int | None) -> bool:
+        config = self.last()["request"].get("generationConfig", {}).get("thinkingConfig", {})
+        # without a client budget the CLI's own default applies (Gemini 2.5 Pro always thinks)
+        return config == {"includeThoughts": True, "thinkingBudget": budget or DEFAULT_THINKING_BUDGET}
+
+    def tool_names_sent(self) -> list[str]:
+        return [d["name"] for t in self.last()["request"].get("tools", [])
+                for d in t.get("functionDeclarations", [])]
+
+    def upstream_counts(self) -> int:
+        return len(self.fake.calls(":countTokens"))
+
+
+class KiroBackend(Backend):
+    name, model, count_method = "kiro", "claude-sonnet-4-5", "estimate"
+
+    def __init__(self, fake: kf.FakeKiro) -> None:
+        self.fake = fake
+
+    def text(self, *deltas: str, thinking: str | None = None) -> None:
+        steps: list[Any] = [kf.Reasoning(text=thinking, signature="sig-kiro")] if thinking else []
+        self.fake.enqueue(*steps, *[kf.Text(d) for d in deltas], kf.ContextUsage(1.0), kf.Metering(0.01))
+
+    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+        raw = json.dumps(args)
+        half = len(raw) // 2
+        steps: list[Any] = [kf.Text(text)] if text else []
+        self.fake.enqueue(*steps, kf.ToolUse(name, call_id, [raw[:half], raw[half:]]), kf.ContextUsage(1.0))
+
+    def rate_limit(self, seconds: int) -> None:
+        self.fake.enqueue(kf.HttpError(429, {"message": "Too many requests, slow down.",
+                                             "reason": "USER_REQUEST_RATE_EXCEEDED"},
+                                       headers={"Retry-After": str(seconds)}))
+
+    def calls(self) -> int:
+        return len(self.fake.generate_requests())
+
+    def last(self) -> Any:
+        return self.fake.generate_requests()[-1].body
+
+    def rejection(self) -> str | None:
+        request = self.fake.generate_requests()[-1]
+        if request.rejection:
+            return request.rejection
+        return None if request.status == 200 else f"HTTP {request.status}"
+
+    def _current(self) -> dict[str, Any]:
+        return self.last()["conversationState"]["currentMessage"]["userInputMessage"]
+
+    def last_tool_result(self) -> tuple[str, str]:
+        result = self._current()["userInputMessageContext"]["toolResults"][0]
+        return result["toolUseId"], json.dumps(result["content"])
+
+    def thinking_sent(self, budget: int | None) -> bool:
+        history = self.last()["conversationState"].get("history")
+        first = history[0]["userInputMessage"] if history else self._current()  # holds the system text
+        content = first["content"]
+        if budget is None:
+            return "<thinking_mode>" not in content
+        return content.startswith("<thinking_mode>enabled</thinking_mode>"
+                                  f"<max_thinking_length>{budget}</max_thinking_length>")
+
+    def tool_names_sent(self) -> list[str]:
+        return [t["toolSpecification"]["name"]
+                for t in self._current().get("userInputMessageContext", {}).get("tools", [])]
+
+
+class OpenAIBackend(Backend):
+    name, model, count_method = "openai", "gpt-test", "estimate"
+
+    def __init__(self, fake: oa.FakeOpenAI) -> None:
+        self.fake = fake
+
+    def text(self, *deltas: str, thinking: str | None = None) -> None:
+        reasoning = [{"reasoning_content": thinking}] if thinking else []
+        self.fake.enqueue(oa.Reply(deltas=reasoning + [{"content": d} for d in deltas],
+                                   usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}))
+
+    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+        raw = json.dumps(args)
+        half = len(raw) // 2
+        deltas: list[dict[str, Any]] = [{"content": text}] if text else []
+        deltas += [{"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                                    "function": {"name": name, "arguments": raw[:half]}}]},
+                   {"tool_calls": [{"index": 0, "function": {"arguments": raw[half:]}}]}]
+        self.fake.enqueue(oa.Reply(deltas=deltas, finish="tool_calls",
+                                   usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}))
+
+    def rate_limit(self, seconds: int) -> None:
+        self.fake.enqueue(oa.Reply(status=429, error_body={"error": {"message": "Rate limit reached",
+                                                                     "type": "requests", "code": "rate_limit"}},
+                                   headers={"retry-after": str(seconds)}))
+
+    def calls(self) -> int:
+        return len(self.fake.requests)
+
+    def last(self) -> Any:
+        return self.fake.requests[-1]
+
+    def rejection(self) -> str | None:
+        problem = self.fake.validate(self.fake.headers[-1], self.last())
+        return None if problem is None else problem[1]
+
+    def last_tool_result(self) -> tuple[str, str]:
+        message = self.last()["messages"][-1]
+        assert message["role"] == "tool"
+        calls = [c["id"] for m in self.last()["messages"] if m["role"] == "assistant"
+                 for c in m.get("tool_calls") or []]
+        assert message["tool_call_id"] in calls
+        content = message["content"]
+        return message["tool_call_id"], content if isinstance(content, str) else json.dumps(content)
+
+    def thinking_sent(self, budget: int | None) -> bool:
+        effort = self.last().get("reasoning_effort")
+        return effort is None if budget is None else effort in ("minimal", "low", "medium", "high")
+
+    def tool_names_sent(self) -> list[str]:
+        return [t["function"]["name"] for t in self.last().get("tools", [])]
+
+
+@contextlib.contextmanager
+def start_backend(name: str, workdir: Path) -> Iterator[Backend]:
+    """The fake upstream and a real bridge configured with one account on it."""
+    with contextlib.ExitStack() as stack:
+        backend: Backend
+        if name == "gemini-cli":
+            fake_ca = stack.enter_context(ca.FakeCodeAssist())
+            creds = workdir / "oauth_creds.json"
+            fake_ca.write_credentials(creds)
+            account = {"provider": "gemini-cli", "credentials": str(creds), "base_url": fake_ca.base_url,
+                       "token_url": fake_ca.token_url, "project": fake_ca.project}
+            backend = GeminiCliBackend(fake_ca)
+        elif name == "kiro":
+            fake_kiro = stack.enter_context(kf.FakeKiro())
+            token = fake_kiro.write_token_file(workdir / "kiro-auth-token.json")
+            account = {"provider": "kiro", "credentials": str(token), "base_url": fake_kiro.base_url,
+                       "token_url": fake_kiro.social_refresh_url}
+            backend = KiroBackend(fake_kiro)
+        elif name == "openai":
+            fake_oa = stack.enter_context(oa.FakeOpenAI())
+            account = {"provider": "openai", "api_key": fake_oa.api_key, "base_url": fake_oa.base_url,
+                       "models": ["gpt-test"]}
+            backend = OpenAIBackend(fake_oa)
+        else:
+            raise ValueError(name)
+        config = write_config(workdir / "bridge.toml", [{"name": f"{name}-1", **account, **PACING}], record=False)
+        backend.bridge = stack.enter_context(BridgeProcess(workdir, config))
+        yield backend
