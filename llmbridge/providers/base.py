@@ -11,16 +11,23 @@ Adding a provider: a folder under `llmbridge/providers/` with a `Provider` subcl
 from __future__ import annotations
 
 import importlib
+import json
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo, StreamEvent
 from llmbridge.config import AccountConfig
+from llmbridge.errors import BridgeError, UpstreamTimeout, UpstreamUnavailable
 from llmbridge.exchange import AttemptRecord
+from llmbridge.redact import redact_headers, redact_json
+
+# Turns a failed upstream response (status, headers) and its body into a classified error.
+Classifier = Callable[[httpx.Response, bytes], BridgeError]
 
 
 class StreamDecoder(Protocol):
@@ -51,6 +58,7 @@ class Provider(ABC):
     """One configured account of one provider."""
 
     name: ClassVar[str]  # the `provider = "..."` value in the config
+    service: ClassVar[str] = "the upstream"  # how messages name the service ("Code Assist", "Kiro")
     # Where the provider's own client keeps its credential file; an account is made from it
     # automatically when no config file exists.
     default_credentials: ClassVar[str | None] = None
@@ -95,6 +103,46 @@ class Provider(ABC):
     def describe(self) -> str:
         """One line for the startup banner (no secrets)."""
         return f"{self.account.name} ({self.name})"
+
+    async def send(self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None,
+                   classify: Classifier) -> tuple[httpx.Response, AttemptRecord]:
+        """Send one upstream request in streaming mode and record it as an attempt.
+
+        On a 2xx the response comes back unread. Otherwise its body is read, classified and raised
+        with the attempt attached (`error.attempt`), so the bridge can record every try."""
+        attempt = AttemptRecord(account=self.account.name, provider=self.name, url=url, method=method,
+                                request_headers=redact_headers(headers), request_body=redact_json(body))
+        content = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        started = time.monotonic()
+        try:
+            response = await self.http.send(self.http.build_request(method, url, headers=headers, content=content),
+                                            stream=True)
+        except httpx.TimeoutException as e:
+            raise failed(attempt, UpstreamTimeout(f"{self.service} did not answer in time "
+                                                  f"({type(e).__name__} on {url})")) from e
+        except httpx.TransportError as e:
+            raise failed(attempt, UpstreamUnavailable(f"cannot reach {self.service} at {url}: {e!r}")) from e
+        attempt.ttfb_ms = (time.monotonic() - started) * 1000
+        attempt.status = response.status_code
+        attempt.response_headers = redact_headers(response.headers)
+        if response.is_success:
+            return response, attempt
+        try:
+            raw = await response.aread()
+        except httpx.HTTPError:
+            raw = b""
+        finally:
+            await response.aclose()
+        attempt.response_body += raw
+        raise failed(attempt, classify(response, raw))
+
+
+def failed(attempt: AttemptRecord, error: BridgeError) -> BridgeError:
+    """Attach a failed attempt to its error (what the bridge records) and return the error."""
+    attempt.error_kind, attempt.error_message = error.kind, error.message
+    attempt.duration_ms = (time.time() - attempt.started) * 1000
+    error.attempt = attempt
+    return error
 
 
 # provider name -> "module:Class"; imported lazily so that a broken provider cannot stop the others.

@@ -12,7 +12,6 @@ import itertools
 import json
 import platform
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +20,7 @@ import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
-from llmbridge.errors import BridgeError, ConfigError, UpstreamAuthError, UpstreamTimeout, UpstreamUnavailable
+from llmbridge.errors import BridgeError, ConfigError, UpstreamAuthError, UpstreamUnavailable
 from llmbridge.exchange import AttemptRecord
 from llmbridge.providers.base import Provider, UpstreamCall
 from llmbridge.providers.gemini_cli import models
@@ -30,7 +29,6 @@ from llmbridge.providers.gemini_cli.decoder import CodeAssistDecoder
 from llmbridge.providers.gemini_cli.errors import classify
 from llmbridge.providers.gemini_cli.request import build_contents, build_request, check_request
 from llmbridge.providers.gemini_cli.setup import ProjectInfo, discover_project
-from llmbridge.redact import redact_headers, redact_json
 
 DEFAULT_BASE_URL = "https://cloudcode-pa.googleapis.com"
 API_VERSION = "v1internal"
@@ -49,6 +47,7 @@ class GeminiCodeAssistProvider(Provider):
     name: ClassVar[str] = "gemini-cli"
     default_credentials: ClassVar[str | None] = "~/.gemini/oauth_creds.json"
     # The CLI polls onboarding every 5 s; tests set a small value on the instance.
+    service: ClassVar[str] = "Code Assist"
     onboard_poll_interval: float = 5.0
     onboard_max_polls: int = 60
 
@@ -150,48 +149,15 @@ class GeminiCodeAssistProvider(Provider):
 
     async def _send(self, method: str, url: str, body: dict[str, Any] | None,
                     model: str) -> tuple[httpx.Response, AttemptRecord]:
-        """Send with the current token; on a non-2xx read, classify and raise with the attempt."""
+        """Send with the current token; a rejected token is marked so the next refresh replaces it."""
         headers = self._headers(model)
-        attempt = AttemptRecord(account=self.account.name, provider=self.name, url=url, method=method,
-                                request_headers=redact_headers(headers), request_body=redact_json(body))
-        content = None if body is None else _compact(body)
-        upstream = self.http.build_request(method, url, headers=headers, content=content)
-        started = time.monotonic()
+        token = headers["Authorization"].removeprefix("Bearer ")
         try:
-            response = await self.http.send(upstream, stream=True)
-        except httpx.TimeoutException as e:
-            error: BridgeError = UpstreamTimeout(f"Code Assist did not answer in time ({type(e).__name__})")
-            raise _failed(attempt, error) from e
-        except httpx.TransportError as e:
-            raise _failed(attempt, UpstreamUnavailable(f"cannot reach Code Assist at {url}: {e}")) from e
-        attempt.ttfb_ms = (time.monotonic() - started) * 1000
-        attempt.status = response.status_code
-        attempt.response_headers = dict(response.headers)
-        if response.is_success:
-            return response, attempt
-        raise await self._error(response, attempt, headers["Authorization"].removeprefix("Bearer "))
-
-    async def _error(self, response: httpx.Response, attempt: AttemptRecord, token: str) -> BridgeError:
-        try:
-            raw = await response.aread()
-        except httpx.HTTPError:
-            raw = b""
-        finally:
-            await response.aclose()
-        attempt.response_body += raw
-        error = classify(response.status_code, raw, response.headers.get("retry-after"))
-        if isinstance(error, UpstreamAuthError):
-            self.credentials.reject(token)  # the next refresh replaces exactly this token
-        return _failed(attempt, error)
+            return await self.send(method, url, headers, body, _classify)
+        except UpstreamAuthError:
+            self.credentials.reject(token)
+            raise
 
 
-def _compact(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _failed(attempt: AttemptRecord, error: BridgeError) -> BridgeError:
-    attempt.error_kind = error.kind
-    attempt.error_message = error.message
-    attempt.duration_ms = (time.time() - attempt.started) * 1000
-    error.attempt = attempt
-    return error
+def _classify(response: httpx.Response, raw: bytes) -> BridgeError:
+    return classify(response.status_code, raw, response.headers.get("retry-after"))

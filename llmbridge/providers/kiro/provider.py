@@ -5,9 +5,7 @@ Warning: Kiro suspends accounts it sees used through third-party proxies (kirodo
 
 from __future__ import annotations
 
-import json
 import platform
-import time
 import uuid
 from typing import Any, ClassVar
 
@@ -15,15 +13,13 @@ import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
-from llmbridge.errors import InvalidRequest, UpstreamAuthError, UpstreamTimeout, UpstreamUnavailable
-from llmbridge.exchange import AttemptRecord
+from llmbridge.errors import BridgeError, InvalidRequest, UpstreamAuthError
 from llmbridge.providers.base import Provider, UpstreamCall
 from llmbridge.providers.kiro import models
 from llmbridge.providers.kiro.credentials import DEFAULT_TOKEN_FILE, KiroCredentials
 from llmbridge.providers.kiro.decoder import KiroDecoder
 from llmbridge.providers.kiro.errors import classify
 from llmbridge.providers.kiro.request import build_request, image_entry
-from llmbridge.redact import redact_headers, redact_json
 
 KIRO_VERSION = "0.11.63"
 SDK_VERSION = "1.0.34"
@@ -42,6 +38,7 @@ def _os_token() -> str:
 
 class KiroProvider(Provider):
     name: ClassVar[str] = "kiro"
+    service: ClassVar[str] = "Kiro"
     default_credentials: ClassVar[str | None] = DEFAULT_TOKEN_FILE
 
     def __init__(self, account: AccountConfig, http: httpx.AsyncClient) -> None:
@@ -142,40 +139,11 @@ class KiroProvider(Provider):
         built = build_request(request, upstream_model, profile_arn=profile_arn)
         token = self.credentials.access_token
         url = f"{self.base_url()}/generateAssistantResponse"
-        headers = self.headers(token)
-        content = json.dumps(built.body, ensure_ascii=False, separators=(",", ":")).encode()
-        attempt = AttemptRecord(
-            account=self.account.name,
-            provider=self.name,
-            url=url,
-            request_headers=redact_headers(headers),
-            request_body=redact_json(built.body),
-        )
-        started = time.monotonic()
         try:
-            response = await self.http.send(
-                self.http.build_request("POST", url, headers=headers, content=content), stream=True
-            )
-        except httpx.TimeoutException as e:
-            raise self._attach(UpstreamTimeout(f"Kiro did not answer in time ({url})"), attempt) from e
-        except httpx.TransportError as e:
-            raise self._attach(UpstreamUnavailable(f"cannot reach Kiro at {url}: {e}"), attempt) from e
-        attempt.ttfb_ms = (time.monotonic() - started) * 1000
-        attempt.status = response.status_code
-        attempt.response_headers = redact_headers(response.headers)
-        if not 200 <= response.status_code < 300:
-            try:
-                body = await response.aread()
-            except httpx.HTTPError:
-                body = b""
-            finally:
-                await response.aclose()
-            attempt.response_body.extend(body)
-            attempt.duration_ms = (time.monotonic() - started) * 1000
-            error = classify(response.status_code, body, response.headers)
-            if isinstance(error, UpstreamAuthError):
-                self._rejected_tokens = [*self._rejected_tokens[-7:], token]
-            raise self._attach(error, attempt)
+            response, attempt = await self.send("POST", url, self.headers(token), built.body, _classify)
+        except UpstreamAuthError:
+            self._rejected_tokens = [*self._rejected_tokens[-7:], token]
+            raise
         decoder = KiroDecoder(
             tool_names=built.tool_names,
             thinking=built.thinking,
@@ -187,9 +155,6 @@ class KiroProvider(Provider):
             response=response, decoder=decoder, attempt=attempt, served_model=request.model, extra=extra
         )
 
-    @staticmethod
-    def _attach(error: Exception, attempt: AttemptRecord) -> Exception:
-        error.attempt = attempt  # type: ignore[attr-defined]
-        attempt.error_kind = getattr(error, "kind", type(error).__name__)
-        attempt.error_message = getattr(error, "message", str(error))
-        return error
+
+def _classify(response: httpx.Response, raw: bytes) -> BridgeError:
+    return classify(response.status_code, raw, response.headers)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
-
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.errors import (
@@ -22,14 +20,11 @@ from llmbridge.errors import (
     RateLimited,
     UpstreamAuthError,
     UpstreamBadRequest,
-    UpstreamTimeout,
     UpstreamUnavailable,
 )
-from llmbridge.exchange import AttemptRecord
 from llmbridge.providers.base import Provider, UpstreamCall
 from llmbridge.providers.openai_api.decoder import ChatCompletionChunkDecoder
 from llmbridge.providers.openai_api.request import build_body
-from llmbridge.redact import redact_headers
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "o4-mini")
@@ -52,34 +47,13 @@ class OpenAIProvider(Provider):
         return (self.account.base_url or DEFAULT_BASE_URL).rstrip("/")
 
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
-        body = build_body(request, upstream_model)
         headers = {"authorization": f"Bearer {self.account.api_key}", "content-type": "application/json",
                    "accept": "text/event-stream", "accept-encoding": "identity"}
-        url = f"{self.base_url}/chat/completions"
-        attempt = AttemptRecord(account=self.account.name, provider=self.name, url=url,
-                                request_headers=redact_headers(headers), request_body=body)
-        try:
-            response = await self.http.send(self.http.build_request("POST", url, json=body, headers=headers),
-                                            stream=True)
-        except httpx.TimeoutException as e:
-            error: BridgeError = UpstreamTimeout(f"{url} did not answer in time ({type(e).__name__})")
-            raise _with_attempt(error, attempt) from e
-        except httpx.TransportError as e:
-            raise _with_attempt(UpstreamUnavailable(f"cannot reach {url}: {e!r}"), attempt) from e
-        attempt.status = response.status_code
-        attempt.response_headers = dict(response.headers)
-        if response.status_code >= 400:
-            attempt.response_body += await response.aread()
-            await response.aclose()
-            raise _with_attempt(classify(response.status_code, bytes(attempt.response_body),
-                                         response.headers.get("retry-after")), attempt)
+        response, attempt = await self.send(
+            "POST", f"{self.base_url}/chat/completions", headers, build_body(request, upstream_model),
+            lambda response, raw: classify(response.status_code, raw, response.headers.get("retry-after")))
         return UpstreamCall(response=response, decoder=ChatCompletionChunkDecoder(), attempt=attempt,
                             served_model=upstream_model)
-
-
-def _with_attempt(error: BridgeError, attempt: AttemptRecord) -> BridgeError:
-    error.attempt = attempt
-    return error
 
 
 def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
