@@ -95,10 +95,13 @@ class Tool(Strict):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+ToolChoiceMode = Literal["auto", "none", "required", "tool"]
+
+
 class ToolChoice(Strict):
     """auto: model decides; none: no tools; required: some tool; tool: the one named."""
 
-    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    mode: ToolChoiceMode = "auto"
     name: str | None = None
 
 

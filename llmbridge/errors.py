@@ -25,7 +25,10 @@ Each client format has one function that renders any of these in its own dialect
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from llmbridge.exchange import AttemptRecord
 
 PoolAction = Literal["stop", "refresh", "cooldown", "rotate", "dead"]
 
@@ -51,7 +54,7 @@ class BridgeError(Exception):
         self.code = code  # the upstream's own reason code (RATE_LIMIT_EXCEEDED, ...)
         if status is not None:
             self.status = status  # type: ignore[misc]
-        self.attempt = None  # the AttemptRecord of the upstream attempt that failed, where one did
+        self.attempt: AttemptRecord | None = None  # the upstream attempt that failed, where one did
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -93,7 +96,7 @@ class ContextTooLong(ClientError):
 class UpstreamError(BridgeError):
     status = 502
     kind = "upstream_error"
-    action = "rotate"
+    action: ClassVar[PoolAction] = "rotate"
 
 
 class UpstreamBadRequest(UpstreamError):

@@ -8,7 +8,7 @@ upstream can reuse them; other providers ignore them. `metadata` is accepted and
 from __future__ import annotations
 
 import mimetypes
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from llmbridge.canonical import (
     ChatRequest,
@@ -19,10 +19,12 @@ from llmbridge.canonical import (
     ReasoningEffort,
     ReasoningPart,
     ResponseFormat,
+    Role,
     TextPart,
     Tool,
     ToolCallPart,
     ToolChoice,
+    ToolChoiceMode,
     ToolResultPart,
 )
 from llmbridge.formats.fields import (
@@ -41,7 +43,7 @@ from llmbridge.formats.fields import (
 from llmbridge.formats.openai_parse import split_tool_call_id
 
 PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
-TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
+TOOL_CHOICES: dict[str, ToolChoiceMode] = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
 EFFORTS: dict[str, ReasoningEffort] = {"low": "low", "medium": "medium", "high": "high",
                                        "xhigh": "xhigh", "max": "xhigh"}
 DEFAULT_MAX_TOKENS = 4096  # count_tokens requests carry no max_tokens
@@ -111,9 +113,10 @@ def _messages(raw: list[Any]) -> list[Message]:
 
 
 def _message(raw: dict[str, Any], path: str, names: dict[str, str]) -> Message:
-    role = get_str(raw, "role", path, required=True)
-    if role not in ("user", "assistant"):
-        raise invalid(at(path, "role"), f"expected 'user' or 'assistant', got {role!r}")
+    raw_role = get_str(raw, "role", path, required=True)
+    if raw_role not in ("user", "assistant"):
+        raise invalid(at(path, "role"), f"expected 'user' or 'assistant', got {raw_role!r}")
+    role = cast(Role, raw_role)
     content = raw.get("content")
     if isinstance(content, str):
         return Message(role=role, parts=[TextPart(text=content)])

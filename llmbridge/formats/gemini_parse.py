@@ -22,6 +22,7 @@ from llmbridge.canonical import (
     ReasoningEffort,
     ReasoningPart,
     ResponseFormat,
+    Role,
     TextPart,
     Tool,
     ToolCallPart,
@@ -36,6 +37,8 @@ UNSUPPORTED_PARTS = ("executableCode", "codeExecutionResult", "toolCall", "toolR
 THINKING_LEVELS: dict[str, ReasoningEffort] = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium",
                                                "HIGH": "high"}
 SCHEMA_CHILDREN = ("items", "anyOf", "oneOf", "allOf", "not", "additionalProperties", "prefixItems")
+
+GEMINI_ROLES: dict[str, Role] = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}
 
 
 def snake(name: str) -> str:
@@ -118,7 +121,7 @@ def _system(raw: Any) -> list[TextPart]:
 def _content(raw: Any, path: str, ledger: CallLedger) -> Message:
     content = as_dict(raw, path)
     role_name = content.get("role") or "user"
-    role = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}.get(role_name)
+    role = GEMINI_ROLES.get(role_name)
     if role is None:
         raise invalid(at(path, "role"), f"expected 'user' or 'model', got {role_name!r}")
     parts = as_list(get(content, "parts") or [], at(path, "parts"))

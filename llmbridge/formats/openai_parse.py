@@ -18,6 +18,7 @@ from llmbridge.canonical import (
     Reasoning,
     ReasoningPart,
     ResponseFormat,
+    Role,
     TextPart,
     Tool,
     ToolCallPart,
@@ -244,7 +245,7 @@ def _parse_messages(raw: list[Any]) -> tuple[list[TextPart], list[Message]]:
     return system, messages
 
 
-def _append(messages: list[Message], role: str, parts: list[Part]) -> None:
+def _append(messages: list[Message], role: Role, parts: list[Part]) -> None:
     """Consecutive messages of one role become one message (tool results join the user turn)."""
     if not parts:
         return

@@ -233,14 +233,12 @@ class KiroDecoder:
         handler = getattr(self, "_on_" + frame.event_type, None)
         return handler(payload) if handler else []
 
-    def _fail(self, error: Exception, exc_type: str) -> list[StreamError]:
+    def _fail(self, error: Exception, exc_type: str) -> list[StreamEvent]:
         self.failed = True
-        events: list[StreamError] = []
         kind = getattr(error, "kind", "upstream_error")
         status = getattr(error, "status", 502)
         message = getattr(error, "message", str(error))
-        events.append(StreamError(kind=kind, message=f"{message} [{exc_type} mid-stream]", status=status))
-        return events
+        return [StreamError(kind=kind, message=f"{message} [{exc_type} mid-stream]", status=status)]
 
     def _on_assistantResponseEvent(self, payload: dict[str, Any]) -> list[StreamEvent]:
         text = payload.get("content")

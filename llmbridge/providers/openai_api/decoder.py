@@ -7,6 +7,7 @@ from typing import Any
 
 from llmbridge.canonical import (
     Finish,
+    FinishReason,
     ReasoningDelta,
     ResponseMeta,
     StreamError,
@@ -19,8 +20,8 @@ from llmbridge.canonical import (
 )
 from llmbridge.sse import SSEDecoder
 
-FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
-          "content_filter": "content_filter"}
+FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
+                                   "function_call": "tool_calls", "content_filter": "content_filter"}
 
 
 class ChatCompletionChunkDecoder:
