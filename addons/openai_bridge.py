@@ -149,16 +149,18 @@ class OpenAIBridge:
         flow.request.url = redact_url(flow.request.url)
 
     def _forward_to_relay(self, flow: http.HTTPFlow, answer: Answer) -> None:
-        token = self.app.relay.park(answer)
+        assert self.app is not None
+        relay = self.app.relay
+        token = relay.park(answer)
         self.parked[flow.id] = token
-        flow.request.url = self.app.relay.url(token)
+        flow.request.url = relay.url(token)
         flow.request.method = "GET"
         flow.request.headers.clear()
-        flow.request.headers["host"] = f"127.0.0.1:{self.app.relay.port}"
+        flow.request.headers["host"] = f"127.0.0.1:{relay.port}"
         flow.request.content = b""
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.id in self.parked:
+        if flow.id in self.parked and flow.response is not None:
             flow.response.stream = True  # pass the relay's translated chunks straight through
 
     def response(self, flow: http.HTTPFlow) -> None:

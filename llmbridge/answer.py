@@ -82,6 +82,10 @@ class Answer:
                 await self._buffered(sink, translation)
         except ClientGone:
             self.record.client_disconnected = True
+        except asyncio.CancelledError:  # the bridge is stopping: record what there is, then stop
+            self.record.error_kind = "interrupted"
+            self.record.error_message = "the bridge stopped before the answer ended"
+            raise
         finally:
             await self.call.aclose()
             self._finish_record(translation)
@@ -160,6 +164,10 @@ class Answer:
         record.finish_reason = result.finish_reason
         record.usage = result.usage.model_dump() if result.usage else None
         record.result = result.model_dump(mode="json")
+        if (record.client_disconnected or record.error_kind == "interrupted") and not translation.closed:
+            # The client left (or the bridge stopped) before the upstream ended: the answer is partial
+            # and did not finish; the accumulator's default ("stop") would record it as complete.
+            record.finish_reason = record.result["finish_reason"] = None
         if record.status is None:
             record.status = 200
         if result.error:

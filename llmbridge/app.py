@@ -5,6 +5,7 @@ The mitmproxy addon owns one `BridgeApp`; tests can run one without mitmproxy.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import httpx
 
+from llmbridge.bridge import Bridge
 from llmbridge.config import AccountConfig, BridgeConfig, ClientKey, data_dir, load_config
 from llmbridge.errors import ConfigError
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.pool import AccountPool
 from llmbridge.providers.base import PROVIDERS, Provider, provider_class
-from llmbridge.recorder import recorder_from_config
+from llmbridge.recorder import Recorder, recorder_from_config
 from llmbridge.recorder.prune import prune
 from llmbridge.relay import Relay
 
@@ -77,10 +79,10 @@ class BridgeApp:
         self._validate_accounts()
         self.home = data_dir()
         self.client_keys, self.generated_key = load_client_keys(self.config, self.home)
-        self.recorder = None
+        self.recorder: Recorder | None = None
         self.http: httpx.AsyncClient | None = None
         self.relay = Relay()
-        self.bridge = None
+        self.bridge: Bridge | None = None
 
     def _validate_accounts(self) -> None:
         for account in self.config.accounts:
@@ -99,12 +101,11 @@ class BridgeApp:
         """Apply `retention_days` once at startup (`llmbridge db prune` does it on demand)."""
         import sqlite_utils
 
-        result = prune(sqlite_utils.Database(self.config.database), self.config.retention_days)
+        days = float(self.config.retention_days or 0)
+        result = prune(sqlite_utils.Database(self.config.database), days)
         log.info("retention (%s days): %s", self.config.retention_days, result.describe())
 
     async def start(self) -> None:
-        from llmbridge.bridge import Bridge
-
         self.http = make_http_client(self.config)
         providers: list[Provider] = [provider_class(a.provider)(a, self.http)
                                      for a in self.config.accounts if a.enabled]
@@ -117,12 +118,30 @@ class BridgeApp:
         if self.recorder is not None:
             self.recorder.submit(record)
 
-    async def stop(self) -> None:
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Ends what is in flight, then closes the recorder: every exchange that began is recorded.
+
+        Streams in the relay are cancelled and awaited; closing the HTTP client ends the upstream
+        reads of whole (non-stream) answers, which then finish and are submitted; only then is the
+        recorder flushed and closed (submitting to a closed recorder would drop the record)."""
         await self.relay.close()
         if self.http is not None:
             await self.http.aclose()
+        await self._drain(drain_timeout)
         if self.recorder is not None:
             self.recorder.close()
+
+    async def _drain(self, timeout: float) -> None:
+        """Waits (bounded) until no account has a request in flight: each in-flight answer releases
+        its account just before it submits its record, with no await in between."""
+        states = self.pool.states if hasattr(self, "pool") else []
+        deadline = time.monotonic() + timeout
+        while any(s.in_flight for s in states) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        busy = sum(s.in_flight for s in states)
+        if busy:
+            log.error("stopping with %d exchanges still in flight after %.0fs; they are not recorded",
+                      busy, timeout)
 
     def banner(self, host: str, port: int) -> str:
         base = f"http://{host}:{port}"

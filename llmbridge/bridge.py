@@ -253,6 +253,7 @@ class Bridge:
                 waited += wait
                 continue
             tried.add(candidate.state.name)
+            record.account, record.provider = candidate.state.name, candidate.state.provider_name
             self.pool.acquire(candidate.state)
             try:
                 call = await self._attempt(candidate, request, record)

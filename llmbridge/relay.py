@@ -127,13 +127,18 @@ class Relay:
         await answer.run(ChunkedSink(writer))
         return not answer.record.client_disconnected
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stops serving: parked answers are closed and answers being sent are cancelled, and both
+        are waited for, so that every exchange has reached `on_done` (and the recorder) on return."""
         for token in list(self.parked):
             await self.unpark(token)
         if self.server:
             self.server.close()
-        for task in list(self.tasks):
+        tasks = [task for task in self.tasks if task is not asyncio.current_task()]
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
 
 def _content_length(header_lines: list[str]) -> int:

@@ -38,6 +38,7 @@ def fixture_for(db: Database, exchange_id: str, attempt: int | None = None) -> d
     attempts = list(db.query("SELECT * FROM attempts WHERE exchange_id = ? ORDER BY position", [exchange_id]))
     if not attempts:
         raise ExportError(f"exchange {exchange_id} has no upstream attempt to export")
+    chosen: dict[str, Any] | None
     if attempt is None:
         chosen = attempts[-1]
     else:

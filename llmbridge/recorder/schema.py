@@ -27,36 +27,36 @@ migrations = Migrations(MIGRATION_SET)
 
 @migrations(name="m001_initial")
 def _m001_initial(db: Database) -> None:
-    db["blobs"].create(
+    db.table("blobs").create(
         {"hash": str, "media_type": str, "size": int, "content": bytes, "created_at": str}, pk="hash"
     )
-    db["messages"].create(
+    db.table("messages").create(
         {"hash": str, "parent_hash": str, "role": str, "part_count": int, "provider_metadata": str,
          "first_exchange_id": str, "created_at": str},
         pk="hash",
         foreign_keys=[("parent_hash", "messages", "hash")],
     )
-    db["parts"].create(
+    db.table("parts").create(
         {"id": int, "message_hash": str, "position": int, "type": str, "text": str, "tool_name": str,
          "tool_call_id": str, "blob_hash": str, "payload": str},
         pk="id",
         foreign_keys=[("message_hash", "messages", "hash"), ("blob_hash", "blobs", "hash")],
     )
-    db["parts"].create_index(["message_hash", "position"], unique=True)
-    db["exchanges"].create(_EXCHANGE_COLUMNS, pk="id", foreign_keys=[
+    db.table("parts").create_index(["message_hash", "position"], unique=True)
+    db.table("exchanges").create(_EXCHANGE_COLUMNS, pk="id", foreign_keys=[
         ("request_message_hash", "messages", "hash"),
         ("response_message_hash", "messages", "hash"),
     ])
-    db["exchanges"].create_index(["started_at"])
-    db["attempts"].create(_ATTEMPT_COLUMNS, pk="id", foreign_keys=[("exchange_id", "exchanges", "id")])
-    db["attempts"].create_index(["exchange_id", "position"], unique=True)
-    db["attempts"].create_index(["account"])
+    db.table("exchanges").create_index(["started_at"])
+    db.table("attempts").create(_ATTEMPT_COLUMNS, pk="id", foreign_keys=[("exchange_id", "exchanges", "id")])
+    db.table("attempts").create_index(["exchange_id", "position"], unique=True)
+    db.table("attempts").create_index(["account"])
 
 
 @migrations(name="m002_parts_fts")
 def _m002_parts_fts(db: Database) -> None:
     # FTS5 over the text of every part, kept current by triggers (prune deletes rows too).
-    db["parts"].enable_fts(["text"], fts_version="FTS5", create_triggers=True)
+    db.table("parts").enable_fts(["text"], fts_version="FTS5", create_triggers=True)
 
 
 _EXCHANGE_COLUMNS: dict[str, type] = {
