@@ -122,7 +122,14 @@ class OpenAIBridge:
             await self._request(flow)
         except Exception:  # never let mitmproxy forward an untranslated request
             log.exception("llmbridge: request hook failed")
-            flow.response = http.Response.make(500, INTERNAL_ERROR, {"content-type": "application/json"})
+            flow.response = self._internal_error(flow)
+
+    def _internal_error(self, flow: http.HTTPFlow) -> http.Response:
+        bridge = self.app.bridge if self.app is not None else None
+        if bridge is None:
+            return http.Response.make(500, INTERNAL_ERROR, {"content-type": "application/json"})
+        answer = bridge.internal_error(flow.request.method, flow.request.path, dict(flow.request.headers))
+        return http.Response.make(answer.status, answer.body, answer.headers)
 
     async def _request(self, flow: http.HTTPFlow) -> None:
         assert self.app is not None and self.app.bridge is not None

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import httpx
 
 from llmbridge.accumulate import StreamAccumulator
-from llmbridge.canonical import ChatRequest
-from llmbridge.errors import BridgeError, UpstreamTimeout, UpstreamUnavailable
+from llmbridge.canonical import ChatRequest, StreamError
+from llmbridge.errors import BridgeError, InternalError, UpstreamTimeout, UpstreamUnavailable, error_for_kind
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats.base import ClientFormat, dumps
 from llmbridge.providers.base import UpstreamCall
@@ -33,6 +33,9 @@ class ClientGone(Exception):
 
 class ResponseSink:
     """Where the answer goes: the relay implements it over its connection to mitmproxy."""
+
+    # Set when the client is known to be gone, so a silent upstream need not be waited for.
+    gone: asyncio.Event | None = None
 
     async def start(self, status: int, headers: dict[str, str], stream: bool) -> None: ...
 
@@ -99,27 +102,38 @@ class Answer:
         await sink.start(200, {"content-type": content_type, "cache-control": "no-cache"}, True)
         await sink.write(translation.start())
         try:
+            await self._write(sink, translation.replay(self.call.peeked_raw, self.call.peeked_events))
             async for chunk in self._upstream_chunks(sink, translation):
-                out = translation.feed(chunk)
-                if out:
-                    self._mark_first_byte()
-                    await sink.write(out)
+                await self._write(sink, translation.feed(chunk))
             out = translation.close()
         except BridgeError as error:
             log.warning("upstream failed mid-stream: %s", error.message)
             out = translation.fail(error)
+        except (ClientGone, asyncio.CancelledError):
+            raise
+        except Exception:  # a translator bug: end the stream with an error event, never just cut it
+            log.exception("llmbridge: translating the stream failed")
+            out = translation.fail(InternalError(f"the bridge failed while translating this answer; see its "
+                                                 f"log (exchange {self.record.id})"))
         await sink.write(out)
         await sink.end()
 
+    async def _write(self, sink: ResponseSink, out: bytes) -> None:
+        if out:
+            self._mark_first_byte()
+            await sink.write(out)
+
     async def _buffered(self, sink: ResponseSink, translation: Translation) -> None:
         try:
+            translation.replay(self.call.peeked_raw, self.call.peeked_events)
             async for chunk in self._upstream_chunks(None, translation):
                 translation.feed(chunk)
             translation.close()
         except BridgeError as error:
             translation.fail(error)
         result = translation.result()
-        if result.error and not result.parts:
+        if result.error:
+            # An answer cut short is not an answer: the client must not take it for a complete one.
             status, headers, body = self.client_format.error_response(_as_error(result.error))
         else:
             status, headers, body = 200, {"content-type": "application/json"}, dumps(
@@ -132,26 +146,41 @@ class Answer:
 
     async def _upstream_chunks(self, sink: ResponseSink | None, translation: Translation):
         """Upstream body chunks; keep-alives go to the client while the upstream is silent."""
-        chunks = self.call.response.aiter_raw()
+        chunks = self.call.chunks()
         started = time.time()
-        while True:
-            next_chunk = asyncio.ensure_future(anext(chunks, None))
-            try:
-                while not next_chunk.done():
-                    done, _ = await asyncio.wait({next_chunk}, timeout=self.keepalive_seconds)
-                    if not done and sink is not None:
-                        await sink.write(translation.renderer.keepalive() if translation.renderer else b"")
-                chunk = next_chunk.result()
-            except (httpx.TimeoutException, httpx.TransportError) as e:
-                raise _transport_error(e) from e
-            finally:
-                if not next_chunk.done():
-                    next_chunk.cancel()
-            if chunk is None:
-                return
-            if self.call.attempt.ttfb_ms is None:
-                self.call.attempt.ttfb_ms = (time.time() - started) * 1000
-            yield chunk
+        gone = asyncio.ensure_future(sink.gone.wait()) if sink is not None and sink.gone else None
+        try:
+            while True:
+                chunk = await self._next_chunk(chunks, sink, translation, gone)
+                if chunk is None:
+                    return
+                if self.call.attempt.ttfb_ms is None:
+                    self.call.attempt.ttfb_ms = (time.time() - started) * 1000
+                yield chunk
+        finally:
+            if gone is not None:
+                gone.cancel()
+
+    async def _next_chunk(self, chunks: AsyncIterator[bytes], sink: ResponseSink | None,
+                          translation: Translation, gone: asyncio.Future | None) -> bytes | None:
+        """The next upstream chunk, sending keep-alives while waiting; ClientGone if the client left."""
+        next_chunk = self.call.pending or asyncio.ensure_future(anext(chunks, None))
+        self.call.pending = None
+        waiting = {next_chunk} | ({gone} if gone is not None else set())
+        try:
+            while not next_chunk.done():
+                done, _ = await asyncio.wait(waiting, timeout=self.keepalive_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if gone is not None and gone in done:
+                    raise ClientGone()
+                if not done and sink is not None:
+                    await sink.write(translation.renderer.keepalive() if translation.renderer else b"")
+            return next_chunk.result()
+        except (httpx.TimeoutException, httpx.TransportError) as e:
+            raise _transport_error(e) from e
+        finally:
+            if not next_chunk.done():
+                next_chunk.cancel()
 
     def _mark_first_byte(self) -> None:
         if self.record.ttfb_ms is None:
@@ -183,7 +212,5 @@ def _transport_error(error: Exception) -> BridgeError:
                                "retry the request")
 
 
-def _as_error(event) -> BridgeError:
-    error = BridgeError(event.message, status=event.status)
-    error.kind = event.kind  # type: ignore[misc]
-    return error
+def _as_error(event: StreamError) -> BridgeError:
+    return error_for_kind(event.kind, event.message, event.status)

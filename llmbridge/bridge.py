@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -31,13 +32,17 @@ from llmbridge.errors import (
     RequestTooLarge,
     Unauthenticated,
     UpstreamAuthError,
+    UpstreamUnavailable,
+    error_for_kind,
 )
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats.anthropic import AnthropicFormat
 from llmbridge.formats.base import ClientFormat, dumps
 from llmbridge.formats.gemini import GeminiFormat
 from llmbridge.formats.openai import OpenAIFormat
-from llmbridge.pool import AccountPool, Candidate
+from llmbridge.peek import peek
+from llmbridge.pool import AccountPool, AccountState, Candidate
+from llmbridge.providers.base import UpstreamCall
 from llmbridge.redact import redact_json
 
 log = logging.getLogger("llmbridge")
@@ -126,6 +131,16 @@ class Bridge:
             return Route(gemini, "model", model=path.removeprefix("/v1beta/models/"))
         raise _Routed(gemini, NotFound(f"no route for {method} {path}"))
 
+    def internal_error(self, method: str, target: str, headers: dict[str, str]) -> LocalResponse:
+        """A 500 in the dialect of the route, for failures outside `handle` (the addon's last resort)."""
+        try:
+            fmt = self.route(method, target, headers).client_format
+        except _Routed as routed:
+            fmt = routed.client_format
+        status, response_headers, body = fmt.error_response(
+            InternalError("internal error in the bridge; see its log"))
+        return LocalResponse(status, response_headers, body)
+
     # --- entry point --------------------------------------------------------------------------------
 
     async def handle(self, incoming: IncomingRequest) -> LocalResponse | Answer:
@@ -144,10 +159,10 @@ class Bridge:
             return await self._error(routed.client_format, routed.error, record)
         except BridgeError as error:
             return await self._error(fmt, error, record)
-        except Exception as error:  # a bug must still answer in the client's dialect, never forward
-            log.exception("internal error while handling %s", record.endpoint)
-            return await self._error(fmt, InternalError(f"internal error in the bridge: {error!r}; "
-                                                        "see the bridge's log"), record)
+        except Exception:  # a bug must still answer in the client's dialect, never forward
+            log.exception("internal error while handling %s (exchange %s)", record.endpoint, record.id)
+            return await self._error(fmt, InternalError(f"internal error in the bridge; its log has the details "
+                                                        f"under exchange {record.id}"), record)
 
     def authenticate(self, incoming: IncomingRequest) -> str:
         """The label of the client key presented, compared in constant time; Unauthenticated if none."""
@@ -223,6 +238,10 @@ class Bridge:
 
         async def done(answer: Answer) -> None:
             self.pool.release(state)
+            if answer.record.error_kind and not answer.record.client_disconnected:
+                # an error inside a started stream still says something about the account
+                error = error_for_kind(answer.record.error_kind, answer.record.error_message or "")
+                self.pool.report(state, error)
             await self.on_exchange(answer.record)
 
         return Answer(call=call, client_format=fmt, request=request, record=record,
@@ -240,7 +259,7 @@ class Bridge:
         return candidates
 
     async def _open_with_failover(self, request: ChatRequest, candidates: list[Candidate],
-                                  record: ExchangeRecord):
+                                  record: ExchangeRecord) -> tuple[AccountState, UpstreamCall]:
         tried: set[str] = set()
         last_error: BridgeError | None = None
         waited = 0.0
@@ -248,7 +267,7 @@ class Bridge:
             candidate, wait = self.pool.pick(candidates, tried)
             if candidate is None:
                 if wait is None or waited + wait > MAX_PACING_WAIT or last_error is not None:
-                    break
+                    raise self._exhausted(candidates, last_error, wait)
                 await asyncio.sleep(wait)
                 waited += wait
                 continue
@@ -256,24 +275,34 @@ class Bridge:
             record.account, record.provider = candidate.state.name, candidate.state.provider_name
             self.pool.acquire(candidate.state)
             try:
-                call = await self._attempt(candidate, request, record)
-                return candidate.state, call
-            except BridgeError as error:
-                self.pool.release(candidate.state)
+                return candidate.state, await self._attempt(candidate, request, record)
+            except BaseException as error:
+                self.pool.release(candidate.state)  # whatever happened, the slot is free again
+                if not isinstance(error, BridgeError):
+                    raise
                 self.pool.report(candidate.state, error)
                 log.info("account %s failed (%s): %s", candidate.state.name, error.kind, error.message)
                 if error.action == "stop":
                     raise
                 last_error = error
-        raise self._exhausted(candidates, last_error)
+        raise self._exhausted(candidates, last_error, None)
 
-    async def _attempt(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord):
+    async def _attempt(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord) -> UpstreamCall:
         provider = candidate.state.provider
         try:
-            return await self._open(provider, request, candidate.upstream_model, record)
-        except UpstreamAuthError:
-            await provider.refresh_credentials(force=True)
-            return await self._open(provider, request, candidate.upstream_model, record)
+            try:
+                call = await self._open(provider, request, candidate.upstream_model, record)
+            except UpstreamAuthError:
+                await provider.refresh_credentials(force=True)
+                call = await self._open(provider, request, candidate.upstream_model, record)
+        except BridgeError:
+            raise
+        except Exception as e:  # a provider bug or a local fault (a credential file that cannot be written)
+            log.exception("account %s: calling the provider failed", candidate.state.name)
+            raise UpstreamUnavailable(f"account {candidate.state.name!r} failed inside the bridge "
+                                      f"({type(e).__name__}); see the bridge's log") from e
+        await peek(call)
+        return call
 
     async def _open(self, provider, request: ChatRequest, upstream_model: str, record: ExchangeRecord):
         try:
@@ -286,29 +315,39 @@ class Bridge:
         record.attempts.append(call.attempt)
         return call
 
-    def _exhausted(self, candidates: list[Candidate], last_error: BridgeError | None) -> BridgeError:
+    def _exhausted(self, candidates: list[Candidate], last_error: BridgeError | None,
+                   wait: float | None) -> BridgeError:
+        """The error for a request no account could answer, saying why for each account."""
         summary = self.pool.summary(candidates)
         if last_error is not None and last_error.action != "cooldown":
             last_error.message = f"{last_error.message} (accounts: {summary})"
             return last_error
-        retry = min((max(0.0, c.state.cooling_until - time.time()) for c in candidates
-                     if not c.state.dead_reason), default=None)
-        if retry is None:
+        if wait is None:
+            now = time.time()
+            wait = min((max(c.state.cooling_until - now, c.state.pacing_wait(now)) for c in candidates
+                        if not c.state.dead_reason), default=None)
+        if wait is None:
             return NoAccount(f"every account that serves this model is unusable: {summary}")
-        return RateLimited(f"every account that serves this model is rate limited or busy; retry in "
-                           f"{max(1, round(retry))} s ({summary})", retry_after=max(1.0, retry))
+        retry = max(1.0, wait)
+        return RateLimited(f"every account that serves this model is rate limited or at its pacing limit; "
+                           f"retry in {math.ceil(retry)} s ({summary})", retry_after=retry)
 
     async def _count_tokens(self, fmt: ClientFormat, request: ChatRequest,
                             record: ExchangeRecord) -> LocalResponse:
+        """Ask an account that is usable right now (healthy, within its pacing); else estimate."""
         method, count = "estimate", None
-        for candidate in self._candidates(request.model):
+        candidate, _ = self.pool.pick(self._candidates(request.model), set())
+        if candidate is not None:
+            self.pool.acquire(candidate.state)
             try:
                 count = await candidate.state.provider.count_tokens(request, candidate.upstream_model)
             except BridgeError as error:
+                self.pool.report(candidate.state, error)
                 log.info("upstream token count failed on %s: %s", candidate.state.name, error.message)
+            finally:
+                self.pool.release(candidate.state)
             if count is not None:
                 method = f"upstream:{candidate.state.provider_name}"
-                break
         if count is None:
             from llmbridge.tokens import estimate_input_tokens
 

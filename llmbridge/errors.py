@@ -15,6 +15,7 @@
     │   ├── QuotaExhausted            429    cooldown  (daily / monthly quota; long cool-down)
     │   ├── CapacityExhausted         503    rotate    (server-side capacity; try another account)
     │   ├── AccountUnusable           403    dead      (suspended, ineligible, needs validation)
+    │   ├── PermissionDenied          403    rotate    (refused for this request/model, not the account)
     │   ├── UpstreamUnavailable       502    rotate    (connect error, 5xx)
     │   └── UpstreamTimeout           504    rotate
     ├── NoAccount                     503    -         (no configured account serves the model)
@@ -133,6 +134,14 @@ class AccountUnusable(UpstreamError):
     action = "dead"
 
 
+class PermissionDenied(UpstreamError):
+    """A 403 that does not say the account is unusable (e.g. a model this account may not use)."""
+
+    status = 403
+    kind = "permission_denied"
+    action = "rotate"
+
+
 class UpstreamUnavailable(UpstreamError):
     status = 502
     kind = "upstream_unavailable"
@@ -155,3 +164,19 @@ class InternalError(BridgeError):
 
 class ConfigError(Exception):
     """Invalid configuration; the message is one line naming the problem."""
+
+
+def _subclasses(cls: type[BridgeError]) -> list[type[BridgeError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _subclasses(sub)
+    return found
+
+
+def error_for_kind(kind: str, message: str, status: int | None = None) -> BridgeError:
+    """Rebuild a classified error from its kind: an in-stream error event carries only kind, message
+    and status, and the pool needs the class to know what the failure means for the account."""
+    for cls in _subclasses(BridgeError):
+        if cls.kind == kind and cls is not ClientError:
+            return cls(message, status=status)
+    return UpstreamError(message, status=status)

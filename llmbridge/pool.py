@@ -80,18 +80,26 @@ class AccountPool:
         return list(seen.values())
 
     def candidates(self, model: str) -> list[Candidate]:
-        """Accounts that serve `model` (bare, or `provider/model` to pin the provider), in order."""
+        """Accounts that serve `model` (bare, or `provider/model` to pin the provider), in order.
+        A model id that itself contains a slash (`openai/gpt-oss-20b` on a vLLM server) is served
+        as it is when some account knows it by that name."""
+        exact = self._serving(model, provider=None)
+        if exact:
+            return self._order(exact)
         pinned, _, bare = model.partition("/")
-        wanted_provider = pinned if bare and any(s.provider_name == pinned for s in self.states) else None
-        name = bare if wanted_provider else model
+        if bare and any(s.provider_name == pinned for s in self.states):
+            return self._order(self._serving(bare, provider=pinned))
+        return []
+
+    def _serving(self, model: str, provider: str | None) -> list[Candidate]:
         found = []
         for state in self.states:
-            if wanted_provider and state.provider_name != wanted_provider:
+            if provider is not None and state.provider_name != provider:
                 continue
-            upstream = state.provider.upstream_model(name)
+            upstream = state.provider.upstream_model(model)
             if upstream is not None:
                 found.append(Candidate(state, upstream))
-        return self._order(found)
+        return found
 
     def _order(self, found: list[Candidate]) -> list[Candidate]:
         if self.strategy == "least-busy":

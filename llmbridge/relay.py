@@ -124,7 +124,14 @@ class Relay:
             writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
             await writer.drain()
             return True
-        await answer.run(ChunkedSink(writer))
+        sink = ChunkedSink(writer)
+        gone = asyncio.Event()
+        sink.gone = gone
+        watcher = asyncio.ensure_future(_watch_for_close(reader, gone))
+        try:
+            await answer.run(sink)
+        finally:
+            watcher.cancel()
         return not answer.record.client_disconnected
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -139,6 +146,16 @@ class Relay:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+
+async def _watch_for_close(reader: asyncio.StreamReader, gone: asyncio.Event) -> None:
+    """mitmproxy sends nothing while a response is under way; end of input means the client left
+    (mitmproxy closes our connection when its client goes), even while the upstream is silent."""
+    try:
+        if not await reader.read(1):
+            gone.set()
+    except ConnectionError:
+        gone.set()
 
 
 def _content_length(header_lines: list[str]) -> int:

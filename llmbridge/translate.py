@@ -31,13 +31,19 @@ class Translation:
         self.raw += chunk
         return self._emit(self.decoder.feed(chunk))
 
+    def replay(self, raw: bytes, events: list[StreamEvent]) -> bytes:
+        """What the bridge already read and decoded while peeking at the start of the answer."""
+        self.raw += raw
+        return self._emit(events)
+
     def close(self) -> bytes:
-        """End of the upstream body: flush the decoder and end the client stream."""
+        """End of the upstream body: flush the decoder and end the client stream. Renderers know
+        whether they already sent an error, and end their stream accordingly."""
         if self.closed:
             return b""
         self.closed = True
         out = self._emit(self.decoder.close())
-        if self.renderer and not isinstance(self.accumulator.error, StreamError):
+        if self.renderer:
             out += self.renderer.close()
         return out
 

@@ -69,6 +69,27 @@ def test_failing_hook_answers_json_500_and_never_forwards(configured):
     assert json.loads(flow.response.content)["error"]["type"] == "server_error"
 
 
+def test_failing_hook_answers_in_the_routes_dialect(configured):
+    addon, _ = configured
+
+    async def run():
+        await addon.app.start()
+
+        async def explode(incoming):
+            raise RuntimeError("boom")
+
+        addon.app.bridge.handle = explode
+        flow = make_flow(path="/v1/messages")
+        await addon.request(flow)
+        await addon.app.stop()
+        return flow
+
+    flow = asyncio.run(run())
+    assert flow.response.status_code == 500
+    assert json.loads(flow.response.content) == {
+        "type": "error", "error": {"type": "api_error", "message": "internal error in the bridge; see its log"}}
+
+
 def test_local_error_is_answered_in_place_and_key_is_scrubbed(configured):
     addon, _ = configured
 

@@ -213,3 +213,17 @@ def listening_addresses(port: int) -> set[str]:
 def test_listens_only_on_loopback_in_reverse_mode(bridge):
     assert listening_addresses(bridge.port) == {"0100007F"}  # 127.0.0.1, nothing else
     assert f"reverse proxy to http://127.0.0.1:9 listening at 127.0.0.1:{bridge.port}" in bridge.output()
+
+
+def test_client_leaving_is_noticed_while_the_upstream_is_silent(bridge, fakes):
+    fakes[0].enqueue(Reply(deltas=[{"content": "first "}, {"content": "late"}], delay=4.0))
+    with httpx.stream("POST", bridge.base_url + "/v1/chat/completions", json=chat(stream=True),
+                      headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=20) as response:
+        for line in response.iter_lines():
+            if '"first "' in line:
+                break
+    left = time.time()
+    while "client disconnected" not in bridge.output() and time.time() - left < 3.5:
+        time.sleep(0.05)
+    assert "client disconnected" in bridge.output()
+    assert time.time() - left < 3.0  # well before the upstream's next chunk (4 s)

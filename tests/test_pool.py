@@ -62,3 +62,9 @@ def test_default_cooldowns(error, minimum):
     state = pool.states[0]
     pool.report(state, error)
     assert state.cooling_until - time.time() > minimum
+
+
+def test_a_model_id_with_a_slash_is_served_as_it_is():
+    pool = AccountPool([provider("vllm", ("openai/gpt-oss-20b",))])
+    assert [c.upstream_model for c in pool.candidates("openai/gpt-oss-20b")] == ["openai/gpt-oss-20b"]
+    assert [c.upstream_model for c in pool.candidates("openai/openai/gpt-oss-20b")] == ["openai/gpt-oss-20b"]

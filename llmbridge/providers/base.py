@@ -10,13 +10,14 @@ Adding a provider: a folder under `llmbridge/providers/` with a `Provider` subcl
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, AsyncIterator, Callable, ClassVar, Protocol
 
 import httpx
 
@@ -42,13 +43,24 @@ class StreamDecoder(Protocol):
 
 @dataclass
 class UpstreamCall:
-    """An upstream response that answered with a good status and whose body is not read yet."""
+    """An upstream response that answered with a good status and whose body is not read yet
+    (except what the bridge peeked at: `peeked_raw` bytes, already decoded into `peeked_events`)."""
 
     response: httpx.Response
     decoder: StreamDecoder
     attempt: AttemptRecord
     served_model: str
     extra: dict = field(default_factory=dict)
+    peeked_raw: bytes = b""
+    peeked_events: list[StreamEvent] = field(default_factory=list)
+    pending: asyncio.Future | None = None  # a chunk read the peek started and did not wait for
+    _chunks: AsyncIterator[bytes] | None = None
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body's raw chunks; one iterator for the peek and the answer that follows it."""
+        if self._chunks is None:
+            self._chunks = self.response.aiter_raw()
+        return self._chunks
 
     async def aclose(self) -> None:
         await self.response.aclose()

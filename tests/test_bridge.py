@@ -1,0 +1,165 @@
+"""The bridge core without mitmproxy: routing, failover, peeking and pool bookkeeping.
+
+Upstreams are httpx MockTransports speaking the OpenAI-compatible wire format to the real `openai`
+provider, so everything from the client request to the pool's state runs for real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from llmbridge.answer import BufferedSink
+from llmbridge.bridge import Bridge, IncomingRequest, LocalResponse
+from llmbridge.config import AccountConfig, BridgeConfig, ClientKey
+from llmbridge.pool import AccountPool
+from llmbridge.providers.openai_api.provider import OpenAIProvider
+
+KEY = "sk-test"
+
+
+def sse(*chunks: dict) -> bytes:
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def text_stream(text: str) -> bytes:
+    return sse({"id": "u", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]},
+               {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+
+
+def streamed(data: bytes, status: int = 200) -> httpx.Response:
+    """A response whose body arrives as a stream, as the real upstreams' do."""
+    async def body():
+        yield data
+
+    return httpx.Response(status, content=body(), headers={"content-type": "text/event-stream"})
+
+
+def make_bridge(*handlers, **config) -> tuple[Bridge, AccountPool]:
+    providers = []
+    for i, handler in enumerate(handlers):
+        account = AccountConfig(name=f"a{i}", provider="openai", api_key="k", models=["m"],
+                                requests_per_minute=1000, max_concurrent=5)
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        providers.append(OpenAIProvider(account, http))
+    pool = AccountPool(providers, "fill-first")
+    records = []
+
+    async def on_exchange(record):
+        records.append(record)
+
+    bridge = Bridge(BridgeConfig(**config), pool, [ClientKey(key=KEY, label="t")], on_exchange)
+    bridge.records = records  # type: ignore[attr-defined]
+    return bridge, pool
+
+
+def chat_request(stream: bool = False) -> IncomingRequest:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    return IncomingRequest("POST", "/v1/chat/completions", {"authorization": f"Bearer {KEY}"},
+                           json.dumps(body).encode())
+
+
+async def answer(bridge: Bridge, request: IncomingRequest) -> tuple[int, bytes]:
+    outcome = await bridge.handle(request)
+    if isinstance(outcome, LocalResponse):
+        return outcome.status, outcome.body
+    sink = BufferedSink()
+    await outcome.run(sink)
+    return sink.status, bytes(sink.body)
+
+
+def test_a_provider_bug_frees_the_slot_and_the_next_account_answers():
+    def broken(request):
+        raise RuntimeError("provider bug")
+
+    def good(request):
+        return streamed(text_stream("ok"))
+
+    async def run():
+        bridge, pool = make_bridge(broken, good)
+        status, body = await answer(bridge, chat_request())
+        return status, json.loads(body), [s.in_flight for s in pool.states]
+
+    status, body, in_flight = asyncio.run(run())
+    assert status == 200 and body["choices"][0]["message"]["content"] == "ok"
+    assert in_flight == [0, 0]
+
+
+def test_an_error_at_the_start_of_a_200_stream_fails_over_to_the_next_account():
+    def throttled(request):
+        error = {"error": {"message": "slow down", "type": "rate_limit"}}
+        return streamed(b"data: " + json.dumps(error).encode() + b"\n\n")
+
+    def good(request):
+        return streamed(text_stream("second"))
+
+    async def run():
+        bridge, pool = make_bridge(throttled, good)
+        status, body = await answer(bridge, chat_request(stream=True))
+        return status, body, bridge.records[-1]
+
+    status, body, record = asyncio.run(run())
+    assert status == 200 and b"second" in body and b"slow down" not in body
+    assert [a.account for a in record.attempts] == ["a0", "a1"]
+    assert record.attempts[0].error_kind is not None
+
+
+def test_a_non_stream_answer_cut_short_is_an_error_not_a_200():
+    def cut(request):
+        partial = b'data: {"id":"u","model":"m","choices":[{"index":0,"delta":{"content":"The answer is"}}]}\n\n'
+        return streamed(partial)
+
+    async def run():
+        bridge, _ = make_bridge(cut)
+        return await answer(bridge, chat_request())
+
+    status, body = asyncio.run(run())
+    assert status == 502
+    assert "ended before the response was complete" in json.loads(body)["error"]["message"]
+
+
+def test_pacing_limit_gives_429_with_the_real_wait():
+    def good(request):
+        return streamed(text_stream("ok"))
+
+    async def run():
+        bridge, pool = make_bridge(good)
+        pool.states[0].provider.account.requests_per_minute = 1
+        first = await answer(bridge, chat_request())
+        second = await bridge.handle(chat_request())
+        return first[0], second
+
+    first, second = asyncio.run(run())
+    assert first == 200 and second.status == 429
+    assert int(second.headers["retry-after"]) > 50
+    assert "pacing limit" in json.loads(second.body)["error"]["message"]
+
+
+@pytest.mark.parametrize("headers,shape", [
+    ({"authorization": f"Bearer {KEY}"}, "data"),
+    ({"x-goog-api-key": KEY}, "models"),
+])
+def test_v1_models_answers_in_the_callers_dialect(headers, shape):
+    async def run():
+        bridge, _ = make_bridge(lambda r: httpx.Response(500))
+        return await bridge.handle(IncomingRequest("GET", "/v1/models", headers, b""))
+
+    response = asyncio.run(run())
+    assert response.status == 200 and shape in json.loads(response.body)
+
+
+def test_peeked_events_are_all_replayed():
+    whole = sse({"id": "u", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "c1", "type": "function",
+         "function": {"name": "Glob", "arguments": '{"pattern":"*.py"}'}}]}}]},
+        {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+
+    async def run():
+        bridge, _ = make_bridge(lambda request: streamed(whole))
+        return await answer(bridge, chat_request())
+
+    status, body = asyncio.run(run())
+    call = json.loads(body)["choices"][0]["message"]["tool_calls"][0]
+    assert status == 200 and json.loads(call["function"]["arguments"]) == {"pattern": "*.py"}
