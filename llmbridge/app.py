@@ -22,6 +22,7 @@ from llmbridge.pool import AccountPool
 from llmbridge.providers.base import PROVIDERS, Provider, provider_class
 from llmbridge.recorder import Recorder, recorder_from_config
 from llmbridge.recorder.prune import prune
+from llmbridge.redact import redact_text
 from llmbridge.relay import Relay
 
 log = logging.getLogger("llmbridge")
@@ -185,7 +186,7 @@ def console_line(record: ExchangeRecord) -> str:
     if len(record.attempts) > 1:
         parts.append(f"attempts {len(record.attempts)}")
     if record.error_kind:
-        parts.append(f"{record.error_kind}: {record.error_message}")
+        parts.append(f"{record.error_kind}: {redact_text(record.error_message or '')}")
     if record.client_disconnected:
         parts.append("client disconnected")
     return "  ".join(parts)
