@@ -12,6 +12,7 @@ Only mitmproxy talks to it; an unknown token gets a 404 and nothing else is serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from http import HTTPStatus
@@ -131,7 +132,9 @@ class Relay:
         try:
             await answer.run(sink)
         finally:
-            watcher.cancel()
+            watcher.cancel()  # and wait for it: the next request on this connection reads too
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         return not answer.record.client_disconnected
 
     async def close(self, timeout: float = 5.0) -> None:

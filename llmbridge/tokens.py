@@ -50,15 +50,21 @@ def _part_chars(part: Part | TextPart | ImagePart) -> tuple[int, int]:
     return 0, 0
 
 
-def estimate_input_tokens(request: ChatRequest) -> int:
+def estimate_system_and_tools(request: ChatRequest) -> int:
+    """The estimate for the system prompt and the tool declarations alone (for upstreams whose
+    token counter takes only the messages)."""
     chars = sum(len(p.text) for p in request.system)
-    images = 0
+    for tool in request.tools:
+        chars += len(tool.name) + len(tool.description) + _json_chars(tool.parameters)
+    return math.ceil(chars / CHARS_PER_TOKEN) + TOOL_OVERHEAD * len(request.tools)
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    chars = images = 0
     for message in request.messages:
         for part in message.parts:
             part_chars, part_images = _part_chars(part)
             chars += part_chars
             images += part_images
-    for tool in request.tools:
-        chars += len(tool.name) + len(tool.description) + _json_chars(tool.parameters)
-    overhead = MESSAGE_OVERHEAD * len(request.messages) + TOOL_OVERHEAD * len(request.tools)
-    return math.ceil(chars / CHARS_PER_TOKEN) + images * IMAGE_TOKENS + overhead
+    messages = math.ceil(chars / CHARS_PER_TOKEN) + images * IMAGE_TOKENS + MESSAGE_OVERHEAD * len(request.messages)
+    return messages + estimate_system_and_tools(request)

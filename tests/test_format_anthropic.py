@@ -163,6 +163,16 @@ def test_parse_request_names_the_bad_field(param: str, raw: dict[str, Any]) -> N
     assert caught.value.message.startswith(param) or param in caught.value.message
 
 
+def test_a_value_pydantic_refuses_is_a_400_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    # safety net: a value the typed getters let through still becomes InvalidRequest naming the field
+    from llmbridge.formats import anthropic_parse
+
+    monkeypatch.setattr(anthropic_parse, "_passthrough", lambda headers: {"anthropic-beta": 5})
+    with pytest.raises(errors.InvalidRequest) as caught:
+        FMT.parse_request(body())
+    assert caught.value.param == "passthrough_headers.anthropic-beta"
+
+
 def test_server_tool_error_names_the_tool() -> None:
     with pytest.raises(errors.InvalidRequest, match="web_search"):
         FMT.parse_request(body(tools=[{"type": "web_search_20250305", "name": "web_search"}]))
@@ -266,6 +276,17 @@ def test_stream_golden_thinking_text_and_fragmented_tool_use() -> None:
     assert render_stream(GOLDEN_EVENTS).decode() == GOLDEN_SSE.read_text()
 
 
+def test_message_start_carries_the_input_estimate_and_message_delta_the_real_usage() -> None:
+    decoded = SSEDecoder().feed(render_stream(GOLDEN_EVENTS + [UsageEvent(usage=Usage(input_tokens=42,
+                                                                                      output_tokens=7))]))
+    events = {e.event: json.loads(e.data) for e in decoded}
+    estimate = estimate_input_tokens(THINKING_REQUEST)
+    assert estimate > 0 and events["message_start"]["message"]["usage"]["input_tokens"] == estimate
+    assert events["message_delta"]["usage"]["input_tokens"] == 42
+    unknown = {e.event: json.loads(e.data) for e in SSEDecoder().feed(render_stream([TextDelta(text="x")]))}
+    assert unknown["message_delta"]["usage"]["input_tokens"] == estimate
+
+
 def test_stream_events_are_valid_sdk_events() -> None:
     adapter: TypeAdapter[Any] = TypeAdapter(anthropic.types.RawMessageStreamEvent)
     decoded = SSEDecoder().feed(render_stream(GOLDEN_EVENTS))
@@ -330,6 +351,7 @@ ERROR_CASES = [
     (errors.InvalidRequest("bad"), 400, "invalid_request_error"),
     (errors.Unauthenticated("who"), 401, "authentication_error"),
     (errors.AccountUnusable("no"), 403, "permission_error"),
+    (errors.PermissionDenied("not this model"), 403, "permission_error"),
     (errors.ModelNotFound("gone"), 404, "not_found_error"),
     (errors.RequestTooLarge("big"), 413, "request_too_large"),
     (errors.RateLimited("slow", retry_after=3), 429, "rate_limit_error"),

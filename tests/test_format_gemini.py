@@ -58,6 +58,10 @@ def gen(**config: Any) -> dict[str, Any]:
     return body(generationConfig=config)
 
 
+FG_TOOLS = [{"functionDeclarations": [{"name": "f"}, {"name": "g"}]}]
+FGH_TOOLS = [{"functionDeclarations": [{"name": "f"}, {"name": "g"}, {"name": "h"}]}]
+
+
 # --- request parsing -------------------------------------------------------------------------------
 
 PARSE_CASES = [
@@ -110,8 +114,16 @@ PARSE_CASES = [
     ("tool config ANY", body(toolConfig={"functionCallingConfig": {"mode": "ANY"}}),
      lambda r: r.tool_choice == ToolChoice(mode="required")),
     ("tool config ANY one name",
-     body(toolConfig={"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}}),
-     lambda r: r.tool_choice == ToolChoice(mode="tool", name="f")),
+     body(tools=FG_TOOLS, toolConfig={"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}}),
+     lambda r: r.tool_choice == ToolChoice(mode="tool", name="f") and [t.name for t in r.tools] == ["f"]),
+    ("tool config ANY two names keeps only those tools",
+     body(tools=FGH_TOOLS, toolConfig={"functionCallingConfig": {"mode": "ANY",
+                                                                  "allowedFunctionNames": ["f", "h"]}}),
+     lambda r: r.tool_choice == ToolChoice(mode="required") and [t.name for t in r.tools] == ["f", "h"]),
+    ("tool config AUTO with names keeps only those tools",
+     body(tools=FGH_TOOLS, toolConfig={"functionCallingConfig": {"mode": "AUTO",
+                                                                  "allowedFunctionNames": ["g", "h"]}}),
+     lambda r: r.tool_choice == ToolChoice(mode="auto") and [t.name for t in r.tools] == ["g", "h"]),
     ("sampling", gen(temperature=0.2, topP=0.8, topK=40.0, maxOutputTokens=99, stopSequences=["X"], seed=7,
                      presencePenalty=0.1, frequencyPenalty=0.3, candidateCount=1),
      lambda r: (r.temperature, r.top_p, r.top_k, r.max_tokens, r.stop, r.seed, r.presence_penalty,
@@ -127,7 +139,13 @@ PARSE_CASES = [
      lambda r: r.reasoning == Reasoning(budget_tokens=1024, include_thoughts=True)),
     ("thinking off", gen(thinkingConfig={"thinkingBudget": 0}),
      lambda r: r.reasoning == Reasoning(effort="none")),
-    ("thinking dynamic", gen(thinkingConfig={"thinkingBudget": -1}), lambda r: r.reasoning == Reasoning()),
+    ("thinking dynamic", gen(thinkingConfig={"thinkingBudget": -1}),
+     lambda r: r.reasoning == Reasoning(effort="medium")),
+    ("thinking dynamic with a level", gen(thinkingConfig={"thinkingBudget": -1, "thinkingLevel": "HIGH"}),
+     lambda r: r.reasoning == Reasoning(effort="high")),
+    ("text modality accepted", gen(responseModalities=["TEXT"]), lambda r: r.messages[0].text() == "hi"),
+    ("media resolution ignored", gen(mediaResolution="MEDIA_RESOLUTION_LOW"),
+     lambda r: r.messages[0].text() == "hi"),
     ("thinking level", gen(thinkingConfig={"thinkingLevel": "LOW"}),
      lambda r: r.reasoning == Reasoning(effort="low")),
     ("safety settings ignored", body(safetySettings=[{"category": "HARM_CATEGORY_HARASSMENT",
@@ -156,6 +174,12 @@ BAD_CASES = [
     ("generationConfig.thinkingConfig.thinkingLevel", gen(thinkingConfig={"thinkingLevel": "HUGE"})),
     ("toolConfig.functionCallingConfig.mode", body(toolConfig={"functionCallingConfig": {"mode": "SOME"}})),
     ("cachedContent", body(cachedContent="cachedContents/abc")),
+    ("toolConfig.functionCallingConfig.allowedFunctionNames",
+     body(tools=FG_TOOLS, toolConfig={"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f", "x"]}})),
+    ("generationConfig.responseModalities", gen(responseModalities=["TEXT", "IMAGE"])),
+    ("generationConfig.responseLogprobs", gen(responseLogprobs=True)),
+    ("generationConfig.logprobs", gen(logprobs=3)),
+    ("generationConfig.thinkingConfig.thinkingBudget", gen(thinkingConfig={"thinkingBudget": -5})),
 ]
 
 
@@ -164,6 +188,16 @@ def test_parse_request_names_the_bad_field(param: str, raw: dict[str, Any]) -> N
     with pytest.raises(errors.InvalidRequest) as caught:
         parse(raw)
     assert caught.value.param == param
+
+
+def test_a_value_pydantic_refuses_is_a_400_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    # safety net: a value the typed getters let through still becomes InvalidRequest naming the field
+    from llmbridge.formats import gemini_parse
+
+    monkeypatch.setattr(gemini_parse, "_generation", lambda config: {"temperature": "warm"})
+    with pytest.raises(errors.InvalidRequest) as caught:
+        parse(body())
+    assert caught.value.param == "temperature"
 
 
 def test_stream_flag_comes_from_the_method() -> None:
@@ -312,6 +346,7 @@ ERROR_CASES = [
     (errors.InvalidRequest("bad"), 400, "INVALID_ARGUMENT"),
     (errors.Unauthenticated("who"), 401, "UNAUTHENTICATED"),
     (errors.AccountUnusable("no"), 403, "PERMISSION_DENIED"),
+    (errors.PermissionDenied("not this model"), 403, "PERMISSION_DENIED"),
     (errors.ModelNotFound("gone"), 404, "NOT_FOUND"),
     (errors.RateLimited("slow"), 429, "RESOURCE_EXHAUSTED"),
     (errors.InternalError("oops"), 500, "INTERNAL"),

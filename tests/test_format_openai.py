@@ -22,7 +22,7 @@ from llmbridge.canonical import (
     Usage,
     UsageEvent,
 )
-from llmbridge.errors import InvalidRequest, RateLimited
+from llmbridge.errors import InvalidRequest, PermissionDenied, RateLimited
 from llmbridge.formats.openai import OpenAIFormat
 
 FMT = OpenAIFormat()
@@ -90,12 +90,29 @@ def test_signature_rides_in_tool_call_id_and_comes_back():
     ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"frobnicate": 1}, "frobnicate"),
+    ({"parallel_tool_calls": "maybe"}, "parallel_tool_calls"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]},
+     "tools[0].function.description"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": 5, "schema": {}}}},
+     "response_format.json_schema.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"strict": "maybe", "schema": {}}}},
+     "response_format.json_schema.strict"),
     ({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "messages[0].content[0].type"),
 ])
 def test_parameters_that_cannot_be_honoured_are_named(body, param):
     with pytest.raises(InvalidRequest) as info:
         parse(**body)
     assert info.value.param == param
+
+
+def test_a_value_pydantic_refuses_is_a_400_not_a_500(monkeypatch):
+    # safety net: a value the typed getters let through still becomes InvalidRequest naming the field
+    from llmbridge.formats import openai_parse
+
+    monkeypatch.setattr(openai_parse, "_parse_stop", lambda stop: [5])
+    with pytest.raises(InvalidRequest) as info:
+        parse()
+    assert info.value.param == "stop.0" and "pydantic" not in info.value.message
 
 
 def test_generation_parameters():
@@ -149,3 +166,8 @@ def test_error_shape_and_retry_after():
     assert status == 429 and headers["retry-after"] == "3"  # rounded up: never too early
     assert json.loads(body)["error"] == {"message": "slow down", "type": "rate_limit_error", "param": None,
                                          "code": "rate_limited"}
+
+
+def test_permission_denied_is_a_403_permission_error():
+    status, _, body = FMT.error_response(PermissionDenied("this project may not use the model"))
+    assert status == 403 and json.loads(body)["error"]["type"] == "permission_error"

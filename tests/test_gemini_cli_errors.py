@@ -12,6 +12,7 @@ from llmbridge.errors import (
     CapacityExhausted,
     ContextTooLong,
     ModelNotFound,
+    PermissionDenied,
     QuotaExhausted,
     RateLimited,
     UpstreamAuthError,
@@ -110,11 +111,22 @@ def test_validation_required_names_the_link():
 @pytest.mark.parametrize("message,needle", [
     ("This client is no longer supported for Gemini Code Assist for individuals.", "no longer serves"),
     ("Cloud Code Private API has not been used in project 123 before or it is disabled.", "enable it"),
-    ("The caller does not have permission", "refused access"),
+    ("User location is not supported for the API use.", "refused access"),
 ])
 def test_forbidden_variants_are_account_unusable(message, needle):
     error = classify(403, status(403, message=message))
     assert isinstance(error, AccountUnusable) and needle in error.message
+
+
+@pytest.mark.parametrize("reason", ["UNSUPPORTED_LOCATION", "SERVICE_DISABLED", "INELIGIBLE_TIER"])
+def test_forbidden_account_reasons_are_dead(reason):
+    assert isinstance(classify(403, status(403, reason, message="denied")), AccountUnusable)
+
+
+def test_other_forbidden_rotates_without_retiring_the_account():
+    error = classify(403, status(403, message="The caller does not have permission"))
+    assert isinstance(error, PermissionDenied) and not isinstance(error, AccountUnusable)
+    assert error.status == 403 and error.action == "rotate" and "does not have permission" in error.message
 
 
 @pytest.mark.parametrize("code,body,kind", [

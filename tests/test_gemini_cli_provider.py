@@ -25,6 +25,7 @@ from llmbridge.errors import (
 )
 from llmbridge.providers.base import provider_class
 from llmbridge.providers.gemini_cli.provider import GeminiCodeAssistProvider
+from llmbridge.tokens import estimate_system_and_tools
 from tests.fakes.code_assist import (
     FakeCodeAssist,
     cut_reply,
@@ -265,6 +266,15 @@ def test_count_tokens(fake, creds):
     total = with_provider(account(fake, creds), lambda p: p.count_tokens(chat(), "gemini-2.5-pro"))
     assert isinstance(total, int) and total > 0
     assert fake.calls(":countTokens")[0].body["request"]["model"] == "models/gemini-2.5-pro"
+
+
+def test_count_tokens_adds_system_and_tools(fake, creds):
+    tool = Tool(name="lookup", description="Look a word up in the dictionary " * 20,
+                parameters={"type": "object", "properties": {"word": {"type": "string"}}})
+    bare = with_provider(account(fake, creds), lambda p: p.count_tokens(chat(), "gemini-2.5-pro"))
+    full = chat(system=[TextPart(text="You are a careful assistant. " * 40)], tools=[tool])
+    counted = with_provider(account(fake, creds), lambda p: p.count_tokens(full, "gemini-2.5-pro"))
+    assert counted == bare + estimate_system_and_tools(full) and counted > bare + 400
 
 
 def test_connect_error_is_unavailable(creds):

@@ -239,6 +239,37 @@ def test_tool_choice_none_sends_no_tools() -> None:
     assert "userInputMessageContext" not in state(built)["currentMessage"]["userInputMessage"]
 
 
+TOOL_HISTORY = [
+    user("weather in Oslo?"),
+    assistant("checking", ToolCallPart(id="t1", name="get_weather", arguments={"city": "Oslo"})),
+    user(ToolResultPart(tool_call_id="t1", content=[TextPart(text="sunny, 20C")]), "and tomorrow?"),
+]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"tools": [Tool(name="get_weather", description="W")], "tool_choice": ToolChoice(mode="none")}],
+)
+def test_tool_history_without_tools_sent_as_text(kwargs) -> None:
+    built = build(TOOL_HISTORY, **kwargs)
+    history = state(built)["history"]
+    assert "toolUses" not in history[1]["assistantResponseMessage"]
+    assert history[1]["assistantResponseMessage"]["content"] == (
+        'checking\n\n[tool call get_weather {"city":"Oslo"}]'
+    )
+    current = state(built)["currentMessage"]["userInputMessage"]
+    assert "userInputMessageContext" not in current
+    assert current["content"] == "[tool result for get_weather: sunny, 20C]\n\nand tomorrow?"
+    assert any("as text" in note for note in built.notes)
+
+
+def test_fake_rejects_tool_content_without_tools() -> None:
+    request = ChatRequest(model="m", messages=TOOL_HISTORY, tools=[Tool(name="get_weather")])
+    body = build_request(request, "claude-sonnet-4.5", profile_arn=ARN).body
+    del body["conversationState"]["currentMessage"]["userInputMessage"]["userInputMessageContext"]["tools"]
+    assert "no tools defined" in (validate_body(body, needs_profile_arn=True) or "")
+
+
 def test_images() -> None:
     built = build(
         [

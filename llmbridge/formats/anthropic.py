@@ -18,6 +18,7 @@ from llmbridge.formats.anthropic_render import (
     render_message,
 )
 from llmbridge.formats.base import ClientFormat
+from llmbridge.tokens import estimate_input_tokens
 
 # Anthropic's models list has a creation date; ours is unknown, so every model gets this one.
 MODEL_CREATED_AT = "2025-01-01T00:00:00Z"
@@ -45,6 +46,10 @@ class AnthropicFormat(ClientFormat):
 
     def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
                         input_tokens: int | None = None) -> AnthropicStreamRenderer:
+        """`message_start` carries `input_tokens` (default: the local estimate, as the provider's
+        count only arrives at the end; clients such as Claude Code read it at once)."""
+        if input_tokens is None:
+            input_tokens = estimate_input_tokens(request)
         return AnthropicStreamRenderer(response_id, model, input_tokens, show_thinking=wants_thinking(request))
 
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]:

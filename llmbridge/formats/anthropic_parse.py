@@ -39,6 +39,7 @@ from llmbridge.formats.fields import (
     get_str_list,
     invalid,
     root,
+    validation_as_invalid,
 )
 from llmbridge.formats.openai_parse import split_tool_call_id
 
@@ -58,23 +59,24 @@ def parse_messages_request(body: Any, *, model: str | None = None, stream: bool 
         raise invalid("mcp_servers", "MCP connector servers are not supported")
     max_tokens = get_int(body, "max_tokens", "", required=require_max_tokens, minimum=1)
     tool_choice, parallel = _tool_choice(body.get("tool_choice"))
-    return ChatRequest(
-        model=model or get_str(body, "model", "", required=True) or "",
-        system=_system(body.get("system")),
-        messages=_messages(field(body, "messages", "", list, required=True)),
-        tools=[_tool(t, at("tools", i)) for i, t in enumerate(field(body, "tools", "", list) or [])],
-        tool_choice=tool_choice,
-        parallel_tool_calls=parallel,
-        temperature=get_float(body, "temperature", ""),
-        top_p=get_float(body, "top_p", ""),
-        top_k=get_int(body, "top_k", ""),
-        max_tokens=max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS,
-        stop=get_str_list(body, "stop_sequences", ""),
-        response_format=_response_format(body.get("output_config")),
-        reasoning=_reasoning(body.get("thinking"), body.get("output_config")),
-        stream=stream if stream is not None else bool(get_bool(body, "stream", "")),
-        passthrough_headers=_passthrough(headers),
-    )
+    with validation_as_invalid():
+        return ChatRequest(
+            model=model or get_str(body, "model", "", required=True) or "",
+            system=_system(body.get("system")),
+            messages=_messages(field(body, "messages", "", list, required=True)),
+            tools=[_tool(t, at("tools", i)) for i, t in enumerate(field(body, "tools", "", list) or [])],
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel,
+            temperature=get_float(body, "temperature", ""),
+            top_p=get_float(body, "top_p", ""),
+            top_k=get_int(body, "top_k", ""),
+            max_tokens=max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS,
+            stop=get_str_list(body, "stop_sequences", ""),
+            response_format=_response_format(body.get("output_config")),
+            reasoning=_reasoning(body.get("thinking"), body.get("output_config")),
+            stream=stream if stream is not None else bool(get_bool(body, "stream", "")),
+            passthrough_headers=_passthrough(headers),
+        )
 
 
 def _passthrough(headers: Mapping[str, str] | None) -> dict[str, str]:

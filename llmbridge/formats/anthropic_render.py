@@ -153,9 +153,15 @@ class AnthropicStreamRenderer(StreamRenderer):
         delta = {"stop_reason": STOP_REASONS[stop],
                  "stop_sequence": self._finish.stop_sequence if self._finish and stop == "stop_sequence"
                  else None}
-        return (self._close_block() + frame("message_delta", {"delta": delta,
-                                                              "usage": render_usage(self._usage)})
+        return (self._close_block() + frame("message_delta", {"delta": delta, "usage": self._final_usage()})
                 + frame("message_stop", {}))
+
+    def _final_usage(self) -> dict[str, int]:
+        """The provider's counts; without any, the message_start input figure (not a 0 that would
+        overwrite it in clients that merge the two)."""
+        if self._usage is None:
+            return render_usage(Usage(input_tokens=self.input_tokens))
+        return render_usage(self._usage)
 
     def error(self, error: BridgeError) -> bytes:
         self._ended = True

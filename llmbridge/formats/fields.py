@@ -7,7 +7,11 @@ an `InvalidRequest` whose `param` is the path.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from pydantic import ValidationError
 
 from llmbridge.errors import InvalidRequest
 
@@ -22,6 +26,23 @@ def at(path: str, key: str | int) -> str:
 
 def invalid(path: str, problem: str) -> InvalidRequest:
     return InvalidRequest(f"{path}: {problem}", param=path)
+
+
+def invalid_from_validation(error: ValidationError) -> InvalidRequest:
+    """A 400 naming the first field pydantic refused (the message without pydantic's decoration)."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or error.title
+    return InvalidRequest(f"{where}: {first['msg']}", param=where)
+
+
+@contextmanager
+def validation_as_invalid() -> Iterator[None]:
+    """Safety net around building canonical models from client JSON: a value the typed getters let
+    through and pydantic refuses is still the client's 400, never a 500."""
+    try:
+        yield
+    except ValidationError as error:
+        raise invalid_from_validation(error) from None
 
 
 def _expect(value: Any, path: str, kind: type) -> Any:

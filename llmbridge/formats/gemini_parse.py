@@ -4,7 +4,10 @@ Fields are read in camelCase or snake_case, as the REST API accepts both. `thoug
 the part's `provider_metadata["gemini"]["thought_signature"]`. Tool call ids are optional in Gemini:
 missing ones are generated deterministically (`call_<n>`, so a resent history hashes the same) and a
 `functionResponse` without an id answers the earliest unanswered call of the same name.
-`safetySettings` are accepted and ignored: the backends apply their own.
+`safetySettings` and `generationConfig.mediaResolution` are accepted and ignored: the backends apply
+their own. `allowedFunctionNames` restricts the tools sent to the allowed ones (the model may call
+only those); `thinkingBudget: -1` (dynamic) is read as effort "medium", which every provider maps to
+its own middle setting.
 """
 
 from __future__ import annotations
@@ -29,7 +32,18 @@ from llmbridge.canonical import (
     ToolChoice,
     ToolResultPart,
 )
-from llmbridge.formats.fields import as_dict, as_list, at, field, get_bool, get_float, get_int, invalid, root
+from llmbridge.formats.fields import (
+    as_dict,
+    as_list,
+    at,
+    field,
+    get_bool,
+    get_float,
+    get_int,
+    invalid,
+    root,
+    validation_as_invalid,
+)
 
 UNSUPPORTED_TOOLS = ("googleSearch", "googleSearchRetrieval", "codeExecution", "urlContext",
                      "retrieval", "computerUse", "fileSearch", "googleMaps", "enterpriseWebSearch")
@@ -93,15 +107,15 @@ def parse_generate_request(body: Any, *, model: str | None, stream: bool) -> Cha
     ledger = CallLedger()
     contents = field(body, "contents", "", list, required=True)
     config = camel_keys(as_dict(body.get("generationConfig") or {}, "generationConfig"))
-    return ChatRequest(
-        model=model_name(name),
-        system=_system(get(body, "systemInstruction")),
-        messages=[_content(c, at("contents", i), ledger) for i, c in enumerate(contents)],
-        tools=_tools(get(body, "tools")),
-        tool_choice=_tool_choice(get(body, "toolConfig")),
-        stream=stream,
-        **_generation(config),
-    )
+    with validation_as_invalid():
+        return ChatRequest(
+            model=model_name(name),
+            system=_system(get(body, "systemInstruction")),
+            messages=[_content(c, at("contents", i), ledger) for i, c in enumerate(contents)],
+            **_tools_and_choice(get(body, "tools"), get(body, "toolConfig")),
+            stream=stream,
+            **_generation(config),
+        )
 
 
 def _system(raw: Any) -> list[TextPart]:
@@ -239,22 +253,41 @@ def _declaration(raw: Any, path: str) -> Tool:
     return tool
 
 
-def _tool_choice(raw: Any) -> ToolChoice | None:
+def _tools_and_choice(raw_tools: Any, raw_config: Any) -> dict[str, Any]:
+    """`tools` and `tool_choice`; allowedFunctionNames keeps only the allowed tools."""
+    tools = _tools(raw_tools)
+    choice, allowed = _tool_choice(raw_config)
+    if allowed and choice is not None and choice.mode != "none":
+        where = "toolConfig.functionCallingConfig.allowedFunctionNames"
+        unknown = sorted(set(allowed) - {tool.name for tool in tools})
+        if unknown:
+            raise invalid(where, f"{unknown[0]!r} is not among the function declarations")
+        tools = [tool for tool in tools if tool.name in allowed]
+    return {"tools": tools, "tool_choice": choice}
+
+
+def _tool_choice(raw: Any) -> tuple[ToolChoice | None, list[str]]:
+    """The tool choice and the allowedFunctionNames."""
     if raw is None:
-        return None
+        return None, []
     config = get(as_dict(raw, "toolConfig"), "functionCallingConfig")
     if config is None:
-        return None
+        return None, []
     path = "toolConfig.functionCallingConfig"
     config = as_dict(config, path)
     mode = str(config.get("mode") or "AUTO").upper()
-    allowed = as_list(get(config, "allowedFunctionNames") or [], at(path, "allowedFunctionNames"))
+    where = at(path, "allowedFunctionNames")
+    allowed = as_list(get(config, "allowedFunctionNames") or [], where)
+    for i, name in enumerate(allowed):
+        if not isinstance(name, str):
+            raise invalid(at(where, i), "expected a string")
     if mode == "NONE":
-        return ToolChoice(mode="none")
+        return ToolChoice(mode="none"), allowed
     if mode == "ANY":
-        return ToolChoice(mode="tool", name=allowed[0]) if len(allowed) == 1 else ToolChoice(mode="required")
+        return (ToolChoice(mode="tool", name=allowed[0]) if len(allowed) == 1
+                else ToolChoice(mode="required")), allowed
     if mode in ("AUTO", "VALIDATED", "MODE_UNSPECIFIED"):
-        return ToolChoice(mode="auto")
+        return ToolChoice(mode="auto"), allowed
     raise invalid(at(path, "mode"), f"expected AUTO, ANY, NONE or VALIDATED, got {mode!r}")
 
 
@@ -266,6 +299,7 @@ def _generation(config: dict[str, Any]) -> dict[str, Any]:
     count = get_int(config, "candidateCount", path)
     if count is not None and count > 1:
         raise invalid(at(path, "candidateCount"), "only one candidate is supported")
+    _reject_unsupported_output(config)
     top_k = get_float(config, "topK", path)
     stops = as_list(get(config, "stopSequences") or [], at(path, "stopSequences"))
     return {
@@ -280,6 +314,18 @@ def _generation(config: dict[str, Any]) -> dict[str, Any]:
         "response_format": _response_format(config),
         "reasoning": _thinking(get(config, "thinkingConfig")),
     }
+
+
+def _reject_unsupported_output(config: dict[str, Any]) -> None:
+    """Output the backends cannot give: other modalities than text, log probabilities."""
+    path = "generationConfig"
+    modalities = as_list(get(config, "responseModalities") or [], at(path, "responseModalities"))
+    if any(str(m).upper() != "TEXT" for m in modalities):
+        raise invalid(at(path, "responseModalities"), "only TEXT output is supported")
+    if get_bool(config, "responseLogprobs", path):
+        raise invalid(at(path, "responseLogprobs"), "log probabilities are not supported")
+    if get(config, "logprobs") is not None:
+        raise invalid(at(path, "logprobs"), "log probabilities are not supported")
 
 
 def _response_format(config: dict[str, Any]) -> ResponseFormat | None:
@@ -300,7 +346,8 @@ def _response_format(config: dict[str, Any]) -> ResponseFormat | None:
 
 
 def _thinking(raw: Any) -> Reasoning | None:
-    """thinkingBudget: -1 dynamic, 0 off, N a budget; thinkingLevel: an effort."""
+    """thinkingBudget: -1 dynamic (read as effort "medium"), 0 off, N a budget; thinkingLevel: an
+    effort."""
     if raw is None:
         return None
     path = "generationConfig.thinkingConfig"
@@ -314,6 +361,10 @@ def _thinking(raw: Any) -> Reasoning | None:
         raise invalid(at(path, "thinkingLevel"), f"expected one of {sorted(THINKING_LEVELS)}")
     if budget == 0:
         effort = "none"
+    elif budget == -1 and effort is None:
+        effort = "medium"  # dynamic: the providers have no common "model decides" setting
+    elif budget is not None and budget < -1:
+        raise invalid(at(path, "thinkingBudget"), "expected -1 (dynamic), 0 (off) or a positive budget")
     include = get_bool(config, "includeThoughts", path)
     return Reasoning(effort=effort, budget_tokens=budget if budget and budget > 0 else None,
                      include_thoughts=include)

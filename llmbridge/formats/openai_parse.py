@@ -26,6 +26,7 @@ from llmbridge.canonical import (
     ToolResultPart,
 )
 from llmbridge.errors import InvalidRequest
+from llmbridge.formats.fields import validation_as_invalid
 
 # Accepted and deliberately not forwarded: they do not change what the model generates.
 IGNORED_PARAMS = frozenset({
@@ -87,6 +88,11 @@ def parse_chat_request(body: Any) -> ChatRequest:
     raw_messages = _require(body, "messages", list)
     if not raw_messages:
         raise InvalidRequest("'messages' must contain at least one message", param="messages")
+    with validation_as_invalid():
+        return _build(body, model, raw_messages)
+
+
+def _build(body: dict[str, Any], model: str, raw_messages: list[Any]) -> ChatRequest:
     system, messages = _parse_messages(raw_messages)
     return ChatRequest(
         model=model,
@@ -94,7 +100,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         messages=messages,
         tools=_parse_tools(body.get("tools")),
         tool_choice=_parse_tool_choice(body.get("tool_choice")),
-        parallel_tool_calls=body.get("parallel_tool_calls"),
+        parallel_tool_calls=_optional(body, "parallel_tool_calls", bool),
         temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1),
         top_k=_optional(body, "top_k", int),
@@ -130,9 +136,10 @@ def _reject_unhonourable(body: dict[str, Any]) -> None:
         raise InvalidRequest("only the 'text' modality is supported", param="modalities")
 
 
-def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    """body[name] checked against `kind` (None when absent); `where` is the path to name in errors."""
     value = body.get(name)
-    return None if value is None else _typed(value, name, kind)
+    return None if value is None else _typed(value, f"{where}.{name}" if where else name, kind)
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
@@ -182,8 +189,9 @@ def _parse_response_format(value: Any) -> ResponseFormat | None:
     if kind == "json_schema":
         spec = _typed(value.get("json_schema"), "response_format.json_schema", dict)
         schema = _typed(spec.get("schema", {}), "response_format.json_schema.schema", dict)
-        return ResponseFormat(type="json_schema", name=spec.get("name"), json_schema=schema,
-                              strict=spec.get("strict"))
+        where = "response_format.json_schema"
+        return ResponseFormat(type="json_schema", name=_optional(spec, "name", str, where), json_schema=schema,
+                              strict=_optional(spec, "strict", bool, where))
     raise InvalidRequest("'response_format.type' must be text, json_object or json_schema",
                          param="response_format.type")
 
@@ -199,7 +207,8 @@ def _parse_tools(tools: Any) -> list[Tool]:
         fn = _typed(tool.get("function"), f"{where}.function", dict)
         name = _typed(fn.get("name"), f"{where}.function.name", str)
         params = fn.get("parameters") or {"type": "object", "properties": {}}
-        result.append(Tool(name=name, description=fn.get("description") or "",
+        description = _optional(fn, "description", str, f"{where}.function") or ""
+        result.append(Tool(name=name, description=description,
                            parameters=_typed(params, f"{where}.function.parameters", dict)))
     return result
 

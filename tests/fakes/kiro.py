@@ -386,6 +386,12 @@ def _assistant(message: Any, where: str, all_uses: set[str]) -> set[str]:
     return ids
 
 
+def _current_tools(message: dict[str, Any]) -> list[Any]:
+    context = message["userInputMessage"].get("userInputMessageContext", {})
+    tools = context.get("tools", [])
+    return tools if isinstance(tools, list) else []
+
+
 def validate_body(body: Any, needs_profile_arn: bool) -> str | None:
     """The reason the real service would answer "Improperly formed request.", or None."""
     try:
@@ -417,6 +423,8 @@ def validate_body(body: Any, needs_profile_arn: bool) -> str | None:
         if "currentMessage" not in state:
             raise Invalid("currentMessage missing")
         _user(state["currentMessage"], "currentMessage", previous, seen_results, current=True)
+        if (all_uses or seen_results) and not _current_tools(state["currentMessage"]):
+            raise Invalid("toolUses/toolResults in the conversation but no tools defined")
     except Invalid as e:
         return str(e)
     return None

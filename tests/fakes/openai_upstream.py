@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+# `max_tokens` is OpenAI's older name, still accepted and the only one many compatible servers know
+# (the bridge sends it to any base_url other than api.openai.com).
 KNOWN_FIELDS = {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
-                "temperature", "top_p", "seed", "max_completion_tokens", "presence_penalty",
+                "temperature", "top_p", "seed", "max_completion_tokens", "max_tokens", "presence_penalty",
                 "frequency_penalty", "stop", "reasoning_effort", "response_format"}
 
 

@@ -20,6 +20,7 @@ from llmbridge.errors import (
     CapacityExhausted,
     ContextTooLong,
     ModelNotFound,
+    PermissionDenied,
     QuotaExhausted,
     RateLimited,
     UpstreamAuthError,
@@ -122,23 +123,33 @@ def classify(http_status: int, body: bytes | str | Any, retry_after_header: str 
     return _server_side(http_status, status)
 
 
+# 403s that say the account itself cannot be used (anything else is about this request or model).
+DEAD_REASONS = frozenset({"VALIDATION_REQUIRED", "SERVICE_DISABLED", "UNSUPPORTED_LOCATION",
+                          "INELIGIBLE_TIER", "CONSUMER_INVALID", "USER_PROJECT_DENIED"})
+DEAD_PHRASES = ("location is not supported", "not eligible", "ineligible", "account has been disabled",
+                "account has been suspended")
+
+
 def _forbidden(status: GoogleStatus) -> BridgeError:
-    message = status.message
+    """AccountUnusable (dead) for the known account-level reasons; PermissionDenied (rotate) else."""
+    message, low = status.message, status.message.lower()
+    code = status.reason or status.status or None
     if status.reason == "VALIDATION_REQUIRED":
         url = status.metadata.get("validation_link") or next(iter(status.links), None)
         where = f" at {url}" if url else ""
         return AccountUnusable(f"Google requires this account to be verified: open{where} in a browser, "
                                f"complete the check, then retry ({message})", code=status.reason)
-    if "has not been used in project" in message or "is disabled" in message:
+    if "has not been used in project" in low or "is disabled" in low or status.reason == "SERVICE_DISABLED":
         return AccountUnusable(f"The Google Cloud project of this account does not have the Gemini for "
                                f"Google Cloud API enabled; enable it or remove `project` from the account "
-                               f"({message})",
-                               code=status.reason or status.status or None)
-    if "no longer supported" in message.lower():
+                               f"({message})", code=code)
+    if "no longer supported" in low:
         return AccountUnusable(f"Google no longer serves this account through the Gemini CLI: {message}",
-                               code=status.reason or status.status or None)
-    return AccountUnusable(f"Google refused access for this account: {message or 'permission denied'}",
-                           code=status.reason or status.status or None)
+                               code=code)
+    if status.reason in DEAD_REASONS or any(phrase in low for phrase in DEAD_PHRASES):
+        return AccountUnusable(f"Google refused access for this account: {message}", code=code)
+    return PermissionDenied(f"Google refused this request for this account (another account may be "
+                            f"allowed): {message or 'permission denied'}", code=code)
 
 
 def _reset_delay(status: GoogleStatus, retry_after_header: str | None) -> float | None:

@@ -29,6 +29,7 @@ from llmbridge.providers.gemini_cli.decoder import CodeAssistDecoder
 from llmbridge.providers.gemini_cli.errors import classify
 from llmbridge.providers.gemini_cli.request import build_contents, build_request, check_request
 from llmbridge.providers.gemini_cli.setup import ProjectInfo, discover_project
+from llmbridge.tokens import estimate_system_and_tools
 
 DEFAULT_BASE_URL = "https://cloudcode-pa.googleapis.com"
 API_VERSION = "v1internal"
@@ -107,12 +108,16 @@ class GeminiCodeAssistProvider(Provider):
                             served_model=upstream_model)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
+        """Code Assist's countTokens takes only `contents`: it counts the messages, and the system
+        instruction and tool declarations are added as a local estimate (llmbridge.tokens)."""
         await self.refresh_credentials()
         contents = build_contents(request.messages, gemini3=models.is_gemini3(upstream_model))
         body = {"request": {"model": f"models/{upstream_model}", "contents": contents}}
         answer = await self._call_json("POST", f"{self.api_base}:countTokens", body, upstream_model)
         total = answer.get("totalTokens")
-        return int(total) if isinstance(total, (int, float)) else None
+        if not isinstance(total, (int, float)):
+            return None
+        return int(total) + estimate_system_and_tools(request)
 
     async def project(self) -> ProjectInfo:
         """The account's project: configured, or discovered once and kept in memory."""

@@ -122,6 +122,19 @@ def thinking_problem(request: ChatRequest, model: str) -> str | None:
 def build_request(request: ChatRequest, model: str, project: str | None, user_prompt_id: str,
                   session_id: str) -> Json:
     """The JSON body of `v1internal:streamGenerateContent` for `model` (the upstream id)."""
+    inner = generate_content_request(request, model)
+    inner["session_id"] = session_id
+    envelope: Json = {"model": model}
+    if project:
+        envelope["project"] = project
+    envelope["user_prompt_id"] = user_prompt_id
+    envelope["request"] = inner
+    return envelope
+
+
+def generate_content_request(request: ChatRequest, model: str) -> Json:
+    """The Gemini `GenerateContentRequest` (contents, systemInstruction, tools, toolConfig,
+    generationConfig): the inner request of Code Assist, and the body of the public Gemini API."""
     inner: Json = {"contents": build_contents(request.messages, gemini3=models.is_gemini3(model))}
     system = system_instruction(request)
     if system:
@@ -134,13 +147,7 @@ def build_request(request: ChatRequest, model: str, project: str | None, user_pr
     generation = generation_config(request, model)
     if generation:
         inner["generationConfig"] = generation
-    inner["session_id"] = session_id
-    envelope: Json = {"model": model}
-    if project:
-        envelope["project"] = project
-    envelope["user_prompt_id"] = user_prompt_id
-    envelope["request"] = inner
-    return envelope
+    return inner
 
 
 def system_instruction(request: ChatRequest) -> Json | None:

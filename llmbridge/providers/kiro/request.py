@@ -10,6 +10,9 @@ builder enforces it:
   placeholder (see PLACEHOLDERS; they only fill structural holes, never carry instructions);
 * every toolResult pairs with a toolUse of the assistant turn just before it; orphan or duplicate
   results become text in the user turn, and tool uses that were never answered are dropped;
+* when no tools are sent (the client sent none, or tool_choice "none" removed them), tool uses and
+  tool results in the conversation become plain text (`[tool call NAME {...}]`, `[tool result for
+  NAME: ...]`): the service rejects toolUses/toolResults without tool definitions;
 * tool names over 64 characters are shortened reversibly (prefix + deterministic hash), and the
   decoder maps them back; empty descriptions become the tool's name; descriptions over
   MAX_DESCRIPTION characters move into the system text, the tool keeping a pointer to them;
@@ -113,6 +116,12 @@ def image_entry(part: ImagePart) -> dict[str, Any]:
     return {"format": fmt, "source": {"bytes": data}}
 
 
+def tool_call_text(part: ToolCallPart) -> str:
+    """A tool call written as text, for conversations sent without tool definitions."""
+    arguments = json.dumps(part.arguments, ensure_ascii=False, separators=(",", ":"))
+    return f"[tool call {part.name} {arguments}]"
+
+
 def _clean_input(arguments: dict[str, Any]) -> dict[str, Any]:
     """Tool-use input without empty-string keys (the service rejects them)."""
     return {k: v for k, v in arguments.items() if k != ""}
@@ -151,6 +160,9 @@ class RequestBuilder:
         self.conversation_id = conversation_id or str(uuid.uuid4())
         self.tool_names: dict[str, str] = {}  # upstream -> client
         self.notes: list[str] = []
+        self.tools_as_text = False  # set by build() when no tools are sent
+        self.call_names: dict[str, str] = {}  # tool call id -> tool name, for results as text
+        self.converted_tools = False
 
     def name_up(self, name: str) -> str:
         short = shorten_tool_name(name)
@@ -228,6 +240,11 @@ class RequestBuilder:
             elif isinstance(part, ToolCallPart):
                 if message.role != "assistant":
                     raise InvalidRequest("tool calls belong in assistant messages", param="messages")
+                self.call_names[part.id] = part.name
+                if self.tools_as_text:
+                    texts.append(tool_call_text(part))
+                    self.converted_tools = True
+                    continue
                 turn.tool_uses.append(
                     {
                         "toolUseId": part.id,
@@ -238,9 +255,19 @@ class RequestBuilder:
             elif isinstance(part, ToolResultPart):
                 if message.role != "user":
                     raise InvalidRequest("tool results belong in user messages", param="messages")
+                if self.tools_as_text:
+                    texts.append(self._result_text(part))
+                    self.converted_tools = True
+                    turn.images.extend(image_entry(p) for p in part.content if isinstance(p, ImagePart))
+                    continue
                 turn.tool_results.append(part)
         if texts:
             turn.texts.append("\n\n".join(texts))
+
+    def _result_text(self, part: ToolResultPart) -> str:
+        name = part.name or self.call_names.get(part.tool_call_id) or part.tool_call_id
+        status = " (error)" if part.is_error else ""
+        return f"[tool result for {name}{status}: {part.text() or PLACEHOLDERS['empty_tool_result']}]"
 
     def _pair_tools(self, turns: list[_Turn]) -> None:
         used_ids: set[str] = set()
@@ -327,7 +354,10 @@ class RequestBuilder:
 
     def build(self) -> BuiltRequest:
         tools, sections = self.tools()
+        self.tools_as_text = not tools
         turns = self.turns()
+        if self.converted_tools:
+            self.notes.append("no tools sent: tool calls and results in the conversation sent as text")
         system = self.system_text(sections)
         history: list[dict[str, Any]] = []
         for i, turn in enumerate(turns[:-1]):

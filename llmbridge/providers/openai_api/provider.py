@@ -7,6 +7,7 @@ to read: a request builder, an SSE decoder, an error classifier.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
@@ -16,6 +17,7 @@ from llmbridge.errors import (
     CapacityExhausted,
     ConfigError,
     ModelNotFound,
+    PermissionDenied,
     QuotaExhausted,
     RateLimited,
     UpstreamAuthError,
@@ -24,7 +26,7 @@ from llmbridge.errors import (
 )
 from llmbridge.providers.base import Provider, UpstreamCall
 from llmbridge.providers.openai_api.decoder import ChatCompletionChunkDecoder
-from llmbridge.providers.openai_api.request import build_body
+from llmbridge.providers.openai_api.request import build_body, check_request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "o4-mini")
@@ -46,11 +48,21 @@ class OpenAIProvider(Provider):
     def base_url(self) -> str:
         return (self.account.base_url or DEFAULT_BASE_URL).rstrip("/")
 
+    @property
+    def is_openai(self) -> bool:
+        """True for api.openai.com itself; other servers get `max_tokens` instead of
+        `max_completion_tokens`."""
+        return urlsplit(self.base_url).hostname == "api.openai.com"
+
+    def check_request(self, request: ChatRequest) -> None:
+        check_request(request)
+
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         headers = {"authorization": f"Bearer {self.account.api_key}", "content-type": "application/json",
                    "accept": "text/event-stream", "accept-encoding": "identity"}
+        body = build_body(request, upstream_model, legacy_max_tokens=not self.is_openai)
         response, attempt = await self.send(
-            "POST", f"{self.base_url}/chat/completions", headers, build_body(request, upstream_model),
+            "POST", f"{self.base_url}/chat/completions", headers, body,
             lambda response, raw: classify(response.status_code, raw, response.headers.get("retry-after")))
         return UpstreamCall(response=response, decoder=ChatCompletionChunkDecoder(), attempt=attempt,
                             served_model=upstream_model)
@@ -67,7 +79,7 @@ def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
     if status == 401:
         return UpstreamAuthError(f"the upstream rejected the API key: {message}", code=code)
     if status == 403:
-        return AccountUnusable(f"the upstream refused this account: {message}", code=code)
+        return _forbidden(message, code)
     if status == 404:
         return ModelNotFound(f"the upstream does not know the model: {message}", code=code)
     if status == 429 and "quota" in code:
@@ -79,3 +91,17 @@ def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
     if status in (503, 529):
         return CapacityExhausted(f"the upstream is overloaded: {message}", code=code, retry_after=delay)
     return UpstreamUnavailable(f"the upstream failed with HTTP {status}: {message}", code=code)
+
+
+# 403 words that say the key or account itself is unusable (anything else: this request or model).
+DEAD_MARKERS = ("revoked", "deactivated", "suspended", "unsupported_country",
+                "country, region, or territory not supported")
+
+
+def _forbidden(message: str, code: str) -> BridgeError:
+    """AccountUnusable when the body says the key/account is revoked or deactivated; else a 403 that
+    lets another account try (e.g. a project without access to this model)."""
+    text = f"{code} {message}".lower()
+    if any(marker in text for marker in DEAD_MARKERS):
+        return AccountUnusable(f"the upstream refused this account: {message}", code=code)
+    return PermissionDenied(f"the upstream refused this request for this account: {message}", code=code)

@@ -1,4 +1,13 @@
-"""Canonical request -> OpenAI chat completions request body (for OpenAI-compatible upstreams)."""
+"""Canonical request -> OpenAI chat completions request body (for OpenAI-compatible upstreams).
+
+* consecutive text parts of a user message (or of a tool result) are joined with a blank line;
+* images in a tool result cannot go in a `tool` message: they follow in a user message, after the
+  tool messages, introduced by a line naming the tool call they belong to;
+* earlier reasoning (`reasoning_content`) is not sent back: chat completions takes no reasoning as
+  input and OpenAI rejects unknown message fields;
+* the output limit is `max_completion_tokens` for api.openai.com and `max_tokens` for any other
+  server (`legacy_max_tokens`): many OpenAI-compatible servers know only the older name.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +18,17 @@ from llmbridge.canonical import (
     ChatRequest,
     ImagePart,
     Message,
-    ReasoningPart,
     TextPart,
     ToolCallPart,
     ToolResultPart,
 )
+from llmbridge.errors import InvalidRequest
 
 # Largest thinking budget that still maps to each effort (the same steps the Kiro provider uses).
 BUDGET_EFFORTS: list[tuple[float, str]] = [(4096, "low"), (10_000, "medium"), (float("inf"), "high")]
 
 
-def build_body(request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+def build_body(request: ChatRequest, upstream_model: str, *, legacy_max_tokens: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {"model": upstream_model, "messages": _messages(request), "stream": True,
                             "stream_options": {"include_usage": True}}
     if request.tools:
@@ -31,13 +40,13 @@ def build_body(request: ChatRequest, upstream_model: str) -> dict[str, Any]:
                                if choice.mode == "tool" else choice.mode)
     if request.parallel_tool_calls is not None and request.tools:
         body["parallel_tool_calls"] = request.parallel_tool_calls
-    _generation(request, body)
+    _generation(request, body, "max_tokens" if legacy_max_tokens else "max_completion_tokens")
     return body
 
 
-def _generation(request: ChatRequest, body: dict[str, Any]) -> None:
+def _generation(request: ChatRequest, body: dict[str, Any], max_tokens_field: str) -> None:
     simple = {"temperature": request.temperature, "top_p": request.top_p, "seed": request.seed,
-              "max_completion_tokens": request.max_tokens, "presence_penalty": request.presence_penalty,
+              max_tokens_field: request.max_tokens, "presence_penalty": request.presence_penalty,
               "frequency_penalty": request.frequency_penalty}
     body.update({k: v for k, v in simple.items() if v is not None})
     if request.stop:
@@ -53,6 +62,12 @@ def _generation(request: ChatRequest, body: dict[str, Any]) -> None:
         if fmt.strict is not None:
             spec["strict"] = fmt.strict
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
+
+
+def check_request(request: ChatRequest) -> None:
+    """Raise InvalidRequest naming a parameter chat completions cannot take."""
+    if request.top_k is not None:
+        raise InvalidRequest("the OpenAI chat completions API has no top_k; omit it", param="top_k")
 
 
 def reasoning_effort(request: ChatRequest) -> str | None:
@@ -78,31 +93,52 @@ def _messages(request: ChatRequest) -> list[dict[str, Any]]:
 
 
 def _user(message: Message) -> list[dict[str, Any]]:
+    """Tool messages first (in order), then one user message with the text, images and any images
+    that came in tool results."""
     out: list[dict[str, Any]] = []
     content: list[dict[str, Any]] = []
     for part in message.parts:
         if isinstance(part, ToolResultPart):
-            out.append({"role": "tool", "tool_call_id": part.tool_call_id,
-                        "content": ("Error: " if part.is_error else "") + part.text()})
+            out.append(_tool_message(part))
+            content += _tool_result_images(part)
         elif isinstance(part, TextPart):
             content.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
-            url = part.url or f"data:{part.media_type};base64,{part.data}"
-            content.append({"type": "image_url", "image_url": {"url": url}})
+            content.append(_image(part))
     if content:
         only_text = all(c["type"] == "text" for c in content)
         out.append({"role": "user",
-                    "content": "".join(c["text"] for c in content) if only_text else content})
+                    "content": "\n\n".join(c["text"] for c in content) if only_text else content})
     return out
 
 
+def _image(part: ImagePart) -> dict[str, Any]:
+    url = part.url or f"data:{part.media_type};base64,{part.data}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_message(part: ToolResultPart) -> dict[str, Any]:
+    text = "\n\n".join(p.text for p in part.content if isinstance(p, TextPart))
+    if not text and any(isinstance(p, ImagePart) for p in part.content):
+        text = "(the output is an image; it follows in the next user message)"
+    return {"role": "tool", "tool_call_id": part.tool_call_id,
+            "content": ("Error: " if part.is_error else "") + text}
+
+
+def _tool_result_images(part: ToolResultPart) -> list[dict[str, Any]]:
+    images = [_image(p) for p in part.content if isinstance(p, ImagePart)]
+    if not images:
+        return []
+    label = f"[image output of tool call {part.tool_call_id}" + (f" ({part.name})]" if part.name else "]")
+    return [{"type": "text", "text": label}, *images]
+
+
 def _assistant(message: Message) -> list[dict[str, Any]]:
+    # ReasoningParts are left out on purpose: chat completions takes no reasoning as input, and
+    # OpenAI answers 400 to unknown message fields such as `reasoning_content`.
     text = "".join(p.text for p in message.parts if isinstance(p, TextPart))
-    reasoning = "".join(p.text for p in message.parts if isinstance(p, ReasoningPart))
     calls = [p for p in message.parts if isinstance(p, ToolCallPart)]
     rendered: dict[str, Any] = {"role": "assistant", "content": text or None}
-    if reasoning:
-        rendered["reasoning_content"] = reasoning
     if calls:
         rendered["tool_calls"] = [{"id": c.id, "type": "function", "function": {
             "name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}} for c in calls]
