@@ -24,7 +24,7 @@ def test_every_account_key_is_documented(key):
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
 def test_every_provider_is_documented(provider):
-    assert f"`{provider}`" in README
+    assert f"### `{provider}`:" in README  # a section of its own under "Providers"
 
 
 @pytest.mark.parametrize("endpoint", ["/v1/chat/completions", "/v1/models", "/v1/messages",

@@ -159,6 +159,8 @@ def failed(attempt: AttemptRecord, error: BridgeError) -> BridgeError:
 
 # provider name -> "module:Class"; imported lazily so that a broken provider cannot stop the others.
 PROVIDERS: dict[str, str] = {
+    "anthropic": "llmbridge.providers.anthropic_api.provider:AnthropicProvider",
+    "gemini": "llmbridge.providers.gemini_api.provider:GeminiAPIProvider",
     "gemini-cli": "llmbridge.providers.gemini_cli.provider:GeminiCodeAssistProvider",
     "kiro": "llmbridge.providers.kiro.provider:KiroProvider",
     "openai": "llmbridge.providers.openai_api.provider:OpenAIProvider",

@@ -1,0 +1,92 @@
+"""`provider = "anthropic"`: the Anthropic Messages API with an API key.
+
+`POST <base_url>/v1/messages` (always streaming) with `x-api-key`, `anthropic-version` (the client's,
+else 2023-06-01) and the client's `anthropic-beta`, passed on when it sent one; token counts from
+`POST /v1/messages/count_tokens`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+import httpx
+
+from llmbridge.canonical import ChatRequest, ModelInfo
+from llmbridge.config import AccountConfig
+from llmbridge.errors import BridgeError, ConfigError, UpstreamUnavailable
+from llmbridge.providers.anthropic_api.decoder import AnthropicDecoder
+from llmbridge.providers.anthropic_api.errors import classify
+from llmbridge.providers.anthropic_api.request import build_body, build_count_body, check_request
+from llmbridge.providers.base import Provider, UpstreamCall
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+# Current Claude models (ids as the Anthropic SDK lists them); `models` in the account overrides.
+DEFAULT_MODELS: tuple[tuple[str, int], ...] = (
+    ("claude-opus-4-6", 128_000), ("claude-sonnet-4-6", 64_000), ("claude-opus-4-5", 64_000),
+    ("claude-sonnet-4-5", 64_000), ("claude-haiku-4-5", 64_000),
+)
+CONTEXT_WINDOW = 200_000
+
+
+class AnthropicProvider(Provider):
+    name: ClassVar[str] = "anthropic"
+    service: ClassVar[str] = "Anthropic"
+
+    @classmethod
+    def validate_account(cls, account: AccountConfig) -> None:
+        if not account.api_key:
+            raise ConfigError(f"account {account.name!r}: provider 'anthropic' needs 'api_key'")
+
+    def models(self) -> list[ModelInfo]:
+        if self.account.models is not None:
+            return [ModelInfo(id=m, provider=self.name) for m in self.account.models]
+        return [ModelInfo(id=m, provider=self.name, context_window=CONTEXT_WINDOW, max_output_tokens=out)
+                for m, out in DEFAULT_MODELS]
+
+    @property
+    def base_url(self) -> str:
+        return (self.account.base_url or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1")
+
+    def check_request(self, request: ChatRequest) -> None:
+        check_request(request)
+
+    def headers(self, request: ChatRequest) -> dict[str, str]:
+        """Built from scratch: only the key, the API version and the client's beta flags go upstream."""
+        passed = {k.lower(): v for k, v in request.passthrough_headers.items()}
+        headers = {"x-api-key": self.account.api_key or "",
+                   "anthropic-version": passed.get("anthropic-version") or API_VERSION,
+                   "content-type": "application/json", "accept-encoding": "identity"}
+        if passed.get("anthropic-beta"):
+            headers["anthropic-beta"] = passed["anthropic-beta"]
+        return headers
+
+    async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
+        body = build_body(request, upstream_model)
+        response, attempt = await self.send("POST", f"{self.base_url}/v1/messages", self.headers(request),
+                                            body, _classify)
+        return UpstreamCall(response=response, decoder=AnthropicDecoder(), attempt=attempt,
+                            served_model=upstream_model)
+
+    async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
+        body = build_count_body(request, upstream_model)
+        url = f"{self.base_url}/v1/messages/count_tokens"
+        response, attempt = await self.send("POST", url, self.headers(request), body, _classify)
+        try:
+            raw = await response.aread()
+        finally:
+            await response.aclose()
+        attempt.response_body += raw
+        try:
+            count = json.loads(raw).get("input_tokens")
+        except (ValueError, AttributeError):
+            raise UpstreamUnavailable(f"Anthropic answered {url} with something that is not JSON") from None
+        return int(count) if isinstance(count, (int, float)) else None
+
+    def describe(self) -> str:
+        return f"{self.account.name} (anthropic, {self.base_url})"
+
+
+def _classify(response: httpx.Response, raw: bytes) -> BridgeError:
+    return classify(response.status_code, raw, response.headers.get("retry-after"))

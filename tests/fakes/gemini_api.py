@@ -1,0 +1,200 @@
+"""A fake public Gemini API on 127.0.0.1: scripted SSE GenerateContentResponse chunks, strict checks.
+
+Strict like the real API: rejects a key in the URL (`?key=`: the bridge must use the header), a
+missing/wrong `x-goog-api-key` (400 API_KEY_INVALID, as Google answers), a stream request without
+`alt=sse`, unknown top-level or generationConfig fields, and a functionResponse whose name answers no
+earlier functionCall.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+REQUEST_FIELDS = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
+                  "cachedContent"}
+GENERATION_FIELDS = {"temperature", "topP", "topK", "maxOutputTokens", "seed", "presencePenalty",
+                     "frequencyPenalty", "stopSequences", "responseMimeType", "responseJsonSchema",
+                     "responseSchema", "thinkingConfig", "candidateCount"}
+COUNT_FIELDS = {"model", "contents", "systemInstruction", "tools"}
+PATH = re.compile(r"^/v1beta/models/(?P<model>[^:/]+):(?P<method>\w+)$")
+USAGE = {"promptTokenCount": 12, "candidatesTokenCount": 6, "thoughtsTokenCount": 2, "totalTokenCount": 20}
+
+
+@dataclass
+class Reply:
+    """One scripted answer: response chunks, or an HTTP error (google.rpc.Status body)."""
+
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+    error_body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def chunk(*parts: dict[str, Any], finish: str | None = None, usage: bool = False) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": list(parts)}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    out: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash",
+                           "responseId": "resp-fake-1"}
+    if usage:
+        out["usageMetadata"] = USAGE
+    return out
+
+
+def text_reply(*pieces: str, thought: str | None = None) -> Reply:
+    chunks = [chunk({"text": thought, "thought": True})] if thought else []
+    chunks += [chunk({"text": p}) for p in pieces[:-1]]
+    chunks.append(chunk({"text": pieces[-1]}, finish="STOP", usage=True))
+    return Reply(chunks=chunks)
+
+
+def tool_reply(name: str, args: dict[str, Any], call_id: str | None = None) -> Reply:
+    call: dict[str, Any] = {"name": name, "args": args}
+    if call_id:
+        call["id"] = call_id
+    return Reply(chunks=[chunk({"functionCall": call}, finish="STOP", usage=True)])
+
+
+def status_reply(code: int, status: str, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> Reply:
+    error = {"code": code, "message": message, "status": status, "details": details or []}
+    return Reply(status=code, error_body={"error": error}, headers=headers or {})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class FakeGeminiAPI:
+    def __init__(self, api_key: str = "AIza-fake-upstream-key") -> None:
+        self.api_key = api_key
+        self.replies: list[Reply] = []
+        self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.count_requests: list[dict[str, Any]] = []
+        self.rejections: list[str] = []
+        self.lock = threading.Lock()
+        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def enqueue(self, *replies: Reply) -> None:
+        with self.lock:
+            self.replies.extend(replies)
+
+    def __enter__(self) -> FakeGeminiAPI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def next_reply(self) -> Reply:
+        with self.lock:
+            if self.replies:
+                return self.replies.pop(0)
+        return status_reply(500, "INTERNAL", "fake: no reply scripted")
+
+    def validate(self, method: str, query: dict[str, list[str]], headers: dict[str, str],
+                 body: Any) -> tuple[int, str, str, str] | None:
+        """(HTTP status, status, reason, message) of a rejection, or None."""
+        if "key" in query:
+            return 400, "INVALID_ARGUMENT", "KEY_IN_URL", "fake: the key must not travel in the URL"
+        if headers.get("x-goog-api-key") != self.api_key:
+            return 400, "INVALID_ARGUMENT", "API_KEY_INVALID", "API key not valid. Please pass a valid API key."
+        if method == "streamGenerateContent" and query.get("alt") != ["sse"]:
+            return 400, "INVALID_ARGUMENT", "", "fake: stream without alt=sse"
+        if method == "countTokens":
+            inner = body.get("generateContentRequest") if isinstance(body, dict) else None
+            if set(body) != {"generateContentRequest"} or not isinstance(inner, dict):
+                return 400, "INVALID_ARGUMENT", "", "fake: countTokens takes generateContentRequest"
+            unknown = set(inner) - COUNT_FIELDS
+        else:
+            unknown = set(body) - REQUEST_FIELDS
+            unknown |= set(body.get("generationConfig") or {}) - GENERATION_FIELDS
+        if unknown:
+            return 400, "INVALID_ARGUMENT", "", f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}"'
+        problem = check_contents(body.get("contents") if method != "countTokens"
+                                 else body["generateContentRequest"].get("contents"))
+        return (400, "INVALID_ARGUMENT", "", problem) if problem else None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                url = urlsplit(self.path)
+                match = PATH.match(url.path)
+                if not match:
+                    return self._json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                body = json.loads(raw)
+                method = match["method"]
+                with fake.lock:
+                    (fake.count_requests if method == "countTokens" else fake.requests).append(body)
+                    fake.paths.append(self.path)
+                    fake.headers.append(headers)
+                problem = fake.validate(method, parse_qs(url.query), headers, body)
+                if problem:
+                    fake.rejections.append(problem[3])
+                    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": problem[2],
+                                "domain": "googleapis.com"}] if problem[2] else []
+                    error = {"code": problem[0], "message": problem[3], "status": problem[1], "details": details}
+                    return self._json(problem[0], {"error": error})
+                if method == "countTokens":
+                    return self._json(200, {"totalTokens": 321, "promptTokensDetails": []})
+                reply = fake.next_reply()
+                if reply.status != 200:
+                    return self._json(reply.status, reply.error_body or {}, reply.headers)
+                data = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in reply.chunks)
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _json(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+
+def check_contents(contents: Any) -> str | None:
+    if not isinstance(contents, list) or not contents:
+        return "contents is not specified"
+    called: set[str] = set()
+    for i, content in enumerate(contents):
+        if content.get("role") not in ("user", "model"):
+            return f"contents[{i}].role must be user or model"
+        for part in content.get("parts") or []:
+            if "functionCall" in part:
+                called.add(part["functionCall"]["name"])
+            if "functionResponse" in part and part["functionResponse"]["name"] not in called:
+                return f"contents[{i}]: function response {part['functionResponse']['name']} answers no call"
+            if not part:
+                return f"contents[{i}]: empty part"
+    return None
