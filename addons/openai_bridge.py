@@ -20,7 +20,7 @@ from mitmproxy import ctx, exceptions, http
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from llmbridge.answer import Answer, BufferedSink  # noqa: E402
+from llmbridge.answer import Answer, BufferedSink, DeferredAnswer  # noqa: E402
 from llmbridge.app import BridgeApp, resolve_config_path  # noqa: E402
 from llmbridge.bridge import IncomingRequest, LocalResponse  # noqa: E402
 from llmbridge.config import DEFAULT_PORT, data_dir  # noqa: E402
@@ -140,7 +140,7 @@ class OpenAIBridge:
         outcome = await self.app.bridge.handle(incoming)
         if isinstance(outcome, LocalResponse):
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
-        elif not outcome.request.stream:
+        elif isinstance(outcome, Answer):
             # A whole answer needs no streaming, so no relay hop: accumulate it here.
             sink = BufferedSink()
             await outcome.run(sink)
@@ -155,7 +155,7 @@ class OpenAIBridge:
                 del flow.request.headers[name]
         flow.request.url = redact_url(flow.request.url)
 
-    def _forward_to_relay(self, flow: http.HTTPFlow, answer: Answer) -> None:
+    def _forward_to_relay(self, flow: http.HTTPFlow, answer: DeferredAnswer) -> None:
         assert self.app is not None
         relay = self.app.relay
         token = relay.park(answer)

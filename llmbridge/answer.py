@@ -63,6 +63,17 @@ class BufferedSink(ResponseSink):
 
 
 @dataclass
+class DeferredAnswer:
+    """A stream whose upstream is still being opened (accounts tried, the start peeked at).
+
+    Streams are handed to the relay at once, so that mitmproxy connects to it while the upstream is
+    being opened; the relay then waits for `task`, which gives the `Answer`, or the finished error
+    response (anything with `status`, `headers` and `body`) when no account could answer."""
+
+    task: asyncio.Future
+
+
+@dataclass
 class Answer:
     call: UpstreamCall
     client_format: ClientFormat

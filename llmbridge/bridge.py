@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from llmbridge.answer import Answer
+from llmbridge.answer import Answer, DeferredAnswer
 from llmbridge.canonical import ChatRequest
 from llmbridge.config import BridgeConfig, ClientKey
 from llmbridge.errors import (
@@ -143,7 +143,7 @@ class Bridge:
 
     # --- entry point --------------------------------------------------------------------------------
 
-    async def handle(self, incoming: IncomingRequest) -> LocalResponse | Answer:
+    async def handle(self, incoming: IncomingRequest) -> LocalResponse | Answer | DeferredAnswer:
         record = ExchangeRecord(endpoint=f"{incoming.method} {urlsplit(incoming.path).path}")
         fmt: ClientFormat = self.formats["openai"]
         try:
@@ -229,10 +229,28 @@ class Bridge:
     # --- upstream -----------------------------------------------------------------------------------
 
     async def open_answer(self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord,
-                          renderer_options: dict[str, Any] | None = None) -> Answer:
+                          renderer_options: dict[str, Any] | None = None) -> Answer | DeferredAnswer:
         candidates = self._candidates(request.model)
         for candidate in candidates:
             candidate.state.provider.check_request(request)
+        opening = self._answer(fmt, request, record, candidates, renderer_options or {})
+        if request.stream:
+            return DeferredAnswer(asyncio.ensure_future(self._answer_or_error(fmt, record, opening)))
+        return await opening
+
+    async def _answer_or_error(self, fmt: ClientFormat, record: ExchangeRecord,
+                               opening: Awaitable[Answer]) -> Answer | LocalResponse:
+        try:
+            return await opening
+        except BridgeError as error:
+            return await self._error(fmt, error, record)
+        except Exception:
+            log.exception("internal error while opening %s (exchange %s)", record.endpoint, record.id)
+            return await self._error(fmt, InternalError(f"internal error in the bridge; its log has the details "
+                                                        f"under exchange {record.id}"), record)
+
+    async def _answer(self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord,
+                      candidates: list[Candidate], renderer_options: dict[str, Any]) -> Answer:
         state, call = await self._open_with_failover(request, candidates, record)
         record.account, record.provider = state.name, state.provider_name
 
@@ -246,7 +264,7 @@ class Bridge:
 
         return Answer(call=call, client_format=fmt, request=request, record=record,
                       keepalive_seconds=self.config.keepalive_seconds, on_done=done,
-                      renderer_options=renderer_options or {})
+                      renderer_options=renderer_options)
 
     def _candidates(self, model: str) -> list[Candidate]:
         candidates = self.pool.candidates(model)

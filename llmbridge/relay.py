@@ -17,7 +17,7 @@ import logging
 import secrets
 from http import HTTPStatus
 
-from llmbridge.answer import Answer, ClientGone, ResponseSink
+from llmbridge.answer import Answer, ClientGone, DeferredAnswer, ResponseSink
 
 log = logging.getLogger("llmbridge")
 MAX_HEADER_BYTES = 64 * 1024
@@ -70,7 +70,7 @@ class ChunkedSink(ResponseSink):
 
 class Relay:
     def __init__(self) -> None:
-        self.parked: dict[str, Answer] = {}
+        self.parked: dict[str, Answer | DeferredAnswer] = {}
         self.server: asyncio.Server | None = None
         self.port = 0
         self.tasks: set[asyncio.Task] = set()
@@ -80,7 +80,7 @@ class Relay:
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 
-    def park(self, answer: Answer) -> str:
+    def park(self, answer: Answer | DeferredAnswer) -> str:
         token = secrets.token_urlsafe(16)
         self.parked[token] = answer
         return token
@@ -90,8 +90,9 @@ class Relay:
 
     async def unpark(self, token: str) -> None:
         """The flow died before mitmproxy reached the relay: close the upstream, keep the record."""
-        answer = self.parked.pop(token, None)
-        if answer is not None:
+        parked = self.parked.pop(token, None)
+        answer = await _resolved(parked) if parked is not None else None
+        if isinstance(answer, Answer):
             answer.record.client_disconnected = True
             await answer.call.aclose()
             await answer.on_done(answer)
@@ -120,12 +121,18 @@ class Relay:
             await reader.readexactly(length)
         parts = request_line.split(" ")
         token = parts[1].lstrip("/") if len(parts) == 3 else ""
-        answer = self.parked.pop(token, None)
-        if answer is None:
+        parked = self.parked.pop(token, None)
+        if parked is None:
             writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
             await writer.drain()
             return True
+        answer = await _resolved(parked)
         sink = ChunkedSink(writer)
+        if not isinstance(answer, Answer):  # no account could answer: the error, in the client's dialect
+            await sink.start(answer.status, answer.headers, False)
+            await sink.write(answer.body)
+            await sink.end()
+            return True
         gone = asyncio.Event()
         sink.gone = gone
         watcher = asyncio.ensure_future(_watch_for_close(reader, gone))
@@ -149,6 +156,11 @@ class Relay:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+
+async def _resolved(parked: Answer | DeferredAnswer):
+    """The answer itself, once a deferred one has been opened (or the error response)."""
+    return await parked.task if isinstance(parked, DeferredAnswer) else parked
 
 
 async def _watch_for_close(reader: asyncio.StreamReader, gone: asyncio.Event) -> None:

@@ -11,7 +11,7 @@ import json
 import httpx
 import pytest
 
-from llmbridge.answer import BufferedSink
+from llmbridge.answer import BufferedSink, DeferredAnswer
 from llmbridge.bridge import Bridge, IncomingRequest, LocalResponse
 from llmbridge.config import AccountConfig, BridgeConfig, ClientKey
 from llmbridge.pool import AccountPool
@@ -63,6 +63,8 @@ def chat_request(stream: bool = False) -> IncomingRequest:
 
 async def answer(bridge: Bridge, request: IncomingRequest) -> tuple[int, bytes]:
     outcome = await bridge.handle(request)
+    if isinstance(outcome, DeferredAnswer):  # a stream: the relay would wait for it to open
+        outcome = await outcome.task
     if isinstance(outcome, LocalResponse):
         return outcome.status, outcome.body
     sink = BufferedSink()
