@@ -111,9 +111,10 @@ class Answer:
     async def _stream(self, sink: ResponseSink, translation: Translation) -> None:
         content_type = translation.renderer.content_type if translation.renderer else "text/event-stream"
         await sink.start(200, {"content-type": content_type, "cache-control": "no-cache"}, True)
-        await sink.write(translation.start())
         try:
-            await self._write(sink, translation.replay(self.call.peeked_raw, self.call.peeked_events))
+            # the stream's opening and what the peek decoded go out together, as one chunk
+            await self._write(sink, translation.start() + translation.replay(self.call.peeked_raw,
+                                                                              self.call.peeked_events))
             async for chunk in self._upstream_chunks(sink, translation):
                 await self._write(sink, translation.feed(chunk))
             out = translation.close()

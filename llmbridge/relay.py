@@ -30,6 +30,7 @@ class ChunkedSink(ResponseSink):
         self.writer = writer
         self.chunked = False
         self.buffer = bytearray()
+        self.unsent_head = b""
 
     async def start(self, status: int, headers: dict[str, str], stream: bool) -> None:
         self.chunked = stream
@@ -37,7 +38,8 @@ class ChunkedSink(ResponseSink):
         self.headers = dict(headers)
         if stream:
             self.headers["transfer-encoding"] = "chunked"
-            await self._send(self._head())
+            # Goes out with the first chunk: one segment for mitmproxy to read, not two.
+            self.unsent_head = self._head()
 
     def _head(self) -> bytes:
         lines = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
@@ -47,13 +49,17 @@ class ChunkedSink(ResponseSink):
         if not data:
             return
         if self.chunked:
-            await self._send(b"%x\r\n%s\r\n" % (len(data), data))
+            await self._send(self._take_head() + b"%x\r\n%s\r\n" % (len(data), data))
         else:
             self.buffer += data
 
+    def _take_head(self) -> bytes:
+        head, self.unsent_head = self.unsent_head, b""
+        return head
+
     async def end(self) -> None:
         if self.chunked:
-            await self._send(b"0\r\n\r\n")
+            await self._send(self._take_head() + b"0\r\n\r\n")
         else:
             self.headers["content-length"] = str(len(self.buffer))
             await self._send(self._head() + bytes(self.buffer))
