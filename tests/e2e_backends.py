@@ -16,15 +16,19 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.bridge_process import BridgeProcess, write_config
+from tests.fakes import anthropic_api as fa
 from tests.fakes import code_assist as ca
+from tests.fakes import gemini_api as fg
 from tests.fakes import kiro as kf
 from tests.fakes import openai_upstream as oa
 
 DEFAULT_THINKING_BUDGET = 8192  # what the Gemini CLI asks of Gemini 2.5 when the user set nothing
+FLASH_MAX_THINKING_BUDGET = 24_576  # Gemini 2.5 Flash's documented thinkingBudget range is 0..24576
 
-BACKENDS = ["gemini-cli", "kiro", "openai"]
+BACKENDS = ["gemini-cli", "kiro", "openai", "anthropic", "gemini"]
 PACING = {"requests_per_minute": 10_000, "max_concurrent": 50}
 
 
@@ -236,6 +240,105 @@ class OpenAIBackend(Backend):
         return [t["function"]["name"] for t in self.last().get("tools", [])]
 
 
+class AnthropicBackend(Backend):
+    name, model, count_method = "anthropic", "claude-test", "upstream:anthropic"
+
+    def __init__(self, fake: fa.FakeAnthropic) -> None:
+        self.fake = fake
+
+    def text(self, *deltas: str, thinking: str | None = None) -> None:
+        self.fake.enqueue(fa.pieces_reply(*deltas, thinking=thinking))
+
+    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+        self.fake.enqueue(fa.tool_reply(name, call_id, args, text=text or ""))
+
+    def rate_limit(self, seconds: int) -> None:
+        self.fake.enqueue(fa.error_reply(429, "rate_limit_error", "Number of request tokens has exceeded your "
+                                         "per-minute rate limit", retry_after=str(seconds)))
+
+    def calls(self) -> int:
+        return len(self.fake.requests)
+
+    def last(self) -> Any:
+        return self.fake.requests[-1]
+
+    def rejection(self) -> str | None:
+        problem = self.fake.validate("/v1/messages", self.fake.generate_headers[-1], self.last())
+        return None if problem is None else problem[2]
+
+    def last_tool_result(self) -> tuple[str, str]:
+        messages = self.last()["messages"]
+        result = next(b for b in messages[-1]["content"] if b["type"] == "tool_result")
+        calls = [b["id"] for b in messages[-2]["content"] if b["type"] == "tool_use"]
+        assert result["tool_use_id"] in calls
+        return result["tool_use_id"], json.dumps(result.get("content"))
+
+    def thinking_sent(self, budget: int | None) -> bool:
+        thinking = self.last().get("thinking")
+        if budget is None:
+            return thinking is None or thinking == {"type": "disabled"}
+        return thinking == {"type": "enabled", "budget_tokens": budget}
+
+    def tool_names_sent(self) -> list[str]:
+        return [t["name"] for t in self.last().get("tools", [])]
+
+    def upstream_counts(self) -> int:
+        return len(self.fake.count_requests)
+
+
+class GeminiAPIBackend(Backend):
+    name, model, count_method = "gemini", "gemini-2.5-flash", "upstream:gemini"
+
+    def __init__(self, fake: fg.FakeGeminiAPI) -> None:
+        self.fake = fake
+
+    def text(self, *deltas: str, thinking: str | None = None) -> None:
+        self.fake.enqueue(fg.text_reply(*deltas, thought=thinking))
+
+    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+        call = {"functionCall": {"name": name, "args": args, "id": call_id}}
+        chunks = [fg.chunk({"text": text})] if text else []
+        self.fake.enqueue(fg.Reply(chunks=[*chunks, fg.chunk(call, finish="STOP", usage=True)]))
+
+    def rate_limit(self, seconds: int) -> None:
+        self.fake.enqueue(fg.status_reply(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check "
+                                          "quota).", [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                                       "retryDelay": f"{seconds}s"}]))
+
+    def calls(self) -> int:
+        return len(self.fake.requests)
+
+    def last(self) -> Any:
+        return self.fake.requests[-1]
+
+    def rejection(self) -> str | None:
+        path, headers = self.fake.generate_calls[-1]
+        url = urlsplit(path)
+        method = url.path.rsplit(":", 1)[-1]
+        problem = self.fake.validate(method, parse_qs(url.query), headers, self.last())
+        return None if problem is None else problem[3]
+
+    def last_tool_result(self) -> tuple[str, str]:
+        contents = self.last()["contents"]
+        call = next(p["functionCall"] for p in contents[-2]["parts"] if "functionCall" in p)
+        response = next(p["functionResponse"] for p in contents[-1]["parts"] if "functionResponse" in p)
+        assert response["name"] == call["name"]
+        return response.get("id") or response["name"], json.dumps(response["response"])
+
+    def thinking_sent(self, budget: int | None) -> bool:
+        config = self.last().get("generationConfig", {}).get("thinkingConfig", {})
+        if budget is None:  # no client budget: the model's own default applies
+            return "thinkingBudget" not in config
+        # a larger client budget (Claude Code asks 31999) is capped to what Flash accepts
+        return config == {"includeThoughts": True, "thinkingBudget": min(budget, FLASH_MAX_THINKING_BUDGET)}
+
+    def tool_names_sent(self) -> list[str]:
+        return [d["name"] for t in self.last().get("tools", []) for d in t.get("functionDeclarations", [])]
+
+    def upstream_counts(self) -> int:
+        return len(self.fake.count_requests)
+
+
 @contextlib.contextmanager
 def start_backend(name: str, workdir: Path) -> Iterator[Backend]:
     """The fake upstream and a real bridge configured with one account on it."""
@@ -259,6 +362,16 @@ def start_backend(name: str, workdir: Path) -> Iterator[Backend]:
             account = {"provider": "openai", "api_key": fake_oa.api_key, "base_url": fake_oa.base_url,
                        "models": ["gpt-test"]}
             backend = OpenAIBackend(fake_oa)
+        elif name == "anthropic":
+            fake_an = stack.enter_context(fa.FakeAnthropic())
+            account = {"provider": "anthropic", "api_key": fake_an.api_key, "base_url": fake_an.base_url,
+                       "models": [AnthropicBackend.model]}
+            backend = AnthropicBackend(fake_an)
+        elif name == "gemini":
+            fake_gm = stack.enter_context(fg.FakeGeminiAPI())
+            account = {"provider": "gemini", "api_key": fake_gm.api_key, "base_url": fake_gm.base_url,
+                       "models": [GeminiAPIBackend.model]}
+            backend = GeminiAPIBackend(fake_gm)
         else:
             raise ValueError(name)
         config = write_config(workdir / "bridge.toml", [{"name": f"{name}-1", **account, **PACING}], record=False)

@@ -340,6 +340,16 @@ def test_thoughts_are_not_streamed_unless_asked_for() -> None:
     assert b"hidden" not in out and b"shown" in out
 
 
+def test_a_bare_foreign_signature_is_no_empty_thought_part() -> None:
+    # Anthropic streams the thinking signature as its own delta: no text, no Gemini thoughtSignature
+    events = [ReasoningDelta(text="plan"), ReasoningDelta(signature="EqQBCkYI"), TextDelta(text="done"),
+              ReasoningDelta(provider_metadata=SIG)]
+    chunks = [json.loads(e.data) for e in SSEDecoder().feed(render_stream(events))]
+    parts = [c["candidates"][0]["content"]["parts"] for c in chunks]
+    assert parts == [[{"text": "plan", "thought": True}], [{"text": "done"}],
+                     [{"text": "", "thought": True, "thoughtSignature": "c2ln"}], []]
+
+
 # --- errors and models -------------------------------------------------------------------------------
 
 ERROR_CASES = [

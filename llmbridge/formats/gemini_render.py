@@ -136,6 +136,8 @@ class GeminiStreamRenderer(StreamRenderer):
                 return self._flush_calls() + self._parts([part])
             case ReasoningDelta() if self._thoughts and not event.redacted:
                 part = signed({"text": event.text, "thought": True}, event.provider_metadata)
+                if not event.text and "thoughtSignature" not in part:
+                    return b""  # e.g. Anthropic's signature_delta: nothing a Gemini client could use
                 return self._flush_calls() + self._parts([part])
             case UsageEvent():
                 self._usage = event.usage

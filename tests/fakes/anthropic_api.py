@@ -68,6 +68,18 @@ def text_reply(text: str, stop_reason: str = "end_turn", stop_sequence: str | No
                          *_end(stop_reason, stop_sequence=stop_sequence)])
 
 
+def pieces_reply(*pieces: str, thinking: str | None = None, signature: str = "c2lnLWNsYXVkZQ==") -> Reply:
+    """Text streamed as exactly these text_delta pieces, after a signed thinking block when `thinking`."""
+    events: list[tuple[str, dict[str, Any]]] = [_start()]
+    if thinking:
+        events += _block(0, {"type": "thinking", "thinking": "", "signature": ""},
+                         [{"type": "thinking_delta", "thinking": thinking},
+                          {"type": "signature_delta", "signature": signature}])
+    events += _block(1 if thinking else 0, {"type": "text", "text": ""},
+                     [{"type": "text_delta", "text": p} for p in pieces])
+    return Reply(events=events + _end("end_turn"))
+
+
 def thinking_reply(thinking: str, signature: str, text: str) -> Reply:
     half = len(thinking) // 2
     deltas = [{"type": "thinking_delta", "thinking": thinking[:half]},
@@ -109,6 +121,7 @@ class FakeAnthropic:
         self.headers: list[dict[str, str]] = []
         self.count_requests: list[dict[str, Any]] = []
         self.rejections: list[str] = []
+        self.generate_headers: list[dict[str, str]] = []  # headers of each /v1/messages request
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -172,6 +185,8 @@ class FakeAnthropic:
                 with fake.lock:
                     (fake.count_requests if self.path.endswith("count_tokens") else fake.requests).append(body)
                     fake.headers.append(headers)
+                    if not self.path.endswith("count_tokens"):
+                        fake.generate_headers.append(headers)
                 problem = fake.validate(self.path, headers, body)
                 if problem:
                     fake.rejections.append(problem[2])

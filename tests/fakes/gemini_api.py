@@ -80,6 +80,7 @@ class FakeGeminiAPI:
         self.headers: list[dict[str, str]] = []
         self.count_requests: list[dict[str, Any]] = []
         self.rejections: list[str] = []
+        self.generate_calls: list[tuple[str, dict[str, str]]] = []  # (path, headers) of each generate call
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -151,6 +152,8 @@ class FakeGeminiAPI:
                     (fake.count_requests if method == "countTokens" else fake.requests).append(body)
                     fake.paths.append(self.path)
                     fake.headers.append(headers)
+                    if method != "countTokens":
+                        fake.generate_calls.append((self.path, headers))
                 problem = fake.validate(method, parse_qs(url.query), headers, body)
                 if problem:
                     fake.rejections.append(problem[3])
