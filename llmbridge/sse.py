@@ -10,7 +10,10 @@ WHATWG event-stream parsing rules: lines end in CRLF, LF or CR; `data` lines of 
 from __future__ import annotations
 
 import codecs
+import json
 from dataclasses import dataclass
+
+from llmbridge.canonical import StreamError, StreamEvent
 
 
 @dataclass
@@ -108,3 +111,41 @@ def encode_event(data: str | bytes, event: str | None = None) -> bytes:
     head = f"event: {event}\n" if event else ""
     body = "".join(f"data: {line}\n" for line in data.split("\n"))
     return (head + body + "\n").encode()
+
+
+class JsonEventStreamDecoder:
+    """Base of the providers' stream decoders whose upstream sends one JSON value per SSE event
+    (OpenAI-compatible, Anthropic, Code Assist / Gemini): SSE framing, JSON parsing and the check
+    that the stream finished are here; a subclass turns each JSON value into canonical events and
+    sets `finished` (or `failed`) as the upstream says."""
+
+    cut_message = "the upstream stream ended before the response was complete"
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self.finished = False
+        self.failed = False
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        return [e for sse in self._sse.feed(data) for e in self._data(sse.data)]
+
+    def close(self) -> list[StreamEvent]:
+        events = [e for sse in self._sse.close() for e in self._data(sse.data)]
+        if not self.finished and not self.failed:
+            self.failed = True
+            events.append(StreamError(kind="upstream_unavailable", status=502, message=self.cut_message))
+        return events
+
+    def _data(self, data: str) -> list[StreamEvent]:
+        try:
+            value = json.loads(data)
+        except ValueError:
+            return self.on_text(data)
+        return self.on_json(value)
+
+    def on_text(self, data: str) -> list[StreamEvent]:
+        """An event whose data is not JSON (`[DONE]`, keep-alive noise): ignored unless overridden."""
+        return []
+
+    def on_json(self, value: object) -> list[StreamEvent]:
+        raise NotImplementedError

@@ -149,6 +149,20 @@ class Provider(ABC):
         raise failed(attempt, classify(response, raw))
 
 
+async def read_json(response: httpx.Response, attempt: AttemptRecord, service: str) -> dict[str, Any]:
+    """The whole body of a small JSON answer (token counts, project discovery), kept on the attempt."""
+    try:
+        raw = await response.aread()
+    finally:
+        await response.aclose()
+    attempt.response_body += raw
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        raise UpstreamUnavailable(f"{service} answered {attempt.url} with something that is not JSON") from None
+    return answer if isinstance(answer, dict) else {}
+
+
 def failed(attempt: AttemptRecord, error: BridgeError) -> BridgeError:
     """Attach a failed attempt to its error (what the bridge records) and return the error."""
     attempt.error_kind, attempt.error_message = error.kind, error.message

@@ -30,7 +30,7 @@ from llmbridge.canonical import (
     UsageEvent,
 )
 from llmbridge.providers.anthropic_api.errors import classify_error_object
-from llmbridge.sse import SSEDecoder
+from llmbridge.sse import JsonEventStreamDecoder
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop", "max_tokens": "length", "tool_use": "tool_calls", "stop_sequence": "stop_sequence",
@@ -39,31 +39,17 @@ STOP_REASONS: dict[str, FinishReason] = {
 CUT_MESSAGE = "the Anthropic stream ended before the response was complete"
 
 
-class AnthropicDecoder:
+class AnthropicDecoder(JsonEventStreamDecoder):
     """One per upstream response: `feed(bytes)` as they arrive, `close()` at the end of the body."""
 
+    cut_message = CUT_MESSAGE
+
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._usage: dict[str, Any] = {}
         self._tools: dict[int, int] = {}  # content block index -> canonical tool call index
-        self._finished = False
-        self._failed = False
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        return [e for sse in self._sse.feed(data) for e in self._event(sse.data)]
-
-    def close(self) -> list[StreamEvent]:
-        events = [e for sse in self._sse.close() for e in self._event(sse.data)]
-        if not self._finished and not self._failed:
-            self._failed = True
-            events.append(StreamError(kind="upstream_unavailable", status=502, message=CUT_MESSAGE))
-        return events
-
-    def _event(self, data: str) -> list[StreamEvent]:
-        try:
-            event = json.loads(data)
-        except ValueError:
-            return []
+    def on_json(self, event: object) -> list[StreamEvent]:
         if not isinstance(event, dict):
             return []
         handler = _HANDLERS.get(str(event.get("type")))
@@ -116,15 +102,15 @@ class AnthropicDecoder:
         events: list[StreamEvent] = [UsageEvent(usage=usage_of(self._usage))]
         delta = _dict(event.get("delta"))
         raw = delta.get("stop_reason")
-        if isinstance(raw, str) and not self._finished:
-            self._finished = True
+        if isinstance(raw, str) and not self.finished:
+            self.finished = True
             reason = STOP_REASONS.get(raw, "stop")
             sequence = delta.get("stop_sequence") if reason == "stop_sequence" else None
             events.append(Finish(reason=reason, raw_reason=raw, stop_sequence=sequence))
         return events
 
     def _error(self, event: dict[str, Any]) -> list[StreamEvent]:
-        self._failed = True
+        self.failed = True
         error = classify_error_object(_dict(event.get("error")))
         return [StreamError(kind=error.kind, message=error.message, status=error.status)]
 

@@ -7,18 +7,17 @@ else 2023-06-01) and the client's `anthropic-beta`, passed on when it sent one; 
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar
 
 import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
-from llmbridge.errors import BridgeError, ConfigError, UpstreamUnavailable
+from llmbridge.errors import BridgeError, ConfigError
 from llmbridge.providers.anthropic_api.decoder import AnthropicDecoder
 from llmbridge.providers.anthropic_api.errors import classify
 from llmbridge.providers.anthropic_api.request import build_body, build_count_body, check_request
-from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.base import Provider, UpstreamCall, read_json
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -73,15 +72,7 @@ class AnthropicProvider(Provider):
         body = build_count_body(request, upstream_model)
         url = f"{self.base_url}/v1/messages/count_tokens"
         response, attempt = await self.send("POST", url, self.headers(request), body, _classify)
-        try:
-            raw = await response.aread()
-        finally:
-            await response.aclose()
-        attempt.response_body += raw
-        try:
-            count = json.loads(raw).get("input_tokens")
-        except (ValueError, AttributeError):
-            raise UpstreamUnavailable(f"Anthropic answered {url} with something that is not JSON") from None
+        count = (await read_json(response, attempt, self.service)).get("input_tokens")
         return int(count) if isinstance(count, (int, float)) else None
 
     def describe(self) -> str:

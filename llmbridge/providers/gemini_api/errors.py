@@ -48,7 +48,7 @@ class GeminiAPIDecoder(CodeAssistDecoder):
     only in-stream errors are classified with this API's wording."""
 
     def _error(self, envelope: dict[str, Any]) -> list[StreamEvent]:
-        self._failed = True
+        self.failed = True
         error = envelope["error"] if isinstance(envelope["error"], dict) else {"message": str(envelope["error"])}
         classified = classify(int(error.get("code") or 500), {"error": error})
         return [StreamError(kind=classified.kind, message=classified.message, status=classified.status)]

@@ -8,7 +8,6 @@ provider (the same Gemini request and response objects, without the Code Assist 
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar
 from urllib.parse import quote
 
@@ -16,8 +15,8 @@ import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
-from llmbridge.errors import BridgeError, ConfigError, UpstreamUnavailable
-from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.errors import BridgeError, ConfigError
+from llmbridge.providers.base import Provider, UpstreamCall, read_json
 from llmbridge.providers.gemini_api.errors import GeminiAPIDecoder, classify
 from llmbridge.providers.gemini_api.request import build_body, build_count_body, check_request
 
@@ -73,15 +72,7 @@ class GeminiAPIProvider(Provider):
         url = self.url(upstream_model, "countTokens")
         response, attempt = await self.send("POST", url, self.headers(), build_count_body(request, upstream_model),
                                             _classify)
-        try:
-            raw = await response.aread()
-        finally:
-            await response.aclose()
-        attempt.response_body += raw
-        try:
-            total = json.loads(raw).get("totalTokens")
-        except (ValueError, AttributeError):
-            raise UpstreamUnavailable(f"the Gemini API answered {url} with something that is not JSON") from None
+        total = (await read_json(response, attempt, self.service)).get("totalTokens")
         return int(total) if isinstance(total, (int, float)) else None
 
     def describe(self) -> str:

@@ -26,7 +26,7 @@ from llmbridge.canonical import (
     UsageEvent,
 )
 from llmbridge.providers.gemini_cli.errors import classify
-from llmbridge.sse import SSEDecoder
+from llmbridge.sse import JsonEventStreamDecoder
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop",
@@ -59,32 +59,19 @@ def new_call_id() -> str:
     return "call_" + os.urandom(12).hex()
 
 
-class CodeAssistDecoder:
+class CodeAssistDecoder(JsonEventStreamDecoder):
     """One per upstream response: `feed(bytes)` as they arrive, `close()` at the end of the body."""
 
+    cut_message = CUT_MESSAGE
+
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._response_id: str | None = None
         self._model: str | None = None
         self._tool_calls = 0
-        self._finished = False
-        self._failed = False
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        return [e for event in self._sse.feed(data) for e in self._envelope(event.data)]
-
-    def close(self) -> list[StreamEvent]:
-        events = [e for event in self._sse.close() for e in self._envelope(event.data)]
-        if not self._finished and not self._failed:
-            self._failed = True
-            events.append(StreamError(kind="upstream_unavailable", status=502, message=CUT_MESSAGE))
-        return events
-
-    def _envelope(self, data: str) -> list[StreamEvent]:
-        try:
-            envelope = json.loads(data)
-        except ValueError:
-            return []  # the official client drops unparsable chunks too
+    def on_json(self, envelope: object) -> list[StreamEvent]:
+        # (unparsable chunks are dropped by the base class, as the official client drops them)
         if isinstance(envelope, list) and envelope:
             envelope = envelope[0]
         if not isinstance(envelope, dict):
@@ -99,7 +86,7 @@ class CodeAssistDecoder:
         return events + self._response(response)
 
     def _error(self, envelope: dict[str, Any]) -> list[StreamEvent]:
-        self._failed = True
+        self.failed = True
         error = envelope["error"]
         if not isinstance(error, dict):
             error = {"message": str(error)}
@@ -167,9 +154,9 @@ class CodeAssistDecoder:
             reason = FINISH_REASONS.get(raw, "error")
         else:
             return []
-        if self._finished:
+        if self.finished:
             return []
-        self._finished = True
+        self.finished = True
         if reason == "stop" and self._tool_calls:
             reason = "tool_calls"
         return [Finish(reason=reason, raw_reason=str(raw))]

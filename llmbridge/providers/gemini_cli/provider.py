@@ -20,9 +20,9 @@ import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
-from llmbridge.errors import BridgeError, ConfigError, UpstreamAuthError, UpstreamUnavailable
+from llmbridge.errors import BridgeError, ConfigError, UpstreamAuthError
 from llmbridge.exchange import AttemptRecord
-from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.base import Provider, UpstreamCall, read_json
 from llmbridge.providers.gemini_cli import models
 from llmbridge.providers.gemini_cli.credentials import GoogleCredentials
 from llmbridge.providers.gemini_cli.decoder import CodeAssistDecoder
@@ -135,16 +135,7 @@ class GeminiCodeAssistProvider(Provider):
     async def _call_json(self, method: str, url: str, body: dict[str, Any] | None,
                          model: str) -> dict[str, Any]:
         response, attempt = await self._send(method, url, body, model)
-        try:
-            raw = await response.aread()
-        finally:
-            await response.aclose()
-        attempt.response_body += raw
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise UpstreamUnavailable(f"Code Assist answered {url} with non-JSON") from None
-        return answer if isinstance(answer, dict) else {}
+        return await read_json(response, attempt, self.service)
 
     def _headers(self, model: str) -> dict[str, str]:
         # Built from scratch: nothing of the client's request reaches Google.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from llmbridge.canonical import (
@@ -18,44 +17,28 @@ from llmbridge.canonical import (
     Usage,
     UsageEvent,
 )
-from llmbridge.sse import SSEDecoder
+from llmbridge.sse import JsonEventStreamDecoder
 
 FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                                    "function_call": "tool_calls", "content_filter": "content_filter"}
 
 
-class ChatCompletionChunkDecoder:
+class ChatCompletionChunkDecoder(JsonEventStreamDecoder):
     def __init__(self) -> None:
-        self.sse = SSEDecoder()
+        super().__init__()
         self.meta_sent = False
-        self.finished = False
-        self.done = False
         self.tool_ids: dict[int, str] = {}
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for sse in self.sse.feed(data):
-            events += self._event(sse.data)
-        return events
-
-    def close(self) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for sse in self.sse.close():
-            events += self._event(sse.data)
-        if not self.finished and not self.done:
-            events.append(StreamError(kind="upstream_unavailable", status=502,
-                                      message="the upstream stream ended before the response was complete"))
-        return events
-
-    def _event(self, data: str) -> list[StreamEvent]:
+    def on_text(self, data: str) -> list[StreamEvent]:
         if data.strip() == "[DONE]":
-            self.done = True
-            return []
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
+            self.finished = True  # some servers send no finish_reason; [DONE] still ends the answer
+        return []
+
+    def on_json(self, chunk: object) -> list[StreamEvent]:
+        if not isinstance(chunk, dict):
             return []
         if "error" in chunk:
+            self.failed = True
             error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
             return [StreamError(kind="upstream_error", message=str(error.get("message")), status=502)]
         events: list[StreamEvent] = []
