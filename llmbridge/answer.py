@@ -43,6 +43,9 @@ class ResponseSink:
 
     async def end(self) -> None: ...
 
+    async def flush(self) -> None:
+        """Send what is held back (the response head), if anything."""
+
 
 class BufferedSink(ResponseSink):
     """Collects a whole response in memory: for non-stream clients, which need no relay hop."""
@@ -112,9 +115,11 @@ class Answer:
         content_type = translation.renderer.content_type if translation.renderer else "text/event-stream"
         await sink.start(200, {"content-type": content_type, "cache-control": "no-cache"}, True)
         try:
-            # the stream's opening and what the peek decoded go out together, as one chunk
+            # the stream's opening and what the peek decoded go out together, as one chunk; the
+            # response head goes now even when there is nothing yet (a long silent start)
             await self._write(sink, translation.start() + translation.replay(self.call.peeked_raw,
                                                                               self.call.peeked_events))
+            await sink.flush()
             async for chunk in self._upstream_chunks(sink, translation):
                 await self._write(sink, translation.feed(chunk))
             out = translation.close()
@@ -143,6 +148,10 @@ class Answer:
             translation.close()
         except BridgeError as error:
             translation.fail(error)
+        except Exception:  # a translator bug: an error response, never a half-built 200
+            log.exception("llmbridge: translating the answer failed")
+            translation.fail(InternalError(f"the bridge failed while translating this answer; see its log "
+                                           f"(exchange {self.record.id})"))
         result = translation.result()
         if result.error:
             # An answer cut short is not an answer: the client must not take it for a complete one.

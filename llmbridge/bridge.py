@@ -40,7 +40,7 @@ from llmbridge.formats.anthropic import AnthropicFormat
 from llmbridge.formats.base import ClientFormat, dumps
 from llmbridge.formats.gemini import GeminiFormat
 from llmbridge.formats.openai import OpenAIFormat
-from llmbridge.peek import peek
+from llmbridge.peek import PEEK_SECONDS, peek
 from llmbridge.pool import AccountPool, AccountState, Candidate
 from llmbridge.providers.base import UpstreamCall
 from llmbridge.redact import redact_json
@@ -244,6 +244,11 @@ class Bridge:
             return await opening
         except BridgeError as error:
             return await self._error(fmt, error, record)
+        except asyncio.CancelledError:  # the bridge is stopping: the exchange is still recorded
+            record.error_kind, record.error_message = "interrupted", "the bridge stopped before the answer began"
+            record.duration_ms = record.elapsed_ms()
+            await self.on_exchange(record)
+            raise
         except Exception:
             log.exception("internal error while opening %s (exchange %s)", record.endpoint, record.id)
             return await self._error(fmt, InternalError(f"internal error in the bridge; its log has the details "
@@ -319,7 +324,7 @@ class Bridge:
             log.exception("account %s: calling the provider failed", candidate.state.name)
             raise UpstreamUnavailable(f"account {candidate.state.name!r} failed inside the bridge "
                                       f"({type(e).__name__}); see the bridge's log") from e
-        await peek(call)
+        await peek(call, min(PEEK_SECONDS, self.config.keepalive_seconds))
         return call
 
     async def _open(self, provider, request: ChatRequest, upstream_model: str, record: ExchangeRecord):

@@ -53,6 +53,10 @@ class ChunkedSink(ResponseSink):
         else:
             self.buffer += data
 
+    async def flush(self) -> None:
+        if self.unsent_head:
+            await self._send(self._take_head())
+
     def _take_head(self) -> bytes:
         head, self.unsent_head = self.unsent_head, b""
         return head
@@ -133,6 +137,8 @@ class Relay:
             await writer.drain()
             return True
         answer = await _resolved(parked)
+        if answer is None:
+            return False
         sink = ChunkedSink(writer)
         if not isinstance(answer, Answer):  # no account could answer: the error, in the client's dialect
             await sink.start(answer.status, answer.headers, False)
@@ -153,8 +159,10 @@ class Relay:
     async def close(self, timeout: float = 5.0) -> None:
         """Stops serving: parked answers are closed and answers being sent are cancelled, and both
         are waited for, so that every exchange has reached `on_done` (and the recorder) on return."""
-        for token in list(self.parked):
-            await self.unpark(token)
+        for parked in self.parked.values():  # streams still being opened stop being opened
+            if isinstance(parked, DeferredAnswer):
+                parked.task.cancel()
+        await asyncio.gather(*(self.unpark(token) for token in list(self.parked)), return_exceptions=True)
         if self.server:
             self.server.close()
         tasks = [task for task in self.tasks if task is not asyncio.current_task()]
@@ -165,8 +173,16 @@ class Relay:
 
 
 async def _resolved(parked: Answer | DeferredAnswer):
-    """The answer itself, once a deferred one has been opened (or the error response)."""
-    return await parked.task if isinstance(parked, DeferredAnswer) else parked
+    """The answer itself, once a deferred one has been opened (or the error response); None when
+    its opening was cancelled (the bridge is stopping; the exchange is recorded as interrupted)."""
+    if not isinstance(parked, DeferredAnswer):
+        return parked
+    try:
+        return await parked.task
+    except asyncio.CancelledError:
+        if not parked.task.cancelled():
+            raise  # it is this task that is being cancelled
+        return None
 
 
 async def _watch_for_close(reader: asyncio.StreamReader, gone: asyncio.Event) -> None:

@@ -165,3 +165,54 @@ def test_peeked_events_are_all_replayed():
     status, body = asyncio.run(run())
     call = json.loads(body)["choices"][0]["message"]["tool_calls"][0]
     assert status == 200 and json.loads(call["function"]["arguments"]) == {"pattern": "*.py"}
+
+
+def test_an_empty_200_body_fails_over():
+    def empty(request):
+        return streamed(b"")
+
+    def good(request):
+        return streamed(text_stream("second"))
+
+    async def run():
+        bridge, pool = make_bridge(empty, good)
+        status, body = await answer(bridge, chat_request(stream=True))
+        return status, body, bridge.records[-1], [s.in_flight for s in pool.states]
+
+    status, body, record, in_flight = asyncio.run(run())
+    assert status == 200 and b"second" in body
+    assert [a.account for a in record.attempts] == ["a0", "a1"] and in_flight == [0, 0]
+
+
+def test_a_decoder_bug_while_peeking_closes_the_upstream_and_fails_over(monkeypatch):
+    from llmbridge.providers.openai_api import decoder as openai_decoder
+
+    closed = []
+
+    def good(request):
+        return streamed(text_stream("fine"))
+
+    async def run():
+        bridge, _ = make_bridge(good, good)
+        original = openai_decoder.ChatCompletionChunkDecoder.on_json
+        calls = {"n": 0}
+
+        def flaky(self, value):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise ValueError("decoder bug")
+            return original(self, value)
+
+        monkeypatch.setattr(openai_decoder.ChatCompletionChunkDecoder, "on_json", flaky)
+        real_aclose = httpx.Response.aclose
+
+        async def tracking_aclose(self):
+            closed.append(self)
+            await real_aclose(self)
+
+        monkeypatch.setattr(httpx.Response, "aclose", tracking_aclose)
+        return await answer(bridge, chat_request(stream=True)), bridge.records[-1]
+
+    (status, body), record = asyncio.run(run())
+    assert status == 200 and b"fine" in body
+    assert record.attempts[0].error_kind == "upstream_unavailable" and closed

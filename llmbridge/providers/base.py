@@ -153,6 +153,8 @@ async def read_json(response: httpx.Response, attempt: AttemptRecord, service: s
     """The whole body of a small JSON answer (token counts, project discovery), kept on the attempt."""
     try:
         raw = await response.aread()
+    except httpx.HTTPError as e:
+        raise failed(attempt, UpstreamUnavailable(f"{service} broke off its answer ({type(e).__name__})")) from e
     finally:
         await response.aclose()
     attempt.response_body += raw
