@@ -287,6 +287,39 @@ def test_exchanges_in_flight_at_sigterm_are_recorded(tmp_path):
     assert "not recorded" not in bridge.output()
 
 
+def test_a_stream_still_opening_at_sigterm_is_recorded_as_interrupted(tmp_path):
+    """A stream whose upstream has not answered yet (the relay is waiting for it to open) is
+    recorded too when the bridge stops."""
+    db = tmp_path / "bridge.db"
+    with FakeOpenAI() as upstream:
+        upstream.default = Reply(header_delay=4.0, deltas=[{"content": "late"}])
+        config = write_config(tmp_path / "bridge.toml", [openai_account("oa", upstream, ["gpt-test"])],
+                              api_keys=[CLIENT_KEY], database=str(db))
+        bridge = BridgeProcess(tmp_path, config).start()
+        body = {"model": "gpt-test", "messages": [{"role": "user", "content": "slow"}], "stream": True}
+
+        def ask() -> None:
+            try:
+                with httpx.stream("POST", bridge.base_url + "/v1/chat/completions", json=body, timeout=20,
+                                  headers={"authorization": f"Bearer {CLIENT_KEY}"}) as response:
+                    for _ in response.iter_bytes():
+                        pass
+            except httpx.HTTPError:
+                pass
+
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(ask)
+            deadline = time.time() + 10
+            while not upstream.requests and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            code = stop_gracefully(bridge)
+            future.result()
+    assert code == 0
+    recorded = rows(db, "SELECT error_kind, stream FROM exchanges")
+    assert recorded == [{"error_kind": "interrupted", "stream": 1}], bridge.output()
+
+
 # --- 2. secrets -----------------------------------------------------------------------------------------
 
 SECRET_CLIENT_KEY = "sk-client-SECRET-c1i3nt-5f2a9"
