@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 
 import pytest
 
 from llmbridge import errors as e
-from llmbridge.providers.anthropic_api.errors import classify
+from llmbridge.providers.anthropic_api.errors import classify, classify_error_object
 
 
 def body(kind: str, message: str) -> bytes:
@@ -17,7 +19,7 @@ def body(kind: str, message: str) -> bytes:
 @pytest.mark.parametrize(("status", "kind", "message", "cls"), [
     (400, "invalid_request_error", "messages: roles must alternate", e.UpstreamBadRequest),
     (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", e.ContextTooLong),
-    (401, "authentication_error", "invalid x-api-key", e.UpstreamAuthError),
+    (401, "authentication_error", "invalid x-api-key", e.AccountUnusable),
     (402, "billing_error", "credit balance too low", e.AccountUnusable),
     (403, "permission_error", "Your API key does not have permission to use the specified resource",
      e.PermissionDenied),
@@ -45,3 +47,33 @@ def test_retry_after_header():
 def test_non_json_body_keeps_text():
     error = classify(502, b"<html>Bad gateway</html>")
     assert isinstance(error, e.UpstreamUnavailable) and "Bad gateway" in error.message
+
+
+def test_bad_key_takes_the_account_out_instead_of_refreshing():
+    error = classify(401, body("authentication_error", "invalid x-api-key"))
+    assert type(error) is e.AccountUnusable and error.action == "dead"
+    assert "api_key" in error.message and "invalid x-api-key" in error.message
+
+
+def test_low_credit_balance_is_account_unusable():
+    message = ("Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
+               "to upgrade or purchase credits.")
+    error = classify(400, body("invalid_request_error", message))
+    assert type(error) is e.AccountUnusable and message in error.message
+
+
+def test_usage_limit_is_quota_exhausted_until_the_date_given():
+    message = ("You have reached your specified API usage limits. You will regain access on "
+               "2030-01-02 at 00:00 UTC.")
+    error = classify(400, body("invalid_request_error", message))
+    assert type(error) is e.QuotaExhausted and message in error.message
+    assert error.retry_after is not None
+    assert abs(error.retry_after - (datetime(2030, 1, 2, tzinfo=timezone.utc).timestamp() - time.time())) < 60
+    undated = classify(400, body("invalid_request_error", "You have reached your specified API usage limits."))
+    assert type(undated) is e.QuotaExhausted and undated.retry_after is None
+
+
+def test_in_stream_credit_error_is_account_unusable():
+    error = classify_error_object({"type": "invalid_request_error",
+                                   "message": "Your credit balance is too low to access the Anthropic API."})
+    assert type(error) is e.AccountUnusable

@@ -135,7 +135,7 @@ def test_cache_control_is_kept():
 
 
 def test_count_body_has_no_generation_fields():
-    body = build_count_body(req(max_tokens=50, temperature=0.5, reasoning=Reasoning(budget_tokens=2000)), "m")
+    body = build_count_body(req(max_tokens=5000, temperature=0.5, reasoning=Reasoning(budget_tokens=2000)), "m")
     assert set(body) == {"model", "messages", "thinking"}
 
 
@@ -179,3 +179,91 @@ def test_models_default_and_override():
     assert "claude-sonnet-4-5" in {m.id for m in default.models()}
     only = AnthropicProvider(AccountConfig(name="a", provider="anthropic", api_key="k", models=["x"]), None)  # type: ignore[arg-type]
     assert [m.id for m in only.models()] == ["x"] and only.upstream_model("claude-sonnet-4-5") is None
+
+
+# --- where Anthropic would refuse thinking, the request goes on without it --------------------------
+
+TOOLS = [Tool(name="get", description="", parameters={})]
+CALL = ToolCallPart(id="toolu_1", name="get", arguments={})
+RESULT = ToolResultPart(tool_call_id="toolu_1", content=[TextPart(text="out")])
+
+
+@pytest.mark.parametrize(("turn", "thinking_on"), [
+    (assistant("let me look", CALL), False),  # an OpenAI / Gemini client's tool loop: no signature
+    (assistant(ReasoningPart(text="unsigned"), CALL), False),
+    (assistant(ReasoningPart(text="hmm", signature="sig"), CALL), True),
+    (assistant(ReasoningPart(redacted="opaque"), CALL), True),
+])
+def test_thinking_needs_a_signed_start_of_the_last_tool_turn(turn, thinking_on):
+    request = req(user("q"), turn, user(RESULT), tools=TOOLS, reasoning=Reasoning(effort="low"),
+                  temperature=0.3 if not thinking_on else None)
+    check_request(request)  # temperature is no problem once thinking is off
+    body = build_body(request, "m")
+    assert ("thinking" in body) is thinking_on
+    assert body["max_tokens"] == 8192 + (2048 if thinking_on else 0)
+    assert check_messages(body["messages"]) is None
+
+
+def test_an_earlier_unsigned_tool_turn_does_not_turn_thinking_off():
+    request = req(user("q"), assistant(CALL), user(RESULT), assistant("done"), user("next"), tools=TOOLS,
+                  reasoning=Reasoning(budget_tokens=2000))
+    assert build_body(request, "m")["thinking"] == {"type": "enabled", "budget_tokens": 2000}
+
+
+@pytest.mark.parametrize(("kw", "thinking_on"), [
+    ({"tool_choice": ToolChoice(mode="required")}, False),
+    ({"tool_choice": ToolChoice(mode="tool", name="get")}, False),
+    ({"tool_choice": ToolChoice(mode="auto")}, True),
+    ({"top_p": 0.9}, False),
+    ({"top_p": 0.95}, True),
+])
+def test_forced_tools_and_low_top_p_turn_thinking_off(kw, thinking_on):
+    request = req(tools=TOOLS, reasoning=Reasoning(budget_tokens=2000, include_thoughts=True), **kw)
+    assert ("thinking" in build_body(request, "m")) is thinking_on
+    assert ("thinking" in build_count_body(request, "m")) is thinking_on
+
+
+# --- an Anthropic client's effort without thinking -------------------------------------------------
+
+ANTHROPIC_CLIENT = {"anthropic-version": "2023-06-01"}
+
+
+def test_anthropic_client_effort_only_goes_as_output_config_effort():
+    request = req(reasoning=Reasoning(effort="low"), passthrough_headers=ANTHROPIC_CLIENT, temperature=0.2,
+                  response_format=ResponseFormat(type="json_schema", json_schema={"type": "object"}))
+    check_request(request)  # no thinking: any temperature is fine
+    body = build_body(request, "m")
+    assert "thinking" not in body and body["max_tokens"] == 8192
+    assert body["output_config"] == {"effort": "low",
+                                     "format": {"type": "json_schema", "schema": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(("reasoning", "headers", "thinking"), [
+    # an OpenAI client's reasoning_effort: thinking with a budget, as before
+    (Reasoning(effort="low"), {}, {"type": "enabled", "budget_tokens": 2048}),
+    # an Anthropic client's thinking with an effort: thinking as asked
+    (Reasoning(effort="high", budget_tokens=3000, include_thoughts=True), ANTHROPIC_CLIENT,
+     {"type": "enabled", "budget_tokens": 3000}),
+    (Reasoning(effort="high", include_thoughts=True), ANTHROPIC_CLIENT,
+     {"type": "enabled", "budget_tokens": 16384}),
+])
+def test_effort_with_thinking_or_from_other_clients_is_a_budget(reasoning, headers, thinking):
+    body = build_body(req(reasoning=reasoning, passthrough_headers=headers), "m")
+    assert body["thinking"] == thinking
+    assert "output_config" not in body
+
+
+# --- budgets clamped to Anthropic's limits ---------------------------------------------------------
+
+@pytest.mark.parametrize(("budget", "max_tokens", "thinking", "wire_max"), [
+    (500, None, {"type": "enabled", "budget_tokens": 1024}, 8192 + 1024),
+    (500, 4000, {"type": "enabled", "budget_tokens": 1024}, 4000),
+    (500, 1024, None, 1024),  # no room for 1024 below max_tokens: thinking off
+    (5000, 5000, {"type": "enabled", "budget_tokens": 4999}, 5000),
+    (9000, 2000, {"type": "enabled", "budget_tokens": 1999}, 2000),
+    (9000, 1000, None, 1000),
+])
+def test_client_budgets_are_clamped(budget, max_tokens, thinking, wire_max):
+    body = build_body(req(reasoning=Reasoning(budget_tokens=budget), max_tokens=max_tokens), "m")
+    assert body.get("thinking") == thinking
+    assert body["max_tokens"] == wire_max

@@ -197,6 +197,10 @@ def test_bad_key_is_401_authentication_error(backend):
 def claude_code_body(backend: Backend, stream: bool) -> dict:
     body = copy.deepcopy(CLAUDE_CODE)
     body["stream"] = stream
+    # With thinking on, Anthropic wants the last tool-calling turn to start with its signed thinking
+    # (without it, the anthropic provider leaves thinking out); the recording's last turn has none.
+    body["messages"][-2]["content"].insert(0, {"type": "thinking", "thinking": "Run the tests again.",
+                                               "signature": "EqQBCkYIBxgCKkCFakeSignatureForTestingOnly0004=="})
     if backend.name != "kiro":  # Kiro serves the recorded Claude model itself
         body["model"] = backend.model
     return body

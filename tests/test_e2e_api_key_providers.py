@@ -152,8 +152,18 @@ def test_anthropic_client_thinking_signature_round_trip_and_beta_header(bridge, 
 
 
 def test_claude_code_request_reaches_anthropic_as_sent(bridge, claude):
-    claude.enqueue(fa.tool_reply("Glob", "toolu_cc", {"pattern": "**/*.py"}))
     body = dict(copy.deepcopy(CLAUDE_CODE), model=CLAUDE, stream=True)
+    # the recording's last tool-calling turn has no thinking block: Anthropic would refuse thinking
+    assert body["messages"][-2]["role"] == "assistant" and body["messages"][-2]["content"][0]["type"] == "tool_use"
+    claude.enqueue(fa.tool_reply("Glob", "toolu_cc", {"pattern": "**/*.py"}))
+    response = httpx.post(bridge.base_url + "/v1/messages", json=body, timeout=30, headers={
+        "x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"})
+    assert response.status_code == 200 and "input_json_delta" in response.text
+    assert not claude.rejections, claude.rejections
+    assert "thinking" not in claude.requests[-1]  # left out rather than refused
+    body["messages"][-2]["content"].insert(0, {"type": "thinking", "thinking": "Run the tests again.",
+                                               "signature": "EqQBCkYIBxgCKkCFakeSignatureForTestingOnly0004=="})
+    claude.enqueue(fa.tool_reply("Glob", "toolu_cc", {"pattern": "**/*.py"}))
     response = httpx.post(bridge.base_url + "/v1/messages", json=body, timeout=30, headers={
         "x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"})
     assert response.status_code == 200 and "input_json_delta" in response.text

@@ -103,3 +103,9 @@ def test_provider_picks_the_max_tokens_field_from_base_url(base_url, legacy):
 def test_forbidden_is_dead_only_when_the_account_is(body, kind):
     error = classify(403, body, None)
     assert type(error) is kind and error.status == 403
+
+
+def test_bad_key_takes_the_account_out_instead_of_refreshing():
+    error = classify(401, b'{"error":{"message":"Incorrect API key provided","code":"invalid_api_key"}}', None)
+    assert type(error) is AccountUnusable and error.action == "dead"
+    assert "api_key" in error.message and "Incorrect API key provided" in error.message

@@ -3,7 +3,10 @@
 Strict like the real API: rejects a missing/wrong `x-api-key` (401 authentication_error), a missing
 `anthropic-version`, unknown top-level fields, a missing `max_tokens`, non-alternating roles, a
 tool_result that does not answer a tool_use of the previous assistant turn (or is not first in its
-turn), empty text blocks and thinking blocks without a signature (400 invalid_request_error).
+turn), empty text blocks and thinking blocks without a signature (400 invalid_request_error); with
+thinking enabled, also a budget below 1024 or not below `max_tokens`, a forced `tool_choice`, `top_p`
+below 0.95, temperature other than 1, `top_k`, and a last tool-calling assistant turn that does not
+start with thinking.
 """
 
 from __future__ import annotations
@@ -161,7 +164,7 @@ class FakeAnthropic:
             return 400, "invalid_request_error", f"{sorted(unknown)[0]}: Extra inputs are not permitted"
         if not counting and not isinstance(body.get("max_tokens"), int):
             return 400, "invalid_request_error", "max_tokens: Field required"
-        problem = check_messages(body.get("messages"))
+        problem = check_messages(body.get("messages")) or check_thinking(body)
         return (400, "invalid_request_error", problem) if problem else None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -244,6 +247,32 @@ def check_messages(messages: Any) -> str | None:
         if problem:
             return problem
         previous_calls = {b["id"] for b in blocks if b.get("type") == "tool_use"} if role == "assistant" else set()
+    return None
+
+
+def check_thinking(body: dict[str, Any]) -> str | None:
+    """Anthropic's refusals of a request with thinking enabled (None when thinking is off)."""
+    thinking = body.get("thinking") or {}
+    if thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if isinstance(body.get("max_tokens"), int) and budget >= body["max_tokens"]:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    if body.get("top_p") is not None and body["top_p"] < 0.95:
+        return "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled."
+    if body.get("temperature") not in (None, 1) or body.get("top_k") is not None:
+        return "`temperature` may only be set to 1 and `top_k` unset when thinking is enabled."
+    last = next((m for m in reversed(body.get("messages") or []) if m.get("role") == "assistant"), None)
+    blocks = (last or {}).get("content")
+    if isinstance(blocks, list) and any(b.get("type") == "tool_use" for b in blocks) \
+            and blocks[0].get("type") not in ("thinking", "redacted_thinking"):
+        return (f"messages.{body['messages'].index(last)}.content.0.type: Expected `thinking` or "
+                f"`redacted_thinking`, but found `{blocks[0].get('type')}`. When `thinking` is enabled, a "
+                "final `assistant` message must start with a thinking block.")
     return None
 
 

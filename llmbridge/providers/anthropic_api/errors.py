@@ -1,7 +1,9 @@
 """Classifies Anthropic API failures (`{"type": "error", "error": {"type", "message"}}`).
 
-    400 invalid_request_error   UpstreamBadRequest (ContextTooLong when the prompt is too long)
-    401 authentication_error    UpstreamAuthError
+    400 invalid_request_error   UpstreamBadRequest (ContextTooLong when the prompt is too long;
+                                AccountUnusable for a credit balance too low; QuotaExhausted for the
+                                organization's own usage limit, until the date the message gives)
+    401 authentication_error    AccountUnusable: a static key does not get better by retrying
     403 permission_error        PermissionDenied (AccountUnusable when the key/org is disabled)
     404 not_found_error         ModelNotFound
     413 request_too_large       RequestTooLarge
@@ -13,6 +15,9 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 from llmbridge.errors import (
@@ -22,9 +27,9 @@ from llmbridge.errors import (
     ContextTooLong,
     ModelNotFound,
     PermissionDenied,
+    QuotaExhausted,
     RateLimited,
     RequestTooLarge,
-    UpstreamAuthError,
     UpstreamBadRequest,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -36,6 +41,11 @@ TYPE_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billi
                "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
 DEAD_MARKERS = ("disabled", "revoked", "suspended", "deactivated", "banned")
 TOO_LONG_MARKERS = ("prompt is too long", "too many tokens", "context window", "exceeds the maximum")
+CREDIT_MARKER = "credit balance is too low"
+USAGE_LIMIT_MARKER = "reached your specified api usage limits"
+# "You will regain access on 2025-07-01 at 00:00 UTC."
+_REGAIN_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:\s+at\s+(\d{1,2}:\d{2}))?")
+KEY_HINT = "check the account's api_key (create one at https://console.anthropic.com/settings/keys)"
 
 
 def parse_error(body: bytes) -> tuple[str, str]:
@@ -57,6 +67,18 @@ def retry_seconds(header: str | None) -> float | None:
         return None
 
 
+def regain_seconds(message: str, now: float | None = None) -> float | None:
+    """Seconds until the date (UTC) a usage-limit message says access comes back; None without one."""
+    match = _REGAIN_DATE.search(message)
+    if not match:
+        return None
+    try:
+        when = datetime.strptime(f"{match.group(1)} {match.group(2) or '00:00'}", "%Y-%m-%d %H:%M")
+    except ValueError:
+        return None
+    return max(0.0, when.replace(tzinfo=timezone.utc).timestamp() - (time.time() if now is None else now))
+
+
 def classify(status: int, body: bytes, retry_after: str | None = None) -> BridgeError:
     """The bridge error for a failed Anthropic call, with a message a person can act on."""
     kind, message = parse_error(body)
@@ -73,7 +95,7 @@ def classify_parts(status: int, kind: str, message: str, delay: float | None) ->
     low = message.lower()
     code = kind or None
     if status == 401:
-        return UpstreamAuthError(f"Anthropic rejected the API key: {message}", code=code)
+        return AccountUnusable(f"Anthropic rejected this API key; {KEY_HINT} ({message})", code=code)
     if status == 402 or kind == "billing_error":
         return AccountUnusable(f"Anthropic refused this account for billing reasons; check the plan and "
                                f"credit balance of the key's organization ({message})", code=code)
@@ -92,6 +114,12 @@ def classify_parts(status: int, kind: str, message: str, delay: float | None) ->
         return CapacityExhausted(f"Anthropic is overloaded; retry shortly ({message})", code=code,
                                  retry_after=delay)
     if 400 <= status < 500:
+        if CREDIT_MARKER in low:
+            return AccountUnusable(f"Anthropic refused this account: its credit balance is too low; add "
+                                   f"credits to the key's organization ({message})", code=code)
+        if USAGE_LIMIT_MARKER in low:
+            return QuotaExhausted(f"this account reached the API usage limit set for its organization "
+                                  f"({message})", code=code, retry_after=regain_seconds(message))
         if any(marker in low for marker in TOO_LONG_MARKERS):
             return ContextTooLong(f"the conversation is too long for this model: {message}", code=code)
         return UpstreamBadRequest(f"Anthropic rejected the request: {message}", code=code)

@@ -7,9 +7,15 @@
 * thinking blocks are sent back only when they carry a `signature` (Anthropic verifies it);
   `redacted_thinking` goes back as it came; unsigned reasoning (from another provider, or an OpenAI
   client's `reasoning_content`) is dropped: Anthropic cannot verify it and would answer 400;
-* thinking: the client's `budget_tokens` as given; an effort is a budget from EFFORT_BUDGETS, capped
-  below `max_tokens` (and left off when that leaves less than Anthropic's minimum of 1024);
-  effort "none" is `{"type": "disabled"}`;
+* thinking: the client's `budget_tokens`, or an effort as a budget from EFFORT_BUDGETS, clamped to
+  Anthropic's limits: at least 1024 and below the client's `max_tokens` (thinking is left off when
+  `max_tokens` has no room for 1024); effort "none" is `{"type": "disabled"}`;
+* an Anthropic client's effort without `thinking` (`output_config.effort` alone) goes upstream as
+  `output_config.effort`, without thinking; efforts from OpenAI / Gemini clients become budgets;
+* thinking is left out (the request goes on without it) where Anthropic would refuse it: when the
+  last assistant turn with a `tool_use` does not start with a signed thinking / redacted_thinking
+  block (a tool loop of an OpenAI or Gemini client, or history from another provider: there is no
+  signature to send back), with a forced `tool_choice` (any / tool), and with `top_p` below 0.95;
 * `response_format` json_schema becomes `output_config.format` (Anthropic structured outputs);
   JSON mode without a schema, `seed` and the penalties have no Anthropic equivalent: 400; so are a
   temperature other than 1 and top_k while thinking is on (Anthropic refuses them with thinking).
@@ -17,6 +23,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -32,9 +39,11 @@ from llmbridge.canonical import (
 )
 from llmbridge.errors import InvalidRequest
 
+log = logging.getLogger("llmbridge")
 Json = dict[str, Any]
 DEFAULT_MAX_TOKENS = 8192
 MIN_THINKING_BUDGET = 1024  # Anthropic's smallest budget_tokens
+MIN_THINKING_TOP_P = 0.95  # Anthropic refuses a lower top_p while thinking is on
 EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16_384, "xhigh": 32_768}
 TOOL_CHOICES = {"auto": "auto", "required": "any", "tool": "tool", "none": "none"}
 _DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.S)
@@ -70,7 +79,7 @@ def check_request(request: ChatRequest) -> None:
 def build_body(request: ChatRequest, upstream_model: str) -> Json:
     """The JSON body of `POST /v1/messages` for `upstream_model`."""
     body = _prompt(request, upstream_model)
-    thinking, budget = thinking_config(request)
+    thinking, budget = thinking_config(request, body["messages"])
     body["max_tokens"] = request.max_tokens or DEFAULT_MAX_TOKENS + budget
     if thinking:
         body["thinking"] = thinking
@@ -79,16 +88,22 @@ def build_body(request: ChatRequest, upstream_model: str) -> Json:
     body.update({k: v for k, v in simple.items() if v is not None})
     if request.stop:
         body["stop_sequences"] = list(request.stop)
+    output_config: Json = {}
+    effort = effort_only(request)
+    if effort:
+        output_config["effort"] = effort
     fmt = request.response_format
     if fmt and fmt.type == "json_schema" and fmt.json_schema:
-        body["output_config"] = {"format": {"type": "json_schema", "schema": fmt.json_schema}}
+        output_config["format"] = {"type": "json_schema", "schema": fmt.json_schema}
+    if output_config:
+        body["output_config"] = output_config
     return body
 
 
 def build_count_body(request: ChatRequest, upstream_model: str) -> Json:
     """The body of `POST /v1/messages/count_tokens`: what the model reads (no max_tokens, no stream)."""
     body = _prompt(request, upstream_model)
-    thinking, _ = thinking_config(request)
+    thinking, _ = thinking_config(request, body["messages"])
     if thinking and thinking["type"] == "enabled":
         body["thinking"] = thinking
     return body
@@ -130,25 +145,59 @@ def tool_choice(request: ChatRequest) -> Json | None:
     return wire
 
 
-def thinking_config(request: ChatRequest) -> tuple[Json | None, int]:
-    """(the `thinking` object or None, the budget it spends); see the module docstring."""
+def effort_only(request: ChatRequest) -> str | None:
+    """The effort of an Anthropic client's `output_config.effort` sent without `thinking`: it goes
+    upstream as it came (no thinking), not as a hidden thinking budget. None otherwise."""
     reasoning = request.reasoning
-    if reasoning is None:
+    if reasoning is None or reasoning.effort in (None, "none"):
+        return None
+    if reasoning.budget_tokens is not None or reasoning.include_thoughts is not None:
+        return None
+    if not any(k.lower() == "anthropic-version" for k in request.passthrough_headers):
+        return None  # OpenAI / Gemini clients: their effort means thinking
+    return "low" if reasoning.effort == "minimal" else reasoning.effort
+
+
+def thinking_config(request: ChatRequest, messages: list[Json] | None = None) -> tuple[Json | None, int]:
+    """(the `thinking` object or None, the budget it spends); see the module docstring.
+    `messages`: the wire messages, when already built."""
+    reasoning = request.reasoning
+    if reasoning is None or effort_only(request):
         return None, 0
     if reasoning.budget_tokens is not None:
         if reasoning.budget_tokens <= 0:
             return {"type": "disabled"}, 0
-        return {"type": "enabled", "budget_tokens": reasoning.budget_tokens}, reasoning.budget_tokens
-    if reasoning.effort is None:
+        budget = reasoning.budget_tokens
+    elif reasoning.effort is None:
         return None, 0
-    if reasoning.effort == "none":
+    elif reasoning.effort == "none":
         return {"type": "disabled"}, 0
-    budget = EFFORT_BUDGETS[reasoning.effort]
+    else:
+        budget = EFFORT_BUDGETS[reasoning.effort]
+    budget = max(budget, MIN_THINKING_BUDGET)
     if request.max_tokens is not None:
         budget = min(budget, request.max_tokens - 1)
     if budget < MIN_THINKING_BUDGET:
+        return None, 0  # max_tokens has no room for Anthropic's smallest budget
+    reason = _thinking_refused(request, build_messages(request.messages) if messages is None else messages)
+    if reason:
+        log.debug("anthropic: thinking left out of this request: %s", reason)
         return None, 0
     return {"type": "enabled", "budget_tokens": budget}, budget
+
+
+def _thinking_refused(request: ChatRequest, messages: list[Json]) -> str | None:
+    """Why Anthropic would refuse this request with thinking on (None: it would not)."""
+    choice = request.tool_choice
+    if choice and choice.mode in ("required", "tool"):
+        return "a forced tool_choice (Anthropic allows only auto or none with thinking)"
+    if request.top_p is not None and request.top_p < MIN_THINKING_TOP_P:
+        return f"top_p below {MIN_THINKING_TOP_P}"
+    last = next((m for m in reversed(messages) if m["role"] == "assistant"), None)
+    if last and any(b["type"] == "tool_use" for b in last["content"]) \
+            and last["content"][0]["type"] not in ("thinking", "redacted_thinking"):
+        return "the last tool-calling assistant turn has no signed thinking to send back"
+    return None
 
 
 # --- messages --------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from llmbridge.errors import (
     PermissionDenied,
     QuotaExhausted,
     RateLimited,
-    UpstreamAuthError,
     UpstreamBadRequest,
     UpstreamUnavailable,
 )
@@ -76,8 +75,9 @@ def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
     message = str(error.get("message") or body[:300].decode(errors="replace") or f"HTTP {status}")
     code = str(error.get("code") or error.get("type") or "")
     delay = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
-    if status == 401:
-        return UpstreamAuthError(f"the upstream rejected the API key: {message}", code=code)
+    if status == 401:  # a static key does not get better by refreshing or retrying
+        return AccountUnusable(f"the upstream rejected this API key; check the account's api_key "
+                               f"({message})", code=code)
     if status == 403:
         return _forbidden(message, code)
     if status == 404:
