@@ -12,11 +12,12 @@ start with thinking.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import LoopbackFake
 
 MESSAGE_FIELDS = {"model", "messages", "max_tokens", "system", "stream", "tools", "tool_choice", "thinking",
                   "stop_sequences", "temperature", "top_p", "top_k", "metadata", "output_config",
@@ -112,43 +113,25 @@ def error_event_reply(kind: str = "overloaded_error", message: str = "Overloaded
                          ("error", {"type": "error", "error": {"type": kind, "message": message}})])
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
 
-
-class FakeAnthropic:
+class FakeAnthropic(LoopbackFake[Reply]):
     def __init__(self, api_key: str = "sk-ant-upstream-secret") -> None:
         self.api_key = api_key
-        self.replies: list[Reply] = []
         self.requests: list[dict[str, Any]] = []  # bodies of /v1/messages
         self.headers: list[dict[str, str]] = []
         self.count_requests: list[dict[str, Any]] = []
         self.rejections: list[str] = []
         self.generate_headers: list[dict[str, str]] = []  # headers of each /v1/messages request
-        self.lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def enqueue(self, *replies: Reply) -> None:
-        with self.lock:
-            self.replies.extend(replies)
-
-    def __enter__(self) -> FakeAnthropic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.origin
 
     def next_reply(self) -> Reply:
-        with self.lock:
-            if self.replies:
-                return self.replies.pop(0)
+        reply = self.pop_reply()
+        if reply is not None:
+            return reply
         return error_reply(500, "api_error", "fake: no reply scripted")
 
     def validate(self, path: str, headers: dict[str, str], body: Any) -> tuple[int, str, str] | None:

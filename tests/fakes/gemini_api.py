@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.loopback import LoopbackFake
 
 REQUEST_FIELDS = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
                   "cachedContent"}
@@ -67,44 +68,26 @@ def status_reply(code: int, status: str, message: str, details: list[dict[str, A
     return Reply(status=code, error_body={"error": error}, headers=headers or {})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
 
-
-class FakeGeminiAPI:
+class FakeGeminiAPI(LoopbackFake[Reply]):
     def __init__(self, api_key: str = "AIza-fake-upstream-key") -> None:
         self.api_key = api_key
-        self.replies: list[Reply] = []
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.headers: list[dict[str, str]] = []
         self.count_requests: list[dict[str, Any]] = []
         self.rejections: list[str] = []
         self.generate_calls: list[tuple[str, dict[str, str]]] = []  # (path, headers) of each generate call
-        self.lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def enqueue(self, *replies: Reply) -> None:
-        with self.lock:
-            self.replies.extend(replies)
-
-    def __enter__(self) -> FakeGeminiAPI:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.origin
 
     def next_reply(self) -> Reply:
-        with self.lock:
-            if self.replies:
-                return self.replies.pop(0)
+        reply = self.pop_reply()
+        if reply is not None:
+            return reply
         return status_reply(500, "INTERNAL", "fake: no reply scripted")
 
     def validate(self, method: str, query: dict[str, list[str]], headers: dict[str, str],

@@ -7,11 +7,12 @@ message histories where a tool message does not answer a preceding assistant too
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
+
+from tests.fakes.loopback import LoopbackFake
 
 # `max_tokens` is OpenAI's older name, still accepted and the only one many compatible servers know
 # (the bridge sends it to any base_url other than api.openai.com).
@@ -35,10 +36,6 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512  # listen backlog: load tests open hundreds of connections at once
-
 
 def text_reply(text: str, pieces: int = 3, **kw: Any) -> Reply:
     size = max(1, len(text) // pieces)
@@ -47,10 +44,9 @@ def text_reply(text: str, pieces: int = 3, **kw: Any) -> Reply:
                  **kw)
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackFake[Reply]):
     def __init__(self, api_key: str = "sk-upstream-secret") -> None:
         self.api_key = api_key
-        self.replies: list[Reply] = []
         self.default: Reply | None = None
         # When set, chooses the reply from the request body (for concurrent tests, where the order
         # in which requests arrive is not known); otherwise the queue, then `default`.
@@ -58,30 +54,16 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
-        self.lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def enqueue(self, *replies: Reply) -> None:
-        with self.lock:
-            self.replies.extend(replies)
-
-    def __enter__(self) -> FakeOpenAI:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.origin + "/v1"
 
     def next_reply(self) -> Reply:
-        with self.lock:
-            if self.replies:
-                return self.replies.pop(0)
+        reply = self.pop_reply()
+        if reply is not None:
+            return reply
         if self.default is not None:
             return self.default
         return Reply(status=500, error_body={"error": {"message": "fake: no reply scripted"}})
