@@ -88,12 +88,11 @@ class Answer:
 
     async def run(self, sink: ResponseSink) -> None:
         accumulator = StreamAccumulator(f"{self.id_prefix()}{self.record.id}", self.request.model)
-        renderer = (self.client_format.stream_renderer(self.request, accumulator.id, self.request.model,
-                                                       **self.renderer_options)
-                    if self.request.stream else None)
-        translation = Translation(self.call.decoder, renderer, accumulator, self.call.attempt.response_body)
+        translation = Translation(self.call.decoder, None, accumulator, self.call.attempt.response_body)
         try:
             if self.request.stream:
+                translation.renderer = self.client_format.stream_renderer(
+                    self.request, accumulator.id, self.request.model, **self.renderer_options)
                 await self._stream(sink, translation)
             else:
                 await self._buffered(sink, translation)
@@ -103,10 +102,15 @@ class Answer:
             self.record.error_kind = "interrupted"
             self.record.error_message = "the bridge stopped before the answer ended"
             raise
-        finally:
-            await self.call.aclose()
-            self._finish_record(translation)
-            await self.on_done(self)
+        finally:  # whatever happened: upstream closed, record finished, account slot freed
+            try:
+                await self.call.aclose()
+            except Exception:
+                log.exception("llmbridge: closing the upstream response failed")
+            try:
+                self._finish_record(translation)
+            finally:
+                await self.on_done(self)
 
     def id_prefix(self) -> str:
         return {"openai": "chatcmpl-", "anthropic": "msg_"}.get(self.client_format.name, "")

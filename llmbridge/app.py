@@ -139,10 +139,10 @@ class BridgeApp:
         deadline = time.monotonic() + timeout
         while any(s.in_flight for s in states) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        busy = sum(s.in_flight for s in states)
+        busy = {s.name: s.in_flight for s in states if s.in_flight}
         if busy:
-            log.error("stopping with %d exchanges still in flight after %.0fs; they are not recorded",
-                      busy, timeout)
+            log.error("stopping with %d exchanges still in flight after %.0fs (%s); they are not recorded",
+                      sum(busy.values()), timeout, ", ".join(f"{k}: {v}" for k, v in busy.items()))
 
     def banner(self, host: str, port: int) -> str:
         base = f"http://{host}:{port}"

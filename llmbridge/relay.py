@@ -104,8 +104,7 @@ class Relay:
         answer = await _resolved(parked) if parked is not None else None
         if isinstance(answer, Answer):
             answer.record.client_disconnected = True
-            await answer.call.aclose()
-            await answer.on_done(answer)
+            await _abandon(answer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -116,6 +115,8 @@ class Relay:
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ClientGone):
             pass
+        except Exception:  # never silent: a relay bug must show in the log
+            log.exception("llmbridge: the relay failed")
         finally:
             writer.close()
             if task:
@@ -180,9 +181,24 @@ async def _resolved(parked: Answer | DeferredAnswer):
     try:
         return await parked.task
     except asyncio.CancelledError:
-        if not parked.task.cancelled():
-            raise  # it is this task that is being cancelled
-        return None
+        if parked.task.cancelled():
+            return None
+        # This task is being cancelled just as the answer finished opening: nobody will send it,
+        # so close it here (its account slot and its record must not be lost), then stop.
+        if parked.task.done() and isinstance(parked.task.result(), Answer):
+            answer = parked.task.result()
+            answer.record.error_kind = "interrupted"
+            answer.record.error_message = "the bridge stopped before the answer began"
+            await _abandon(answer)
+        raise
+
+
+async def _abandon(answer: Answer) -> None:
+    """An answer that will not be sent: close its upstream and finish it (slot freed, recorded)."""
+    try:
+        await answer.call.aclose()
+    finally:
+        await answer.on_done(answer)
 
 
 async def _watch_for_close(reader: asyncio.StreamReader, gone: asyncio.Event) -> None:
