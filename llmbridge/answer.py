@@ -74,6 +74,7 @@ class DeferredAnswer:
     response (anything with `status`, `headers` and `body`) when no account could answer."""
 
     task: asyncio.Future
+    record: ExchangeRecord | None = None
 
 
 @dataclass

@@ -235,7 +235,7 @@ class Bridge:
             candidate.state.provider.check_request(request)
         opening = self._answer(fmt, request, record, candidates, renderer_options or {})
         if request.stream:
-            return DeferredAnswer(asyncio.ensure_future(self._answer_or_error(fmt, record, opening)))
+            return DeferredAnswer(asyncio.ensure_future(self._answer_or_error(fmt, record, opening)), record)
         return await opening
 
     async def _answer_or_error(self, fmt: ClientFormat, record: ExchangeRecord,
@@ -244,8 +244,9 @@ class Bridge:
             return await opening
         except BridgeError as error:
             return await self._error(fmt, error, record)
-        except asyncio.CancelledError:  # the bridge is stopping: the exchange is still recorded
-            record.error_kind, record.error_message = "interrupted", "the bridge stopped before the answer began"
+        except asyncio.CancelledError:  # the client left, or the bridge is stopping: still recorded
+            if not record.client_disconnected:
+                record.error_kind, record.error_message = "interrupted", "the bridge stopped before the answer began"
             record.duration_ms = record.elapsed_ms()
             await self.on_exchange(record)
             raise

@@ -84,6 +84,7 @@ class Relay:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.tasks: set[asyncio.Task] = set()
+        self.opening: set[asyncio.Future] = set()  # deferred answers not opened yet
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -91,6 +92,9 @@ class Relay:
         return self.port
 
     def park(self, answer: Answer | DeferredAnswer) -> str:
+        if isinstance(answer, DeferredAnswer):  # tracked until opened, wherever it is awaited
+            self.opening.add(answer.task)
+            answer.task.add_done_callback(self.opening.discard)
         token = secrets.token_urlsafe(16)
         self.parked[token] = answer
         return token
@@ -101,6 +105,10 @@ class Relay:
     async def unpark(self, token: str) -> None:
         """The flow died before mitmproxy reached the relay: close the upstream, keep the record."""
         parked = self.parked.pop(token, None)
+        if isinstance(parked, DeferredAnswer) and not parked.task.done():
+            if parked.record is not None:  # nobody is waiting for it: stop opening it
+                parked.record.client_disconnected = True
+            parked.task.cancel()
         answer = await _resolved(parked) if parked is not None else None
         if isinstance(answer, Answer):
             answer.record.client_disconnected = True
@@ -160,9 +168,8 @@ class Relay:
     async def close(self, timeout: float = 5.0) -> None:
         """Stops serving: parked answers are closed and answers being sent are cancelled, and both
         are waited for, so that every exchange has reached `on_done` (and the recorder) on return."""
-        for parked in self.parked.values():  # streams still being opened stop being opened
-            if isinstance(parked, DeferredAnswer):
-                parked.task.cancel()
+        for task in list(self.opening):  # streams still being opened stop being opened
+            task.cancel()
         await asyncio.gather(*(self.unpark(token) for token in list(self.parked)), return_exceptions=True)
         if self.server:
             self.server.close()

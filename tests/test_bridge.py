@@ -216,3 +216,28 @@ def test_a_decoder_bug_while_peeking_closes_the_upstream_and_fails_over(monkeypa
     (status, body), record = asyncio.run(run())
     assert status == 200 and b"fine" in body
     assert record.attempts[0].error_kind == "upstream_unavailable" and closed
+
+
+def test_a_client_gone_before_its_stream_opened_stops_the_opening_and_frees_the_slot():
+    from llmbridge.relay import Relay
+
+    def silent(request):
+        async def body():
+            await asyncio.sleep(30)
+            yield b""
+
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+    async def run():
+        bridge, pool = make_bridge(silent)
+        relay = Relay()
+        outcome = await bridge.handle(chat_request(stream=True))
+        assert isinstance(outcome, DeferredAnswer)
+        token = relay.park(outcome)
+        await asyncio.sleep(0.05)  # the upstream answered 200; the peek waits for content
+        await asyncio.wait_for(relay.unpark(token), 2)  # mitmproxy's error hook: the client is gone
+        return bridge.records, [s.in_flight for s in pool.states]
+
+    records, in_flight = asyncio.run(run())
+    assert in_flight == [0]
+    assert len(records) == 1 and records[0].client_disconnected and records[0].error_kind is None
