@@ -8,11 +8,16 @@ Safe defaults, applied unless you set the option yourself: listen on 127.0.0.1:8
 a dead target (an untranslated request can never leave the machine), lazy upstream connections,
 HTTP/1.1, a confdir of the bridge's own, and no per-flow console output (ours is one line per exchange
 with no secrets).
+
+mitmdump binds its listeners before it loads this script, so a bare `mitmdump -s` listens for a moment
+on mitmproxy's own default (a regular proxy on *:8080) until `running` moves the servers. `llmbridge
+serve` (and `scripts/serve`) give the same defaults on the command line, so they hold from the start.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -21,14 +26,16 @@ from mitmproxy import ctx, exceptions, http
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from llmbridge.answer import Answer, BufferedSink, DeferredAnswer  # noqa: E402
-from llmbridge.app import BridgeApp, resolve_config_path  # noqa: E402
+from llmbridge.app import BridgeApp  # noqa: E402
 from llmbridge.bridge import IncomingRequest, LocalResponse  # noqa: E402
-from llmbridge.config import DEFAULT_PORT, data_dir  # noqa: E402
+from llmbridge.config import DEAD_TARGET, DEFAULT_HOST, DEFAULT_PORT, data_dir, find_config  # noqa: E402
 from llmbridge.errors import ConfigError  # noqa: E402
 from llmbridge.redact import SECRET_HEADERS, redact_url  # noqa: E402
 
 log = logging.getLogger("llmbridge")
-DEAD_TARGET = "reverse:http://127.0.0.1:9"  # the discard port: nothing untranslated leaves
+# mitmproxy logs every connection at INFO ("client connect", "server connect", "Streaming response
+# from …"); the bridge's console is one line per exchange, so these show only with termlog_verbosity=debug.
+CONNECTION_LOGGER = "mitmproxy.proxy.server"
 # Built-in addons that do nothing unless their option is set. mitmproxy offers every event to every
 # addon, which costs about a quarter of the bridge's CPU per request (scripts/bench); idle ones are
 # taken out of the chain at startup. Setting the option on the command line keeps the addon.
@@ -56,11 +63,15 @@ class OpenAIBridge:
         # connection event, which measurably slows every request (see scripts/bench).
         for name in ("httpx", "httpcore", "hpack"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("mitmproxy.addons.proxyserver").addFilter(PortAdvice())
+        # Redirected to a file, stdout is block-buffered: exchange lines would appear only at exit.
+        if hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(line_buffering=True)
 
     def _apply_safe_defaults(self) -> None:
         defaults = {
             "mode": [DEAD_TARGET],
-            "listen_host": "127.0.0.1",
+            "listen_host": DEFAULT_HOST,
             "listen_port": DEFAULT_PORT,
             "connection_strategy": "lazy",
             "http2": False,
@@ -73,13 +84,16 @@ class OpenAIBridge:
         ctx.options.update(**unchanged)
 
     def configure(self, updated: set[str]) -> None:
+        if "termlog_verbosity" in updated and "termlog_verbosity" in ctx.options.keys():
+            verbose = ctx.options.termlog_verbosity == "debug"
+            logging.getLogger(CONNECTION_LOGGER).setLevel(logging.NOTSET if verbose else logging.WARNING)
         if self.app is not None:
             if "bridge_config" in updated:
                 raise exceptions.OptionsError("llmbridge: bridge_config cannot change while the bridge runs; "
                                               "restart mitmdump with the new --set bridge_config")
             return
         try:
-            app = BridgeApp(resolve_config_path(ctx.options.bridge_config))
+            app = BridgeApp(find_config(ctx.options.bridge_config))
             app.open_recorder()
         except ConfigError as e:
             # mitmproxy only logs a script's errors and runs on, so stop startup here, in one line.
@@ -102,7 +116,8 @@ class OpenAIBridge:
         passed through this addon's hooks, which answer it themselves and refuse CONNECT."""
         proxyserver = ctx.master.addons.get("proxyserver")
         if proxyserver is not None and not await proxyserver.setup_servers():
-            raise SystemExit("llmbridge: could not listen on the configured address; see the log above")
+            raise SystemExit(f"llmbridge: could not listen on {ctx.options.listen_host}:{ctx.options.listen_port} "
+                             "(see the log above); start the bridge on another port with --set listen_port=N")
 
     def _drop_idle_builtin_addons(self) -> None:
         known = set(ctx.options.keys())
@@ -181,6 +196,21 @@ class OpenAIBridge:
     async def done(self) -> None:
         if self.app is not None:
             await self.app.stop()
+
+
+class PortAdvice(logging.Filter):
+    """mitmproxy answers a busy port with "Try specifying a different port by using `--mode …@N`",
+    which would give the bridge a second mode; the bridge's way is `--set listen_port=N`."""
+
+    ADVICE = re.compile(r"Try specifying a different port by using `--mode [^`]*@(\d+)`\.")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.ADVICE.search(message):
+            record.msg = self.ADVICE.sub(r"Another program (perhaps another llmbridge) is using it: start the "
+                                         r"bridge on another port with --set listen_port=\1.", message)
+            record.args = None
+        return True
 
 
 addons = [OpenAIBridge()]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from llmbridge import __version__
 from llmbridge.bridge import Bridge
-from llmbridge.config import AccountConfig, BridgeConfig, ClientKey, data_dir, load_config
+from llmbridge.config import AccountConfig, BridgeConfig, ClientKey, data_dir, find_config, load_config
 from llmbridge.errors import ConfigError
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.pool import AccountPool
@@ -26,13 +27,6 @@ from llmbridge.redact import redact_text
 from llmbridge.relay import Relay
 
 log = logging.getLogger("llmbridge")
-
-
-def resolve_config_path(option_value: str) -> Path | None:
-    if option_value:
-        return Path(option_value).expanduser()
-    default = Path("bridge.toml")
-    return default if default.is_file() else None
 
 
 def discover_accounts() -> list[AccountConfig]:
@@ -50,16 +44,35 @@ def load_client_keys(config: BridgeConfig, home: Path) -> tuple[list[ClientKey],
     Returns the keys and, when generated, the key to print."""
     if config.client_keys():
         return config.client_keys(), None
+    key = generated_client_key(home)
+    return [ClientKey(key=key, label="generated")], key
+
+
+def generated_client_key(home: Path) -> str:
+    """The key in `<home>/client_key`, created (mode 0600) when missing. Written whole to a temporary
+    file and linked into place, so a crash or a second process never sees an empty or half key."""
     key_file = home / "client_key"
-    if key_file.is_file():
-        key = key_file.read_text().strip()
-    else:
-        key = "sk-llmbridge-" + secrets.token_urlsafe(24)
-        home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if key_file.is_file() and (existing := key_file.read_text().strip()):
+        return existing
+    home.mkdir(parents=True, exist_ok=True)
+    key = "sk-llmbridge-" + secrets.token_urlsafe(24)
+    temp = home / f".client_key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(key + "\n")
-    return [ClientKey(key=key, label="generated")], key
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temp, key_file)  # fails if another process got there first: theirs is the key
+        except FileExistsError:
+            if not key_file.read_text().strip():  # an empty file left by an older version
+                os.replace(temp, key_file)
+                return key
+            return key_file.read_text().strip()
+        return key
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def make_http_client(config: BridgeConfig) -> httpx.AsyncClient:
@@ -147,8 +160,8 @@ class BridgeApp:
     def banner(self, host: str, port: int) -> str:
         base = f"http://{host}:{port}"
         lines = [
-            "llmbridge is listening (local only)" if host in ("127.0.0.1", "localhost", "::1")
-            else f"llmbridge is listening on {host}: reachable from other machines",
+            f"llmbridge {__version__} is listening (local only)" if host in ("127.0.0.1", "localhost", "::1")
+            else f"llmbridge {__version__} is listening on {host}: reachable from other machines",
             f"  OpenAI:    {base}/v1   (POST /v1/chat/completions, GET /v1/models)",
             f"  Anthropic: {base}      (POST /v1/messages)",
             f"  Gemini:    {base}      (POST /v1beta/models/{{model}}:generateContent)",
@@ -158,6 +171,8 @@ class BridgeApp:
         else:
             labels = ", ".join(k.label for k in self.client_keys)
             lines.append(f"  API keys:  from the config ({labels})")
+        lines.append(f"  Config:    {self.config_path}" if self.config_path is not None
+                     else "  Config:    none found; defaults (see README, 'Configuration', for bridge.toml)")
         lines += self._account_lines()
         database = self.config.database if self.recorder is not None else "off"
         lines.append(f"  Recording: {database}")
@@ -167,7 +182,7 @@ class BridgeApp:
         accounts = [a for a in self.config.accounts if a.enabled]
         if not accounts:
             return ["  Accounts:  none. Add one: log in with the Gemini CLI (creates ~/.gemini/oauth_creds.json)",
-                    "             or the Kiro IDE, or list accounts in bridge.toml (see README, 'Accounts').",
+                    "             or the Kiro IDE, or list accounts in bridge.toml (README, 'Account keys').",
                     "             Until then every model request answers 503."]
         where = "discovered from standard credential files" if self.discovered else "from the config"
         lines = [f"  Accounts ({where}):"]
@@ -177,11 +192,10 @@ class BridgeApp:
 
 
 def console_line(record: ExchangeRecord) -> str:
-    """One line per exchange; no tokens, keys or prompt text."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(record.started))
+    """One line per exchange; no tokens, keys or prompt text. No time stamp: the console log adds one."""
     ttfb = f"{record.ttfb_ms:.0f}ms" if record.ttfb_ms is not None else "-"
     duration = f"{record.duration_ms:.0f}ms" if record.duration_ms is not None else "-"
-    parts = [stamp, record.client_format or "-", record.model_requested or "-",
+    parts = [record.client_format or "-", record.model_requested or "-",
              record.account or "-", str(record.status or "-"), f"{duration} ttfb {ttfb}"]
     if len(record.attempts) > 1:
         parts.append(f"attempts {len(record.attempts)}")
@@ -192,4 +206,4 @@ def console_line(record: ExchangeRecord) -> str:
     return "  ".join(parts)
 
 
-__all__ = ["BridgeApp", "ConfigError", "resolve_config_path"]
+__all__ = ["BridgeApp", "ConfigError", "find_config"]

@@ -16,7 +16,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from llmbridge.answer import Answer, DeferredAnswer
 from llmbridge.canonical import ChatRequest
@@ -39,6 +39,7 @@ from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats.anthropic import AnthropicFormat
 from llmbridge.formats.base import ClientFormat, dumps
 from llmbridge.formats.gemini import GeminiFormat
+from llmbridge.formats.gemini_parse import model_name
 from llmbridge.formats.openai import OpenAIFormat
 from llmbridge.peek import PEEK_SECONDS, peek
 from llmbridge.pool import AccountPool, AccountState, Candidate
@@ -75,8 +76,11 @@ class Route:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-# Gemini clients use /v1beta; google-genai with a custom base_url may use /v1.
-GEMINI_METHOD = re.compile(r"^/v1(beta)?/models/(?P<model>[^:/]+):(?P<method>\w+)$")
+# Gemini clients use /v1beta; google-genai with a custom base_url may use /v1. The model may hold
+# slashes (`provider/model`, sent raw by google-genai) and colons (`llama3:8b`): the method is what
+# follows the last colon.
+GEMINI_METHOD = re.compile(r"^/v1(beta)?/models/(?P<model>.+):(?P<method>\w+)$")
+GEMINI_VERBS = ("generateContent", "streamGenerateContent", "countTokens")
 
 
 class Bridge:
@@ -108,27 +112,28 @@ class Bridge:
         table[("GET", "/v1beta/models")] = Route(gemini, "models")
         if (method, path) in table:
             return table[(method, path)]
-        if path.startswith("/v1beta/") or GEMINI_METHOD.match(path):
+        if path.startswith("/v1beta/") or (method == "POST" and GEMINI_METHOD.match(path)):
             return self._gemini_route(method, path, gemini, parse_qs(url.query))
         if method == "GET" and path.startswith("/v1/models/"):
-            return Route(openai, "model", model=path.removeprefix("/v1/models/"))
+            return Route(openai, "model", model=_model_segment(path.removeprefix("/v1/models/")))
         fmt = anthropic if path.startswith("/v1/messages") else openai
         raise _Routed(fmt, NotFound(f"no route for {method} {path}; the bridge serves /v1/chat/completions, "
                                     "/v1/models, /v1/messages and /v1beta/models/{model}:generateContent"))
 
     def _gemini_route(self, method: str, path: str, gemini: ClientFormat, query: dict[str, list[str]]) -> Route:
         match = GEMINI_METHOD.match(path)
+        verb = match["method"] if match else None
         if match and method == "POST":
-            verb = match["method"]
+            model = model_name(_model_segment(match["model"]))
             if verb in ("generateContent", "streamGenerateContent"):
                 stream = verb == "streamGenerateContent"
                 # Without alt=sse, Gemini streams one JSON array written out piece by piece.
                 options = {"json_array": True} if stream and query.get("alt") != ["sse"] else {}
-                return Route(gemini, "chat", model=match["model"], stream=stream, params=options)
+                return Route(gemini, "chat", model=model, stream=stream, params=options)
             if verb == "countTokens":
-                return Route(gemini, "count_tokens", model=match["model"])
-        if method == "GET" and path.startswith("/v1beta/models/") and ":" not in path:
-            return Route(gemini, "model", model=path.removeprefix("/v1beta/models/"))
+                return Route(gemini, "count_tokens", model=model)
+        if method == "GET" and path.startswith("/v1beta/models/") and verb not in GEMINI_VERBS:
+            return Route(gemini, "model", model=model_name(_model_segment(path.removeprefix("/v1beta/models/"))))
         raise _Routed(gemini, NotFound(f"no route for {method} {path}"))
 
     def internal_error(self, method: str, target: str, headers: dict[str, str]) -> LocalResponse:
@@ -150,6 +155,7 @@ class Bridge:
             route = self.route(incoming.method, incoming.path, incoming.headers)
             fmt = route.client_format
             record.client_format = fmt.name
+            _note_request(record, route.model, route.stream)  # recorded even if the request proves invalid
             if route.action == "health":
                 return LocalResponse(200, {"content-type": "application/json"}, b'{"status":"ok"}')
             record.key_label = self.authenticate(incoming)
@@ -171,8 +177,10 @@ class Bridge:
             raise Unauthenticated("no API key: send it as 'Authorization: Bearer <key>', 'x-api-key' or "
                                   "'x-goog-api-key' (the bridge prints its key at startup)")
         label = None
+        # mitmproxy hands undecodable header bytes over as surrogates: compare them as the bytes sent
+        offered_bytes = offered.encode("utf-8", "surrogateescape")
         for key in self.client_keys:  # no early exit: time does not depend on which key matched
-            if hmac.compare_digest(key.key.encode(), offered.encode()):
+            if hmac.compare_digest(key.key.encode(), offered_bytes):
                 label = key.label
         if label is None:
             raise Unauthenticated("invalid API key: use a key from the bridge's config 'api_keys' or the "
@@ -187,6 +195,9 @@ class Bridge:
             return self._one_model(fmt, route.model or "")
         body = self._parse_body(incoming)
         record.request_raw = redact_json(body)
+        if isinstance(body, dict):  # what the body names (the URL's model and stream win), should it prove invalid
+            _note_request(record, body.get("model") if route.model is None else None,
+                          body.get("stream") if route.stream is None else None)
         if route.action == "count_tokens":
             request = self._parse_count_tokens(fmt, body, route)
         else:
@@ -394,6 +405,20 @@ class _Routed(Exception):
 
     def __init__(self, client_format: ClientFormat, error: BridgeError) -> None:
         self.client_format, self.error = client_format, error
+
+
+def _note_request(record: ExchangeRecord, model: Any, stream: Any) -> None:
+    """Record the model and stream flag a request names before it is validated, so that a request
+    refused as invalid is still recorded with them; values of the wrong type are left out."""
+    if isinstance(model, str) and model:
+        record.model_requested = model
+    if isinstance(stream, bool):
+        record.stream = stream
+
+
+def _model_segment(raw: str) -> str:
+    """The model id in a URL path, percent-escapes (`openai%2Fgpt-4o`) decoded exactly once."""
+    return unquote(raw)  # a malformed escape stays as it is, a bad UTF-8 byte becomes U+FFFD
 
 
 def _speaks_gemini(headers: dict[str, str], query: str) -> bool:

@@ -40,7 +40,11 @@ class ImagePart(Strict):
 
 
 class ReasoningPart(Strict):
-    """Model thinking. `signature` is the opaque proof some providers need echoed back."""
+    """Model thinking. `signature` is Claude's opaque proof (anthropic, kiro), which Anthropic
+    verifies when it is echoed back. Gemini's thoughtSignature lives in
+    `provider_metadata["gemini"]["thought_signature"]`, on whichever part Gemini put it (a thought,
+    a tool call, a text part); the Gemini decoders also copy a thought's into `signature`, but only
+    the metadata marks a signature as Gemini's, and only a Gemini backend is ever sent one."""
 
     type: Literal["reasoning"] = "reasoning"
     text: str = ""

@@ -1,5 +1,7 @@
-"""The `llmbridge` command: browse and maintain the recordings database, and replay fixtures.
+"""The `llmbridge` command: start the bridge, browse and maintain the recordings database, replay fixtures.
 
+    llmbridge [--config PATH] serve [MITMDUMP_ARGS...]
+    llmbridge [--config PATH] key
     llmbridge [--config PATH] browse [--db PATH] [--port N]
     llmbridge [--config PATH] logs [--db PATH] [-n N] [-f]
     llmbridge [--config PATH] db prune [--days N] [--vacuum] [--db PATH]
@@ -7,12 +9,14 @@
     llmbridge [--config PATH] export-fixture EXCHANGE_ID [--attempt N] [--out DIR] [--db PATH]
     llmbridge [--config PATH] replay FIXTURE_OR_DIR... [--port N]
 
-`--db` defaults to the `database` of the bridge config (`--config`, else `bridge.toml` when present,
-else `recordings/bridge.db`). Every failure is one line on stderr and exit status 1.
+`--db` defaults to the `database` of the bridge config in force (`--config`, else the file
+`llmbridge.config.find_config` finds, else `recordings/bridge.db` in the home). Every failure is one
+line on stderr and exit status 1.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +25,8 @@ from pathlib import Path
 
 import click
 
-from llmbridge.config import BridgeConfig, load_config
+from llmbridge import __version__
+from llmbridge.config import BridgeConfig, data_dir, find_config, load_config
 from llmbridge.errors import ConfigError
 from llmbridge.recorder.export import ExportError, export_fixture
 from llmbridge.recorder.metadata import write_metadata
@@ -29,17 +34,17 @@ from llmbridge.recorder.prune import prune
 from llmbridge.recorder.query import exchanges_after, format_line, open_existing, recent_exchanges
 from llmbridge.recorder.schema import connect, migrate
 
-DEFAULT_CONFIG = Path("bridge.toml")
 db_option = click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
                          help="Recordings database (default: `database` from the bridge config).")
 
 
+def _config_path(ctx: click.Context) -> Path | None:
+    return find_config(ctx.obj.get("config_path") if ctx.obj else None)
+
+
 def _config(ctx: click.Context) -> BridgeConfig:
-    path = ctx.obj.get("config_path") if ctx.obj else None
-    if path is None and DEFAULT_CONFIG.is_file():
-        path = DEFAULT_CONFIG
     try:
-        return load_config(path)
+        return load_config(_config_path(ctx))
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
 
@@ -56,13 +61,48 @@ def _open_existing(path: Path):
 
 
 @click.group()
+@click.version_option(__version__, "--version", "-V", prog_name="llmbridge")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Bridge config file (default: bridge.toml when present).")
+              help="Bridge config file (default: ./bridge.toml, else bridge.toml in the home).")
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None) -> None:
     """llmbridge: an OpenAI/Anthropic/Gemini-compatible bridge that records every exchange."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("mitmdump_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def serve(ctx: click.Context, mitmdump_args: tuple[str, ...]) -> None:
+    """Start the bridge: mitmdump with the addon and the safe defaults on its command line, so that
+    only the configured address is ever bound. Extra arguments go to mitmdump
+    (e.g. --set listen_port=9000)."""
+    from llmbridge.launch import build, port_problem
+
+    mitmdump = Path(sys.executable).parent / "mitmdump"
+    if not mitmdump.is_file():
+        raise click.ClickException(f"mitmdump not found next to {sys.executable}; install llmbridge's "
+                                   "dependencies (scripts/bootstrap)")
+    launch = build(mitmdump, list(mitmdump_args), ctx.obj.get("config_path"))
+    problem = port_problem(launch.host, launch.port)
+    if problem:
+        raise click.ClickException(problem)
+    sys.stdout.flush()
+    os.execv(launch.argv[0], launch.argv)
+
+
+@main.command()
+@click.pass_context
+def key(ctx: click.Context) -> None:
+    """Print the client API key the bridge generated (e.g. export OPENAI_API_KEY=$(llmbridge key))."""
+    from llmbridge.app import load_client_keys
+
+    config = _config(ctx)
+    if config.client_keys():
+        raise click.ClickException(f"the config ({_config_path(ctx)}) sets api_keys: use one of those")
+    _, generated = load_client_keys(config, data_dir())
+    click.echo(generated)
 
 
 @main.command()

@@ -1,12 +1,16 @@
 """The bridge's configuration: a TOML file whose names are a public contract.
 
-Path from `--set bridge_config`, else `bridge.toml` in the working directory, else defaults (with
-accounts discovered from the providers' standard credential files). Unknown keys are errors: a typo
-must not silently turn a setting off.
+Found by `find_config`: `--set bridge_config` / `--config`, else `$LLMBRIDGE_CONFIG`, else
+`bridge.toml` in the working directory, else `bridge.toml` in the home (`$LLMBRIDGE_HOME`, else the
+checkout the bridge runs from, else the data directory); with none, defaults (accounts discovered
+from the providers' standard credential files). Relative paths inside the file are relative to the
+file, so the bridge behaves the same from any working directory. Unknown keys are errors, with the
+nearest known name: a typo must not silently turn a setting off.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import tomllib
@@ -17,8 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llmbridge.errors import ConfigError
 
+DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8418
+DEAD_TARGET = "reverse:http://127.0.0.1:9"  # the discard port: nothing untranslated leaves the machine
 DEFAULT_DATABASE = "recordings/bridge.db"
+CONFIG_NAME = "bridge.toml"
 
 
 class Strict(BaseModel):
@@ -89,14 +96,61 @@ def describe_validation_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
-        return f"unknown setting {where!r}"
+        return f"unknown setting {where!r}{_did_you_mean(first['loc'])}"
     return f"{where}: {first['msg']}"
 
 
+def _did_you_mean(loc: tuple) -> str:
+    """`; did you mean 'x'?` for a misspelled key, from the fields of the table it sits in."""
+    name = str(loc[-1])
+    fields = AccountConfig.model_fields if loc[0] == "accounts" else BridgeConfig.model_fields
+    close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (an editable install), or None when installed."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "addons" / "openai_bridge.py").is_file() else None
+
+
+def home_dir() -> Path:
+    """Where the config and the default database are looked for when no path is given:
+    `$LLMBRIDGE_HOME` when set, else the checkout the bridge runs from, else the data directory.
+    Never the working directory, so the bridge finds the same files wherever it is started."""
+    if os.environ.get("LLMBRIDGE_HOME"):
+        return data_dir()
+    return checkout_root() or data_dir()
+
+
+def find_config(explicit: str | Path | None) -> Path | None:
+    """The config file in force (see the module docstring for the order), or None for defaults."""
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    from_env = os.environ.get("LLMBRIDGE_CONFIG")
+    if from_env:
+        return Path(from_env).expanduser().absolute()
+    for folder in (Path.cwd(), home_dir()):
+        if (folder / CONFIG_NAME).is_file():
+            return (folder / CONFIG_NAME).absolute()
+    return None
+
+
+def default_database() -> Path:
+    return home_dir() / DEFAULT_DATABASE
+
+
+def _anchor(value: str, base: Path) -> str:
+    """A path from the config, with `~` expanded and made absolute against the config's folder."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
 def load_config(path: Path | None) -> BridgeConfig:
-    """Read and validate the config file; ConfigError with one line naming the problem."""
+    """Read and validate the config file; ConfigError with one line naming the problem.
+    Relative paths in it (`database`, `credentials`) are anchored to the file's folder."""
     if path is None:
-        return BridgeConfig()
+        return BridgeConfig(database=str(default_database()))
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -107,13 +161,20 @@ def load_config(path: Path | None) -> BridgeConfig:
         config = BridgeConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"config file {path}: {describe_validation_error(e)}") from None
+    base = path.absolute().parent
+    config.database = _anchor(config.database, base)
+    for account in config.accounts:
+        if account.credentials:
+            account.credentials = _anchor(account.credentials, base)
     from llmbridge.providers.base import PROVIDERS
 
     for account in config.accounts:
         if account.provider not in PROVIDERS:
             known = ", ".join(sorted(PROVIDERS))
+            close = difflib.get_close_matches(account.provider, list(PROVIDERS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"account {account.name!r}: unknown provider {account.provider!r} "
-                              f"(known: {known})")
+                              f"(known: {known}){hint}")
     return config
 
 

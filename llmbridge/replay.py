@@ -164,9 +164,20 @@ class ReplayServer:
         await writer.drain()
 
 
+def base_url_lines(server: ReplayServer) -> list[str]:
+    """What to set as each fixture provider's `base_url` (OpenAI-compatible ones end in /v1)."""
+    from llmbridge.providers.base import PROVIDERS, provider_class
+
+    names = sorted({str(f.data.get("provider")) for f in server.fixtures if f.data.get("provider") in PROVIDERS})
+    return [f"  provider {name!r}: base_url = \"{server.base_url}{provider_class(name).base_url_path}\""
+            for name in names]
+
+
 async def serve_forever(paths: list[Path], port: int) -> None:
     server = await ReplayServer(load_fixtures(paths)).start(port)
-    print(f"replaying {len(server.fixtures)} fixtures on {server.base_url} (Ctrl-C stops)", flush=True)
+    lines = [f"replaying {len(server.fixtures)} fixtures on {server.base_url} (Ctrl-C stops); "
+             "point the accounts at it:", *base_url_lines(server)]
+    print("\n".join(lines), flush=True)
     try:
         await asyncio.Event().wait()
     finally:

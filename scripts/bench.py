@@ -40,6 +40,8 @@ from typing import Any
 
 import httpx
 
+from llmbridge.launch import build
+
 ROOT = Path(__file__).resolve().parents[1]
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 UPSTREAM_KEY = "sk-bench-upstream"
@@ -129,8 +131,8 @@ max_concurrent = 1000
 def start_bridge(workdir: Path, config: Path, profile: Path | None = None, extra: list[str] | None = None,
                  timeout: float = 30) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    args = [str(MITMDUMP), "-s", str(ROOT / "addons" / "openai_bridge.py"),
-            "--set", f"listen_port={port}", "--set", f"bridge_config={config}"] + (extra or [])
+    # The command line `llmbridge serve` runs (the safe defaults given to mitmdump up front).
+    args = build(MITMDUMP, ["--set", f"listen_port={port}", "--set", f"bridge_config={config}", *(extra or [])]).argv
     if profile is not None:
         args = [sys.executable, "-m", "cProfile", "-o", str(profile)] + args
     log_path = workdir / f"bridge-{port}.log"
@@ -142,7 +144,7 @@ def start_bridge(workdir: Path, config: Path, profile: Path | None = None, extra
         if proc.poll() is not None:
             log = log_path.read_text(errors="replace")
             raise RuntimeError(f"bridge exited with {proc.returncode}:\n{log}")
-        if "llmbridge is listening" in log_path.read_text(errors="replace"):
+        if " is listening (" in log_path.read_text(errors="replace"):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return proc, port

@@ -1,4 +1,6 @@
-"""Runs the real bridge (`mitmdump -s addons/openai_bridge.py`) as a subprocess for end-to-end tests."""
+"""Runs the real bridge as a subprocess for end-to-end tests: `llmbridge serve` (which execs mitmdump
+with the addon and the safe defaults on its command line), or with `bare=True` the plain
+`mitmdump -s addons/openai_bridge.py` whose defaults arrive only once the script is loaded."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
+LLMBRIDGE = Path(sys.executable).parent / "llmbridge"
 CLIENT_KEY = "sk-test-client-key-0123456789"
 
 
@@ -41,12 +44,16 @@ def write_config(path: Path, accounts: list[dict], **settings: object) -> Path:
 
 
 class BridgeProcess:
-    def __init__(self, workdir: Path, config: Path | None, extra_args: list[str] | None = None) -> None:
+    def __init__(self, workdir: Path, config: Path | None, extra_args: list[str] | None = None,
+                 bare: bool = False) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.home = workdir / "home"
-        args = [str(MITMDUMP), "-s", str(ROOT / "addons" / "openai_bridge.py"),
-                "--set", f"listen_port={self.port}"]
+        if bare:
+            args = [str(MITMDUMP), "-s", str(ROOT / "addons" / "openai_bridge.py")]
+        else:
+            args = [str(LLMBRIDGE), "serve"]
+        args += ["--set", f"listen_port={self.port}"]
         if config is not None:
             args += ["--set", f"bridge_config={config}"]
         self.args = args + (extra_args or [])
@@ -59,7 +66,8 @@ class BridgeProcess:
 
     def start(self, timeout: float = 20) -> BridgeProcess:
         env = dict(os.environ, LLMBRIDGE_HOME=str(self.home), HOME=str(self.workdir / "userhome"),
-                   NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
+                   NO_PROXY="127.0.0.1,localhost")
+        env.pop("PYTHONUNBUFFERED", None)  # the bridge must flush its console lines by itself
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, cwd=self.workdir, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -67,7 +75,7 @@ class BridgeProcess:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bridge exited with {self.proc.returncode}:\n{self.output()}")
-            if "llmbridge is listening" in self.output():
+            if "is listening" in self.output():
                 try:
                     socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                     return self

@@ -107,10 +107,58 @@ def test_default_db_comes_from_bridge_toml_in_the_working_directory(db_path: Pat
     assert result.exit_code == 0 and "acct-bad" in result.output
 
 
-def test_default_db_without_config_is_recordings_bridge_db(tmp_path: Path, monkeypatch) -> None:
+def test_default_db_without_config_is_recordings_bridge_db_in_the_home(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMBRIDGE_HOME", str(tmp_path / "home"))
     result = run("db", "migrate")
-    assert result.exit_code == 0 and (tmp_path / "recordings" / "bridge.db").is_file()
+    assert result.exit_code == 0 and (tmp_path / "home" / "recordings" / "bridge.db").is_file()
+    assert not (tmp_path / "recordings").exists()  # never the working directory
+
+
+def test_config_in_the_home_is_found_from_any_directory(tmp_path: Path, monkeypatch) -> None:
+    """`llmbridge logs` run elsewhere reads the same config, and its relative `database` is relative to
+    the config file, not to where the command runs."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    (home / "bridge.toml").write_text('database = "rec/bridge.db"\n')
+    failed = exchange([user("boom")], "", account="acct-far", status=500)
+    record_all(home / "rec" / "bridge.db", [failed])
+    monkeypatch.setenv("LLMBRIDGE_HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    result = run("logs", "-n", "1")
+    assert result.exit_code == 0 and "acct-far" in result.output
+
+
+def test_version() -> None:
+    from llmbridge import __version__
+
+    result = run("--version")
+    assert result.exit_code == 0 and __version__ in result.output and __version__ != "0+unknown"
+
+
+def test_key_prints_the_generated_key_once_made(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LLMBRIDGE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    first, second = run("key"), run("key")
+    assert first.exit_code == 0 and first.output.startswith("sk-llmbridge-") and first.output == second.output
+    assert (tmp_path / "home" / "client_key").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "bridge.toml").write_text('api_keys = ["sk-mine-0123456789"]\n')
+    configured = CliRunner().invoke(cli.main, ["key"])
+    assert configured.exit_code == 1 and "sets api_keys" in configured.output
+
+
+def test_misspelled_setting_suggests_the_right_one(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text('retention_day = 3\n')
+    result = CliRunner().invoke(cli.main, ["--config", str(config), "logs"])
+    assert "unknown setting 'retention_day'; did you mean 'retention_days'?" in result.output
+    config.write_text('[[accounts]]\nname = "a"\nprovider = "openai"\napi_kye = "k"\n')
+    result = CliRunner().invoke(cli.main, ["--config", str(config), "logs"])
+    assert "unknown setting 'accounts.0.api_kye'; did you mean 'api_key'?" in result.output
+    config.write_text('[[accounts]]\nname = "a"\nprovider = "gemini_cli"\n')
+    result = CliRunner().invoke(cli.main, ["--config", str(config), "logs"])
+    assert "did you mean 'gemini-cli'?" in result.output
 
 
 def test_bad_config_is_one_line(tmp_path: Path) -> None:

@@ -194,6 +194,46 @@ def test_unknown_model_is_404_not_found(backend):
     assert backend.calls() == calls
 
 
+def test_a_provider_pinned_model_as_listed_works_through_the_sdk_and_percent_encoded(backend):
+    # every model is listed as `model` and `provider/model`; google-genai sends the slash raw
+    # (POST /v1/models/openai/gpt-test:generateContent), other clients may send it as %2F
+    pinned = f"{backend.name}/{backend.model}"
+    c = client(backend)
+    assert f"models/{pinned}" in {m.name for m in c.models.list()}
+    assert c.models.get(model=pinned).name == f"models/{pinned}"
+    assert c.models.get(model=f"models/{pinned}").name == f"models/{pinned}"
+    v1beta = genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(
+        base_url=backend.bridge.base_url, api_version="v1beta", timeout=20_000))
+    assert v1beta.models.get(model=pinned).name == f"models/{pinned}"
+
+    backend.text("pinned ", "answer")
+    assert c.models.generate_content(model=pinned, contents="hi").text == "pinned answer"
+    backend.assert_accepted()
+    backend.text("pinned ", "stream")
+    chunks = list(c.models.generate_content_stream(model=pinned, contents="hi"))
+    assert "".join(ch.text or "" for ch in chunks) == "pinned stream"
+    assert c.models.count_tokens(model=pinned, contents="How many tokens? " * 10).total_tokens > 10
+
+    encoded = pinned.replace("/", "%2F")
+    headers = {"x-goog-api-key": CLIENT_KEY}
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    base = f"{backend.bridge.base_url}/v1beta/models/{encoded}"
+    backend.text("encoded")
+    generated = httpx.post(f"{base}:generateContent", json=body, headers=headers, timeout=20)
+    assert generated.status_code == 200, generated.text
+    assert generated.json()["candidates"][0]["content"]["parts"][0]["text"] == "encoded"
+    backend.text("encoded ", "array")
+    array = httpx.post(f"{base}:streamGenerateContent", json=body, headers=headers, timeout=20)
+    assert array.status_code == 200 and isinstance(array.json(), list)
+    backend.text("encoded sse")
+    sse = httpx.post(f"{base}:streamGenerateContent?alt=sse", json=body, headers=headers, timeout=20)
+    assert sse.status_code == 200 and "encoded sse" in sse.text
+    assert httpx.post(f"{base}:countTokens", json=body, headers=headers, timeout=20).status_code == 200
+    assert httpx.get(base, headers=headers, timeout=20).json()["name"] == f"models/{pinned}"
+    got = httpx.get(f"{backend.bridge.base_url}/v1/models/{encoded}", headers=headers, timeout=20)
+    assert got.json()["name"] == f"models/{pinned}"
+
+
 def test_bad_key_is_401_unauthenticated(backend):
     with pytest.raises(errors.ClientError) as info:
         client(backend, "sk-wrong-key").models.generate_content(model=backend.model, contents="x")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -72,6 +73,18 @@ def test_missing_key_is_401(bridge):
     response = httpx.post(bridge.base_url + "/v1/chat/completions", json=chat(), timeout=10)
     assert response.status_code == 401
     assert "Authorization: Bearer" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("raw_key", ["sk-llmbridge-\u2026".encode(), b"\xff\xfe", b"sk-\x80"])
+def test_a_key_with_bytes_outside_ascii_is_401_not_500(bridge, raw_key):
+    """A placeholder pasted from the docs (`sk-llmbridge-…`) or stray bytes: a plain 401, in every header."""
+    for header in (b"authorization", b"x-api-key"):
+        value = b"Bearer " + raw_key if header == b"authorization" else raw_key
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as conn:
+            conn.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n" + header + b": " + value + b"\r\n"
+                         b"connection: close\r\n\r\n")
+            head = conn.recv(65536).split(b"\r\n", 1)[0]
+        assert head.startswith(b"HTTP/1.1 401"), (header, head)
 
 
 def test_unknown_path_is_json_404_and_never_forwarded(bridge):

@@ -74,3 +74,25 @@ def test_upstream_429_maps_to_429_with_retry_after(bridge, upstream):
     with pytest.raises(openai.RateLimitError) as info:
         client(bridge).chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
     assert info.value.response.headers["retry-after"] == "7"
+
+
+def test_local_server_without_api_key(tmp_path):
+    """An `openai` account pointed at a local server may leave out api_key: no Authorization is sent."""
+    with FakeOpenAI(api_key=None) as keyless:
+        config = write_config(tmp_path / "bridge.toml", [
+            {"name": "local", "provider": "openai", "base_url": keyless.base_url, "models": ["local-model"]},
+        ], record=False)
+        with BridgeProcess(tmp_path, config) as bridge:
+            keyless.enqueue(text_reply("no key needed"))
+            reply = client(bridge).chat.completions.create(
+                model="local-model", messages=[{"role": "user", "content": "hi"}])
+            assert reply.choices[0].message.content == "no key needed"
+            assert "authorization" not in keyless.headers[-1]
+
+
+def test_openai_itself_still_needs_an_api_key(tmp_path):
+    from tests.bridge_process import run_bridge_expecting_failure
+
+    config = write_config(tmp_path / "bridge.toml", [{"name": "oa", "provider": "openai"}])
+    code, output = run_bridge_expecting_failure(tmp_path, config)
+    assert code != 0 and "needs 'api_key' for https://api.openai.com/v1" in output

@@ -552,7 +552,16 @@ def test_errors_before_any_upstream_are_recorded_once_authenticated(tmp_path):
                               headers=auth).status_code == 404
             assert httpx.post(url, json={"model": "gpt-test", "messages": []}, headers={}).status_code == 401
             assert httpx.get(bridge.base_url + "/health").status_code == 200
+            # valid JSON that fails validation: the row still names the model (and stream flag) asked for
+            assert httpx.post(url, json={"model": "gpt-test", "messages": [{"role": "user", "content": "x"}],
+                                         "n": 2, "stream": True}, headers=auth).status_code == 400
+            gemini = bridge.base_url + "/v1beta/models/openai%2Fgpt-test:streamGenerateContent?alt=sse"
+            assert httpx.post(gemini, json={"contents": "x"}, headers={"x-goog-api-key": CLIENT_KEY}
+                              ).status_code == 400
+            wait_for_exchanges(db, 4)
             stop_gracefully(bridge)
-    recorded = rows(db, "SELECT status, error_kind, attempt_count, key_label FROM exchanges ORDER BY rowid")
-    assert [(r["status"], r["error_kind"], r["attempt_count"], r["key_label"]) for r in recorded] == [
-        (400, "invalid_request", 0, "key1"), (404, "model_not_found", 0, "key1")]
+    recorded = rows(db, "SELECT status, error_kind, attempt_count, key_label, model_requested, stream "
+                        "FROM exchanges ORDER BY rowid")
+    assert [tuple(r.values()) for r in recorded] == [
+        (400, "invalid_request", 0, "key1", None, 0), (404, "model_not_found", 0, "key1", "nope", 0),
+        (400, "invalid_request", 0, "key1", "gpt-test", 1), (400, "invalid_request", 0, "key1", "openai/gpt-test", 1)]

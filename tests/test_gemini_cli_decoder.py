@@ -21,7 +21,7 @@ from llmbridge.canonical import (
 )
 from llmbridge.providers.gemini_cli.decoder import CodeAssistDecoder
 
-SAMPLES = Path(__file__).parents[1].parent / "shared" / "protocols" / "samples"
+SAMPLES = Path(__file__).parent / "data" / "gemini_cli"
 
 
 def sse(*envelopes: dict, newline: bytes = b"\r\n") -> bytes:

@@ -22,7 +22,7 @@ from llmbridge.errors import (
 )
 from llmbridge.providers.gemini_cli.errors import classify, parse_duration
 
-SAMPLES = Path(__file__).parents[1].parent / "shared" / "protocols" / "samples"
+SAMPLES = Path(__file__).parent / "data" / "gemini_cli"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 

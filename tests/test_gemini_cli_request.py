@@ -121,14 +121,16 @@ def test_gemini3_first_call_of_each_model_turn_gets_sentinel_unless_signed():
     assert "thoughtSignature" not in plain[1]["parts"][0]
 
 
-def test_text_signature_echoed_and_foreign_redacted_reasoning_dropped():
+def test_text_signature_echoed_and_foreign_signatures_dropped():
+    """Only provider_metadata["gemini"] is Gemini's: an Anthropic thinking signature (Claude's, from
+    the anthropic or kiro provider) would be refused by Gemini, so the thought goes without it."""
     messages = [user("a"), assistant(ReasoningPart(redacted="opaque"),
                                      TextPart(text="", provider_metadata={
                                          "gemini": {"thought_signature": "E"}}),
-                                     ReasoningPart(text="t", signature="anthropic-or-gemini"))]
+                                     ReasoningPart(text="t", signature="EqQBCkYIBxgCKkClaude=="),
+                                     ReasoningPart(signature="EqQBCkYIBxgCKkClaude=="))]
     parts = build_contents(messages, gemini3=False)[1]["parts"]
-    assert parts == [{"text": "", "thoughtSignature": "E"},
-                     {"text": "t", "thought": True, "thoughtSignature": "anthropic-or-gemini"}]
+    assert parts == [{"text": "", "thoughtSignature": "E"}, {"text": "t", "thought": True}]
 
 
 def test_generation_params():

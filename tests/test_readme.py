@@ -52,3 +52,13 @@ def test_the_two_commands_exist():
     root = Path(__file__).resolve().parents[1]
     for script in ("scripts/serve", "scripts/test"):
         assert script in README and (root / script).stat().st_mode & 0o111
+
+
+def test_code_a_reader_may_paste_is_plain_ascii():
+    """A key placeholder such as `sk-llmbridge-…` pasted into a client fails inside the HTTP library
+    (headers are ASCII) instead of reaching the bridge's 401: code blocks hold no such characters."""
+    blocks = README.split("```")[1::2]
+    for block in blocks:
+        for line in block.splitlines():
+            if any(word in line for word in ("api_key", "Bearer", "API_KEY", "--set")):
+                assert line.isascii(), line

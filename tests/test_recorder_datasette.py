@@ -103,19 +103,16 @@ def test_metadata_file_is_written_next_to_the_database(recorded: Path) -> None:
 # --- a real browser ------------------------------------------------------------------------------
 
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
 def chromium_or_skip() -> str:
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if found:
-        return found
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("no /usr/bin/chromium, and apt-get as root is not available to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "chromium"]
-    if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
-            pytest.skip("apt-get install -y chromium failed")
-    return "/usr/bin/chromium"
+    """The headless browser, or a loud skip: tests never install anything (.ci/run installs it in CI)."""
+    for name in BROWSERS:
+        if found := shutil.which(name):
+            return found
+    pytest.skip(f"no Chromium: none of {', '.join(BROWSERS)} is on PATH. This browser test needs it; "
+                "install it (Debian/Ubuntu: `apt-get install chromium`) and run the tests again.")
 
 
 def free_port() -> int:
@@ -140,7 +137,7 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 30)
 
 
 @pytest.mark.browser
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(300)
 def test_canned_query_page_renders_in_headless_chromium(recorded: Path, tmp_path: Path) -> None:
     chromium = chromium_or_skip()
     port = free_port()

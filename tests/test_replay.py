@@ -114,3 +114,43 @@ def test_unmatched_request_gets_599(tmp_path, recorded_fixture):
         return status
 
     assert asyncio.run(run()) == NO_MATCH_STATUS
+
+
+def test_printed_base_url_is_used_as_is_for_an_openai_fixture(tmp_path):
+    """`llmbridge replay` prints the base_url for each provider of its fixtures (OpenAI-compatible ones
+    end in /v1); pasted verbatim into the account, the recorded answer comes back."""
+    from tests.fakes.openai_upstream import FakeOpenAI
+    from tests.fakes.openai_upstream import text_reply as openai_text
+
+    database = tmp_path / "rec.db"
+    question = [{"role": "user", "content": "Say hi."}]
+    with FakeOpenAI() as fake:
+        fake.enqueue(openai_text("Hi from the record"))
+        config = write_config(tmp_path / "record.toml", [{"name": "o", "provider": "openai", "api_key": fake.api_key,
+                                                          "base_url": fake.base_url, "models": ["m"]}],
+                              database=str(database))
+        with BridgeProcess(tmp_path, config) as bridge:
+            openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY).chat.completions.create(
+                model="m", messages=question)
+    exchange_id = sqlite3.connect(database).execute("SELECT id FROM exchanges").fetchone()[0]
+    out = tmp_path / "fixtures"
+    subprocess.run([str(LLMBRIDGE), "export-fixture", exchange_id, "--db", str(database), "--out", str(out)],
+                   check=True, capture_output=True, timeout=60)
+    replay = subprocess.Popen([str(LLMBRIDGE), "replay", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert replay.stdout is not None
+        header = [replay.stdout.readline() for _ in range(2)]
+        assert header[1].startswith("  provider 'openai': base_url = "), header
+        base_url = header[1].split(" = ", 1)[1].strip().strip('"')
+        assert base_url.endswith("/v1")
+        config = write_config(tmp_path / "replay.toml", [{"name": "o", "provider": "openai", "api_key": "sk-replayed",
+                                                          "base_url": base_url, "models": ["m"]}], record=False)
+        workdir = tmp_path / "second"
+        workdir.mkdir()
+        with BridgeProcess(workdir, config) as bridge:
+            reply = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY).chat.completions.create(
+                model="m", messages=question)
+            assert reply.choices[0].message.content == "Hi from the record"
+    finally:
+        replay.terminate()
+        replay.wait(10)

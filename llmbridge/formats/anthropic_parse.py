@@ -3,6 +3,10 @@
 Tolerant reader: unknown fields are ignored, a field we cannot honour (server tools, MCP servers) is a
 400 naming it. `cache_control` markers are kept in `provider_metadata["anthropic"]` so an Anthropic
 upstream can reuse them; other providers ignore them. `metadata` is accepted and not forwarded.
+
+Thinking signatures the bridge made (`anthropic_signature`) are no Anthropic signatures: a Gemini one
+goes back to `provider_metadata["gemini"]` of the part Gemini gave it on (the thought part, the first
+tool call or the first text part of the same assistant message), the unsigned placeholder is dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from llmbridge.canonical import (
     ToolChoiceMode,
     ToolResultPart,
 )
+from llmbridge.formats.anthropic_signature import gemini_signature, is_bridge_made, read_gemini
 from llmbridge.formats.fields import (
     as_dict,
     as_list,
@@ -124,7 +129,25 @@ def _message(raw: dict[str, Any], path: str, names: dict[str, str]) -> Message:
         return Message(role=role, parts=[TextPart(text=content)])
     blocks = field(raw, "content", path, list, required=True)
     parts = [_block(b, at(at(path, "content"), i), role, names) for i, b in enumerate(blocks)]
+    _place_bridge_signatures(parts)
     return Message(role=role, parts=parts)
+
+
+def _place_bridge_signatures(parts: list[Part]) -> None:
+    """Thinking signatures the bridge made go back where they came from (module docstring)."""
+    for part in parts:
+        if not (isinstance(part, ReasoningPart) and part.signature and is_bridge_made(part.signature)):
+            continue
+        marked, part.signature = read_gemini(part.signature), None
+        if marked is None:
+            continue  # the unsigned placeholder (or a marker this bridge does not know)
+        placement, signature = marked
+        target: Part | None = part
+        if placement != "thought":
+            kind = ToolCallPart if placement == "call" else TextPart
+            target = next((p for p in parts if isinstance(p, kind)), None)
+        if target is not None and not gemini_signature(target.provider_metadata):
+            target.provider_metadata["gemini"] = {"thought_signature": signature}
 
 
 def _block(raw: Any, path: str, role: str, names: dict[str, str]) -> Part:

@@ -2,7 +2,17 @@
 
 A stream is `message_start`, then content blocks (`content_block_start`, deltas,
 `content_block_stop`), then `message_delta` (stop reason, usage) and `message_stop`. A block stays
-open while events of its kind keep coming and closes when another kind starts.
+open while events of its kind keep coming and closes when another kind starts; a thinking block
+closes once it is signed.
+
+Thinking signatures (see `anthropic_signature`): every thinking block ends signed. A Gemini
+thoughtSignature goes into a thinking block when the client enabled thinking and the block can still
+take it, that is while no text or tool_use block has started (thinking blocks come first): a signed
+thought part signs its own block; a signed first functionCall or first text part signs the open
+thinking block, or a new empty one. A signature arriving later (after text, or on a second call)
+cannot be put in a thinking block: a tool call's stays in its tool_use id (`<id>__thought__<sig>`, as
+when thinking is off), a text part's is dropped (Gemini does not check those). The whole message
+(`render_message`) follows the same rules, so it equals what a client accumulates from the stream.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from llmbridge.canonical import (
     UsageEvent,
 )
 from llmbridge.errors import BridgeError, CapacityExhausted
+from llmbridge.formats.anthropic_signature import UNSIGNED, gemini_signature, mark_gemini
 from llmbridge.formats.base import StreamRenderer, dumps
 from llmbridge.formats.openai_parse import join_tool_call_id
 
@@ -67,29 +78,67 @@ def render_usage(usage: Usage | None) -> dict[str, int]:
 
 def tool_use_id(call_id: str, provider_metadata: dict[str, Any]) -> str:
     """Gemini's thoughtSignature rides in the id, which Anthropic clients send back verbatim."""
-    signature = (provider_metadata.get("gemini") or {}).get("thought_signature")
-    return join_tool_call_id(call_id, signature)
+    return join_tool_call_id(call_id, gemini_signature(provider_metadata))
 
 
-def render_block(part: TextPart | ReasoningPart | ToolCallPart) -> dict[str, Any] | None:
-    if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    if isinstance(part, ToolCallPart):
-        return {"type": "tool_use", "id": tool_use_id(part.id, part.provider_metadata),
-                "name": part.name, "input": part.arguments}
-    if part.redacted:
-        return {"type": "redacted_thinking", "data": part.redacted}
-    if not part.text and not part.signature:
-        return None
-    return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+def thinking_signature(signature: str | None, provider_metadata: dict[str, Any]) -> str | None:
+    """A thinking part's own signature: Gemini's (marked), else the Anthropic-family one."""
+    gemini = gemini_signature(provider_metadata)
+    return mark_gemini("thought", gemini) if gemini else signature
+
+
+def render_content(parts: list[TextPart | ReasoningPart | ToolCallPart],
+                   show_thinking: bool = True) -> list[dict[str, Any]]:
+    """The content blocks of a whole message, by the stream's rules (module docstring)."""
+    blocks: list[dict[str, Any]] = []
+    thinking: dict[str, Any] | None = None  # the last block, while it is a thinking block
+    started = False  # a text or tool_use block exists: no thinking block can take a signature now
+
+    def sign(signature: str) -> None:
+        nonlocal thinking
+        if thinking is None or thinking["signature"]:
+            thinking = {"type": "thinking", "thinking": "", "signature": ""}
+            blocks.append(thinking)
+        thinking["signature"] = signature
+
+    for part in parts:
+        if isinstance(part, ReasoningPart):
+            if not show_thinking:
+                continue
+            if part.redacted:
+                blocks.append({"type": "redacted_thinking", "data": part.redacted})
+                thinking = None
+                continue
+            signature = thinking_signature(part.signature, part.provider_metadata)
+            if part.text or signature:
+                thinking = {"type": "thinking", "thinking": part.text, "signature": signature or ""}
+                blocks.append(thinking)
+            continue
+        # a Gemini signature a thinking block can still take (else: a call's stays in its id)
+        into_thinking = gemini_signature(part.provider_metadata) if show_thinking and not started else None
+        if isinstance(part, TextPart):
+            if into_thinking:
+                sign(mark_gemini("text", into_thinking))
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+                thinking, started = None, True
+            continue
+        if into_thinking:
+            sign(mark_gemini("call", into_thinking))
+        call_id = part.id if into_thinking else tool_use_id(part.id, part.provider_metadata)
+        blocks.append({"type": "tool_use", "id": call_id, "name": part.name, "input": part.arguments})
+        thinking, started = None, True
+    for block in blocks:
+        if block["type"] == "thinking" and not block["signature"]:
+            block["signature"] = UNSIGNED
+    return blocks
 
 
 def render_message(result: ChatResult, show_thinking: bool = True) -> dict[str, Any]:
-    parts = [p for p in result.parts if show_thinking or not isinstance(p, ReasoningPart)]
-    blocks = [b for b in (render_block(p) for p in parts) if b is not None]
     return {
         "id": message_id(result.id), "type": "message", "role": "assistant", "model": result.model,
-        "content": blocks, "stop_reason": STOP_REASONS[result.finish_reason],
+        "content": render_content(result.parts, show_thinking),
+        "stop_reason": STOP_REASONS[result.finish_reason],
         "stop_sequence": result.stop_sequence if result.finish_reason == "stop_sequence" else None,
         "usage": render_usage(result.usage),
     }
@@ -113,6 +162,7 @@ class AnthropicStreamRenderer(StreamRenderer):
         self._index = -1  # index of the last block started
         self._open: BlockKind | None = None
         self._signed = False  # the open thinking block has its signature: new thinking starts anew
+        self._started = False  # a text or tool_use block has started: no thinking block can be signed
         self._tool_blocks: dict[int, int] = {}  # canonical tool index -> block index
         self._finish: Finish | None = None
         self._usage: Usage | None = None
@@ -129,7 +179,7 @@ class AnthropicStreamRenderer(StreamRenderer):
             return b""
         match event:
             case TextDelta():
-                return self._text(event.text)
+                return self._text(event)
             case ReasoningDelta():
                 return self._reasoning(event) if self.show_thinking else b""
             case ToolCallStart():
@@ -179,8 +229,11 @@ class AnthropicStreamRenderer(StreamRenderer):
     def _close_block(self) -> bytes:
         if self._open is None:
             return b""
+        out = b""
+        if self._open == "thinking" and not self._signed:  # Anthropic has no unsigned thinking
+            out = self._delta({"type": "signature_delta", "signature": UNSIGNED})
         self._open = None
-        return frame("content_block_stop", {"index": self._index})
+        return out + frame("content_block_stop", {"index": self._index})
 
     def _start_block(self, kind: BlockKind | None, block: dict[str, Any]) -> bytes:
         out = self._close_block()
@@ -193,30 +246,52 @@ class AnthropicStreamRenderer(StreamRenderer):
         return frame("content_block_delta", {"index": self._index if index is None else index,
                                              "delta": delta})
 
-    def _text(self, text: str) -> bytes:
-        out = b"" if self._open == "text" else self._start_block("text", {"type": "text", "text": ""})
-        return out + (self._delta({"type": "text_delta", "text": text}) if text else b"")
+    def _sign(self, signature: str) -> bytes:
+        """Sign the open thinking block, or a new empty one when none is open or it is signed."""
+        out = b""
+        if self._open != "thinking" or self._signed:
+            out = self._start_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        self._signed = True
+        return out + self._delta({"type": "signature_delta", "signature": signature})
+
+    def _into_thinking(self, provider_metadata: dict[str, Any]) -> str | None:
+        """The Gemini signature of a text part or tool call, when a thinking block can still take it."""
+        signature = gemini_signature(provider_metadata)
+        return signature if signature and self.show_thinking and not self._started else None
+
+    def _text(self, event: TextDelta) -> bytes:
+        signature = self._into_thinking(event.provider_metadata)
+        out = self._sign(mark_gemini("text", signature)) if signature else b""
+        if not event.text:
+            return out  # an empty text block is nothing a client could use (Anthropic refuses them)
+        if self._open != "text":
+            out += self._start_block("text", {"type": "text", "text": ""})
+            self._started = True
+        return out + self._delta({"type": "text_delta", "text": event.text})
 
     def _reasoning(self, event: ReasoningDelta) -> bytes:
         if event.redacted:
             block = {"type": "redacted_thinking", "data": event.redacted}
             return self._start_block(None, block) + frame("content_block_stop", {"index": self._index})
-        if not event.text and not event.signature:
-            return b""  # nothing an Anthropic client can hold (e.g. another provider's metadata)
+        signature = thinking_signature(event.signature, event.provider_metadata)
+        if not event.text and not signature:
+            return b""  # nothing an Anthropic client can hold
         out = b""
-        if self._open != "thinking" or (self._signed and event.text):
+        if self._open != "thinking" or self._signed:
             out = self._start_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
         if event.text:
             out += self._delta({"type": "thinking_delta", "thinking": event.text})
-        if event.signature:
-            out += self._delta({"type": "signature_delta", "signature": event.signature})
-            self._signed = True
+        if signature:
+            out += self._sign(signature)
         return out
 
     def _tool_start(self, event: ToolCallStart) -> bytes:
-        block = {"type": "tool_use", "id": tool_use_id(event.id, event.provider_metadata),
-                 "name": event.name, "input": {}}
-        out = self._start_block("tool_use", block)
+        signature = self._into_thinking(event.provider_metadata)
+        out = self._sign(mark_gemini("call", signature)) if signature else b""
+        call_id = event.id if signature else tool_use_id(event.id, event.provider_metadata)
+        out += self._start_block("tool_use", {"type": "tool_use", "id": call_id, "name": event.name,
+                                              "input": {}})
+        self._started = True
         self._tool_blocks[event.index] = self._index
         return out
 

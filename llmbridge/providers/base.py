@@ -74,6 +74,9 @@ class Provider(ABC):
     # Where the provider's own client keeps its credential file; an account is made from it
     # automatically when no config file exists.
     default_credentials: ClassVar[str | None] = None
+    # The path `base_url` carries beyond the origin, which requests are appended to ("/v1" for
+    # OpenAI-compatible servers): how a replay server's origin becomes this provider's base_url.
+    base_url_path: ClassVar[str] = ""
 
     def __init__(self, account: AccountConfig, http: httpx.AsyncClient) -> None:
         self.account = account

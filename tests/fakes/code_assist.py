@@ -2,8 +2,10 @@
 
 As strict as the real service (rules in `code_assist_rules.py`): unknown fields anywhere, wrong or
 non-alternating roles, empty contents, a functionResponse without its functionCall, a Gemini 3 model
-turn whose first functionCall has no thoughtSignature, a stale access token (401) and a wrong project
-(403) are all rejected with google.rpc.Status bodies.
+turn whose first functionCall has no thoughtSignature, a thoughtSignature it issued coming back on
+another kind of part (a function call's must come back on that call), a stale access token (401) and a
+wrong project (403) are all rejected with google.rpc.Status bodies. With `known_signatures_only`, a
+signature it never issued (another provider's) is refused too, as the real service refuses it.
 
     with FakeCodeAssist() as fake:
         creds = fake.write_credentials(tmp_path / "oauth_creds.json")
@@ -29,7 +31,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.code_assist_rules import Rejected, check_count_tokens, check_generate
+from tests.fakes.code_assist_rules import (
+    Ledger,
+    Rejected,
+    check_count_tokens,
+    check_generate,
+    check_signatures,
+    issue_signatures,
+)
 
 CLIENT_ID = "681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com"
 CLIENT_SECRET = "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"
@@ -148,6 +157,8 @@ class FakeCodeAssist:
         self.token_error: tuple[int, dict[str, Any]] | None = None  # next /token answer, when set
         self.token_delay = 0.0
         self.access_tokens: set[str] = set()
+        self.signatures: Ledger = {}  # thoughtSignatures handed out in replies
+        self.known_signatures_only = False
         self.refresh_tokens: set[str] = set()
         self._polls: dict[str, int] = {}
         self._serial = 0
@@ -281,6 +292,8 @@ class FakeCodeAssist:
         try:
             model = body.get("model") if isinstance(body, dict) else None
             check_generate(body, gemini3=str(model).startswith("gemini-3"))
+            with self.lock:
+                check_signatures(body["request"].get("contents"), self.signatures, self.known_signatures_only)
         except Rejected as e:
             return e.status, rpc_error(e.status, e.message, e.google_status)
         if model not in KNOWN_MODELS:
@@ -289,6 +302,12 @@ class FakeCodeAssist:
             return 403, rpc_error(403, f"Permission denied on resource project {body.get('project')}.",
                                   "PERMISSION_DENIED")
         return None
+
+    def issue(self, reply: Reply) -> None:
+        with self.lock:
+            for chunk in reply.chunks:
+                for candidate in chunk.get("candidates", [])[:1]:
+                    issue_signatures(self.signatures, candidate.get("content", {}).get("parts", []))
 
     def count_tokens(self, body: Any) -> tuple[int, dict[str, Any]]:
         try:

@@ -89,6 +89,7 @@ def make_handler(fake: FakeCodeAssist) -> type[BaseHTTPRequestHandler]:
             reply = fake.next_reply()
             if reply.status != 200:
                 return self._json(reply.status, reply.body, reply.headers)
+            fake.issue(reply)
             trace = f"{int(time.time() * 1000):x}{fake._next():06x}"
             if not stream:
                 return self._json(200, merged(reply, body["model"], trace))

@@ -43,6 +43,11 @@ SIGNATURE_MESSAGE = ("Function call is missing a thought_signature in functionCa
                      "details.")
 
 
+SKIP_SIGNATURE = "skip_thought_signature_validator"  # accepted by Gemini 3 in place of a real one
+INVALID_SIGNATURE = "Unable to submit request because Thought signature is not valid.."
+Ledger = dict[str, set[str]]  # thoughtSignature -> the kinds of part it was issued on
+
+
 class Rejected(Exception):
     def __init__(self, status: int, google_status: str, message: str) -> None:
         super().__init__(message)
@@ -216,3 +221,40 @@ def check_count_tokens(body: Any) -> None:
     if not str(request.get("model", "")).startswith("models/"):
         raise invalid("model must be of the form models/{model}")
     check_contents(request.get("contents"), gemini3=False)
+
+
+# --- thought signatures ----------------------------------------------------------------------------
+
+
+def part_kind(part: dict[str, Any]) -> str:
+    """What a signature is bound to: a function call (by name), a thought or a text part."""
+    if "functionCall" in part:
+        return f"functionCall:{part['functionCall'].get('name')}"
+    return "thought" if part.get("thought") else "text"
+
+
+def issue_signatures(ledger: Ledger, parts: list[Any]) -> None:
+    """Remember every thoughtSignature a reply hands out, and on which kind of part."""
+    for part in parts:
+        if isinstance(part, dict) and part.get("thoughtSignature"):
+            ledger.setdefault(part["thoughtSignature"], set()).add(part_kind(part))
+
+
+def check_signatures(contents: Any, ledger: Ledger, known_only: bool = False,
+                     message: str = INVALID_SIGNATURE) -> None:
+    """Gemini validates the signatures it issued: one that comes back must be in a model turn, on the
+    kind of part it came on (a function call's on a call of that function). With `known_only`, a
+    signature this server never issued (another provider's, a made-up one) is refused too, as the real
+    service refuses what it cannot decrypt."""
+    for content in contents or []:
+        for part in content.get("parts") or []:
+            signature = part.get("thoughtSignature")
+            if not signature or signature == SKIP_SIGNATURE:
+                continue
+            kinds = ledger.get(signature)
+            if kinds is None:
+                if known_only:
+                    raise invalid(message)
+                continue
+            if content.get("role") != "model" or part_kind(part) not in kinds:
+                raise invalid(message)

@@ -2,8 +2,10 @@
 
 Strict like the real API: rejects a key in the URL (`?key=`: the bridge must use the header), a
 missing/wrong `x-goog-api-key` (400 API_KEY_INVALID, as Google answers), a stream request without
-`alt=sse`, unknown top-level or generationConfig fields, and a functionResponse whose name answers no
-earlier functionCall.
+`alt=sse`, unknown top-level or generationConfig fields, a functionResponse whose name answers no
+earlier functionCall, a Gemini 3 model turn whose first functionCall has no thoughtSignature, and a
+thoughtSignature it issued coming back on another kind of part (rules shared with the Code Assist fake).
+With `known_signatures_only`, a signature it never issued (another provider's) is refused too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.code_assist_rules import (
+    SIGNATURE_MESSAGE,
+    Ledger,
+    Rejected,
+    check_signatures,
+    issue_signatures,
+)
 from tests.fakes.loopback import LoopbackFake
 
 REQUEST_FIELDS = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
@@ -24,6 +33,7 @@ GENERATION_FIELDS = {"temperature", "topP", "topK", "maxOutputTokens", "seed", "
                      "responseSchema", "thinkingConfig", "candidateCount"}
 COUNT_FIELDS = {"model", "contents", "systemInstruction", "tools"}
 PATH = re.compile(r"^/v1beta/models/(?P<model>[^:/]+):(?P<method>\w+)$")
+CORRUPTED_SIGNATURE = "Corrupted thought signature."  # the public API's wording
 USAGE = {"promptTokenCount": 12, "candidatesTokenCount": 6, "thoughtsTokenCount": 2, "totalTokenCount": 20}
 
 
@@ -78,6 +88,8 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
         self.count_requests: list[dict[str, Any]] = []
         self.rejections: list[str] = []
         self.generate_calls: list[tuple[str, dict[str, str]]] = []  # (path, headers) of each generate call
+        self.signatures: Ledger = {}  # thoughtSignatures handed out in replies
+        self.known_signatures_only = False
         super().__init__()
 
     @property
@@ -91,8 +103,9 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
         return status_reply(500, "INTERNAL", "fake: no reply scripted")
 
     def validate(self, method: str, query: dict[str, list[str]], headers: dict[str, str],
-                 body: Any) -> tuple[int, str, str, str] | None:
-        """(HTTP status, status, reason, message) of a rejection, or None."""
+                 body: Any, model: str = "") -> tuple[int, str, str, str] | None:
+        """(HTTP status, status, reason, message) of a rejection, or None. `model` (from the path)
+        turns on Gemini 3's signature rule."""
         if "key" in query:
             return 400, "INVALID_ARGUMENT", "KEY_IN_URL", "fake: the key must not travel in the URL"
         if headers.get("x-goog-api-key") != self.api_key:
@@ -109,9 +122,22 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
             unknown |= set(body.get("generationConfig") or {}) - GENERATION_FIELDS
         if unknown:
             return 400, "INVALID_ARGUMENT", "", f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}"'
-        problem = check_contents(body.get("contents") if method != "countTokens"
-                                 else body["generateContentRequest"].get("contents"))
+        contents = (body.get("contents") if method != "countTokens"
+                    else body["generateContentRequest"].get("contents"))
+        problem = check_contents(contents, gemini3=model.startswith("gemini-3") and method != "countTokens")
+        if not problem:
+            try:
+                with self.lock:
+                    check_signatures(contents, self.signatures, self.known_signatures_only, CORRUPTED_SIGNATURE)
+            except Rejected as e:
+                problem = e.message
         return (400, "INVALID_ARGUMENT", "", problem) if problem else None
+
+    def issue(self, reply: Reply) -> None:
+        with self.lock:
+            for chunk in reply.chunks:
+                for candidate in chunk.get("candidates", [])[:1]:
+                    issue_signatures(self.signatures, candidate.get("content", {}).get("parts", []))
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -137,7 +163,7 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
                     fake.headers.append(headers)
                     if method != "countTokens":
                         fake.generate_calls.append((self.path, headers))
-                problem = fake.validate(method, parse_qs(url.query), headers, body)
+                problem = fake.validate(method, parse_qs(url.query), headers, body, model=match["model"])
                 if problem:
                     fake.rejections.append(problem[3])
                     details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": problem[2],
@@ -149,6 +175,7 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
                 reply = fake.next_reply()
                 if reply.status != 200:
                     return self._json(reply.status, reply.error_body or {}, reply.headers)
+                fake.issue(reply)
                 data = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in reply.chunks)
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
@@ -169,13 +196,17 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
         return Handler
 
 
-def check_contents(contents: Any) -> str | None:
+def check_contents(contents: Any, gemini3: bool = False) -> str | None:
     if not isinstance(contents, list) or not contents:
         return "contents is not specified"
     called: set[str] = set()
     for i, content in enumerate(contents):
         if content.get("role") not in ("user", "model"):
             return f"contents[{i}].role must be user or model"
+        calls = [(j, p) for j, p in enumerate(content.get("parts") or []) if "functionCall" in p]
+        if gemini3 and content["role"] == "model" and calls and not calls[0][1].get("thoughtSignature"):
+            j, part = calls[0]
+            return SIGNATURE_MESSAGE.format(name=part["functionCall"]["name"], pos=f"{i}.{j}")
         for part in content.get("parts") or []:
             if "functionCall" in part:
                 called.add(part["functionCall"]["name"])

@@ -45,7 +45,7 @@ def text_reply(text: str, pieces: int = 3, **kw: Any) -> Reply:
 
 
 class FakeOpenAI(LoopbackFake[Reply]):
-    def __init__(self, api_key: str = "sk-upstream-secret") -> None:
+    def __init__(self, api_key: str | None = "sk-upstream-secret") -> None:  # None: a keyless local server
         self.api_key = api_key
         self.default: Reply | None = None
         # When set, chooses the reply from the request body (for concurrent tests, where the order
@@ -69,8 +69,9 @@ class FakeOpenAI(LoopbackFake[Reply]):
         return Reply(status=500, error_body={"error": {"message": "fake: no reply scripted"}})
 
     def validate(self, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, str] | None:
-        if headers.get("authorization") != f"Bearer {self.api_key}":
-            return 401, "Incorrect API key provided"
+        expected = f"Bearer {self.api_key}" if self.api_key is not None else None
+        if headers.get("authorization") != expected:
+            return 401, "Incorrect API key provided" if expected else "this server takes no Authorization header"
         unknown = set(body) - KNOWN_FIELDS
         if unknown:
             return 400, f"Unrecognized request argument supplied: {sorted(unknown)[0]}"

@@ -1,6 +1,6 @@
 """The models Code Assist serves, and what each of them allows.
 
-The list follows the official Gemini CLI (`config/models.ts`, wire-formats 1.5); aliases such as
+The list follows the official Gemini CLI (`packages/core/src/config/models.ts`); aliases such as
 `pro` or `auto` are resolved client-side by the CLI and are not names the server knows, so they are
 not offered here.
 """

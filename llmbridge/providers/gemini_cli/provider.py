@@ -1,8 +1,8 @@
 """The gemini-cli provider: talks to Code Assist (`cloudcode-pa.googleapis.com/v1internal`) with the
 Gemini CLI's own OAuth credentials, as the CLI does (same envelope, headers and onboarding).
 
-Google's terms forbid using Gemini CLI OAuth from third-party software (wire-formats.md, Warning 1);
-the README repeats that warning for users.
+Google's terms forbid using Gemini CLI OAuth from third-party software (gemini-cli
+`docs/resources/tos-privacy.md`); the README repeats that warning for users.
 """
 
 from __future__ import annotations

@@ -37,12 +37,12 @@ Json = dict[str, Any]
 
 
 def signature_of(part: TextPart | ReasoningPart | ToolCallPart) -> str | None:
-    """The Gemini thoughtSignature carried on a canonical part, if any."""
+    """The Gemini thoughtSignature carried on a canonical part, if any. Only
+    `provider_metadata["gemini"]` holds Gemini's: a `ReasoningPart.signature` is Anthropic's (Claude
+    thinking from the anthropic or kiro provider), which Gemini cannot validate and would refuse."""
     gemini = part.provider_metadata.get("gemini")
     if isinstance(gemini, dict) and isinstance(gemini.get("thought_signature"), str):
-        return gemini["thought_signature"]
-    if isinstance(part, ReasoningPart) and part.signature and not part.redacted:
-        return part.signature  # formats that keep only `signature` (Anthropic thinking blocks)
+        return gemini["thought_signature"] or None
     return None
 
 

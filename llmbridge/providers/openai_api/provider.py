@@ -33,11 +33,14 @@ DEFAULT_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "o4-mini")
 
 class OpenAIProvider(Provider):
     name = "openai"
+    base_url_path = "/v1"
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
-        if not account.api_key:
-            raise ConfigError(f"account {account.name!r}: provider 'openai' needs 'api_key'")
+        # A local server (vLLM, llama.cpp) may take no key; OpenAI itself always needs one.
+        if not account.api_key and not account.base_url:
+            raise ConfigError(f"account {account.name!r}: provider 'openai' needs 'api_key' for "
+                              f"{DEFAULT_BASE_URL} (set base_url for a server that takes no key)")
 
     def models(self) -> list[ModelInfo]:
         names = self.account.models or list(DEFAULT_MODELS)
@@ -57,8 +60,9 @@ class OpenAIProvider(Provider):
         check_request(request)
 
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
-        headers = {"authorization": f"Bearer {self.account.api_key}", "content-type": "application/json",
-                   "accept": "text/event-stream", "accept-encoding": "identity"}
+        headers = {"content-type": "application/json", "accept": "text/event-stream", "accept-encoding": "identity"}
+        if self.account.api_key:
+            headers = {"authorization": f"Bearer {self.account.api_key}", **headers}
         body = build_body(request, upstream_model, legacy_max_tokens=not self.is_openai)
         response, attempt = await self.send(
             "POST", f"{self.base_url}/chat/completions", headers, body,
