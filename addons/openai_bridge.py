@@ -27,12 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from llmbridge.answer import Answer, BufferedSink, DeferredAnswer  # noqa: E402
 from llmbridge.app import BridgeApp  # noqa: E402
-from llmbridge.bridge import IncomingRequest, LocalResponse  # noqa: E402
+from llmbridge.bridge import IncomingRequest  # noqa: E402
 from llmbridge.config import DEAD_TARGET, DEFAULT_HOST, DEFAULT_PORT, data_dir, find_config  # noqa: E402
 from llmbridge.errors import ConfigError  # noqa: E402
 from llmbridge.redact import SECRET_HEADERS, redact_url  # noqa: E402
+from llmbridge.responses import LocalResponse  # noqa: E402
 
-log = logging.getLogger("llmbridge")
+log = logging.getLogger(__name__)
 # mitmproxy logs every connection at INFO ("client connect", "server connect", "Streaming response
 # from …"); the bridge's console is one line per exchange, so these show only with termlog_verbosity=debug.
 CONNECTION_LOGGER = "mitmproxy.proxy.server"

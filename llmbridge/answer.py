@@ -12,19 +12,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import httpx
 
 from llmbridge.accumulate import StreamAccumulator
-from llmbridge.canonical import ChatRequest, StreamError
-from llmbridge.errors import BridgeError, InternalError, UpstreamTimeout, UpstreamUnavailable, error_for_kind
+from llmbridge.canonical import ChatRequest, ChatResult
+from llmbridge.errors import BridgeError, InternalError, error_for_kind, transport_error
 from llmbridge.exchange import ExchangeRecord
-from llmbridge.formats.base import ClientFormat, dumps
+from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, RenderOptions, dumps
 from llmbridge.providers.base import UpstreamCall
+from llmbridge.responses import LocalResponse
 from llmbridge.translate import Translation
 
-log = logging.getLogger("llmbridge")
+log = logging.getLogger(__name__)
 
 
 class ClientGone(Exception):
@@ -71,9 +72,9 @@ class DeferredAnswer:
 
     Streams are handed to the relay at once, so that mitmproxy connects to it while the upstream is
     being opened; the relay then waits for `task`, which gives the `Answer`, or the finished error
-    response (anything with `status`, `headers` and `body`) when no account could answer."""
+    response when no account could answer."""
 
-    task: asyncio.Future
+    task: asyncio.Future[Answer | LocalResponse]
     record: ExchangeRecord | None = None
 
 
@@ -84,16 +85,19 @@ class Answer:
     request: ChatRequest
     record: ExchangeRecord
     keepalive_seconds: float
+    # Called once when the answer has ended, however (sent, failed, abandoned): frees the account's slot.
     on_done: Callable[[Answer], Awaitable[None]]
-    renderer_options: dict[str, Any] = field(default_factory=dict)
+    options: RenderOptions = DEFAULT_OPTIONS  # from the route, for the stream renderer
+    # The error the answer ended with: the one raised, else the one the upstream's stream reported.
+    error: BridgeError | None = field(default=None, init=False)
 
     async def run(self, sink: ResponseSink) -> None:
-        accumulator = StreamAccumulator(f"{self.id_prefix()}{self.record.id}", self.request.model)
+        accumulator = StreamAccumulator(f"{self.client_format.id_prefix}{self.record.id}", self.request.model)
         translation = Translation(self.call.decoder, None, accumulator, self.call.attempt.response_body)
         try:
             if self.request.stream:
                 translation.renderer = self.client_format.stream_renderer(
-                    self.request, accumulator.id, self.request.model, **self.renderer_options)
+                    self.request, accumulator.id, self.request.model, self.options)
                 await self._stream(sink, translation)
             else:
                 await self._buffered(sink, translation)
@@ -113,9 +117,6 @@ class Answer:
             finally:
                 await self.on_done(self)
 
-    def id_prefix(self) -> str:
-        return {"openai": "chatcmpl-", "anthropic": "msg_"}.get(self.client_format.name, "")
-
     async def _stream(self, sink: ResponseSink, translation: Translation) -> None:
         content_type = translation.renderer.content_type if translation.renderer else "text/event-stream"
         await sink.start(200, {"content-type": content_type, "cache-control": "no-cache"}, True)
@@ -130,13 +131,12 @@ class Answer:
             out = translation.close()
         except BridgeError as error:
             log.warning("upstream failed mid-stream: %s", error.message)
-            out = translation.fail(error)
+            out = self._fail(translation, error)
         except (ClientGone, asyncio.CancelledError):
             raise
         except Exception:  # a translator bug: end the stream with an error event, never just cut it
             log.exception("llmbridge: translating the stream failed")
-            out = translation.fail(InternalError(f"the bridge failed while translating this answer; see its "
-                                                 f"log (exchange {self.record.id})"))
+            out = self._fail(translation, self._internal_error())
         await sink.write(out)
         await sink.end()
 
@@ -152,15 +152,15 @@ class Answer:
                 translation.feed(chunk)
             translation.close()
         except BridgeError as error:
-            translation.fail(error)
+            self._fail(translation, error)
         except Exception:  # a translator bug: an error response, never a half-built 200
             log.exception("llmbridge: translating the answer failed")
-            translation.fail(InternalError(f"the bridge failed while translating this answer; see its log "
-                                           f"(exchange {self.record.id})"))
+            self._fail(translation, self._internal_error())
         result = translation.result()
-        if result.error:
+        failure = self._ended_with(result)
+        if failure is not None:
             # An answer cut short is not an answer: the client must not take it for a complete one.
-            status, headers, body = self.client_format.error_response(_as_error(result.error))
+            status, headers, body = self.client_format.error_response(failure)
         else:
             status, headers, body = 200, {"content-type": "application/json"}, dumps(
                 self.client_format.render_result(result, self.request))
@@ -170,14 +170,28 @@ class Answer:
         await sink.end()
         self.record.status = status
 
+    def _fail(self, translation: Translation, error: BridgeError) -> bytes:
+        self.error = error
+        return translation.fail(error)
+
+    def _internal_error(self) -> InternalError:
+        return InternalError(f"the bridge failed while translating this answer; see its log "
+                             f"(exchange {self.record.id})")
+
+    def _ended_with(self, result: ChatResult) -> BridgeError | None:
+        """The error the answer ended with: the one raised, else the one the upstream's stream
+        reported (an error event carries only kind, message and status: its class is looked up)."""
+        if self.error is None and result.error is not None:
+            self.error = error_for_kind(result.error.kind, result.error.message, result.error.status)
+        return self.error
+
     async def _upstream_chunks(self, sink: ResponseSink | None, translation: Translation):
         """Upstream body chunks; keep-alives go to the client while the upstream is silent."""
-        chunks = self.call.chunks()
         started = time.time()
         gone = asyncio.ensure_future(sink.gone.wait()) if sink is not None and sink.gone else None
         try:
             while True:
-                chunk = await self._next_chunk(chunks, sink, translation, gone)
+                chunk = await self._next_chunk(sink, translation, gone)
                 if chunk is None:
                     return
                 if self.call.attempt.ttfb_ms is None:
@@ -187,11 +201,10 @@ class Answer:
             if gone is not None:
                 gone.cancel()
 
-    async def _next_chunk(self, chunks: AsyncIterator[bytes], sink: ResponseSink | None,
-                          translation: Translation, gone: asyncio.Future | None) -> bytes | None:
+    async def _next_chunk(self, sink: ResponseSink | None, translation: Translation,
+                          gone: asyncio.Future | None) -> bytes | None:
         """The next upstream chunk, sending keep-alives while waiting; ClientGone if the client left."""
-        next_chunk = self.call.pending or asyncio.ensure_future(anext(chunks, None))
-        self.call.pending = None
+        next_chunk = self.call.read()
         waiting = {next_chunk} | ({gone} if gone is not None else set())
         try:
             while not next_chunk.done():
@@ -202,8 +215,10 @@ class Answer:
                 if not done and sink is not None:
                     await sink.write(translation.renderer.keepalive() if translation.renderer else b"")
             return next_chunk.result()
-        except (httpx.TimeoutException, httpx.TransportError) as e:
-            raise _transport_error(e) from e
+        except httpx.TransportError as e:
+            raise transport_error(
+                e, timeout="the upstream stopped sending data (read timeout); retry the request",
+                broken=f"the upstream connection broke mid-response ({type(e).__name__}); retry the request") from e
         finally:
             if not next_chunk.done():
                 next_chunk.cancel()
@@ -227,16 +242,7 @@ class Answer:
             record.status = 200
         if result.error:
             record.error_kind, record.error_message = result.error.kind, result.error.message
+            self._ended_with(result)
         record.duration_ms = record.elapsed_ms()
         self.call.attempt.duration_ms = (time.time() - self.call.attempt.started) * 1000
 
-
-def _transport_error(error: Exception) -> BridgeError:
-    if isinstance(error, httpx.TimeoutException):
-        return UpstreamTimeout("the upstream stopped sending data (read timeout); retry the request")
-    return UpstreamUnavailable(f"the upstream connection broke mid-response ({type(error).__name__}); "
-                               "retry the request")
-
-
-def _as_error(event: StreamError) -> BridgeError:
-    return error_for_kind(event.kind, event.message, event.status)

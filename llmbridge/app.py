@@ -19,14 +19,15 @@ from llmbridge.bridge import Bridge
 from llmbridge.config import AccountConfig, BridgeConfig, ClientKey, data_dir, find_config, load_config
 from llmbridge.errors import ConfigError
 from llmbridge.exchange import ExchangeRecord
+from llmbridge.formats import load_formats
 from llmbridge.pool import AccountPool
-from llmbridge.providers.base import PROVIDERS, Provider, provider_class
+from llmbridge.providers.base import PROVIDERS, Provider, check_providers, provider_class
 from llmbridge.recorder import Recorder, recorder_from_config
 from llmbridge.recorder.prune import prune
 from llmbridge.redact import redact_text
 from llmbridge.relay import Relay
 
-log = logging.getLogger("llmbridge")
+log = logging.getLogger(__name__)
 
 
 def discover_accounts() -> list[AccountConfig]:
@@ -96,9 +97,11 @@ class BridgeApp:
         self.recorder: Recorder | None = None
         self.http: httpx.AsyncClient | None = None
         self.relay = Relay()
+        self.pool: AccountPool | None = None  # made at start, with the HTTP client
         self.bridge: Bridge | None = None
 
     def _validate_accounts(self) -> None:
+        check_providers(self.config.accounts)  # every name first: a typo is the likelier fault
         for account in self.config.accounts:
             provider_class(account.provider).validate_account(account)
 
@@ -148,7 +151,7 @@ class BridgeApp:
     async def _drain(self, timeout: float) -> None:
         """Waits (bounded) until no account has a request in flight: each in-flight answer releases
         its account just before it submits its record, with no await in between."""
-        states = self.pool.states if hasattr(self, "pool") else []
+        states = self.pool.states if self.pool is not None else []
         deadline = time.monotonic() + timeout
         while any(s.in_flight for s in states) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -162,9 +165,7 @@ class BridgeApp:
         lines = [
             f"llmbridge {__version__} is listening (local only)" if host in ("127.0.0.1", "localhost", "::1")
             else f"llmbridge {__version__} is listening on {host}: reachable from other machines",
-            f"  OpenAI:    {base}/v1   (POST /v1/chat/completions, GET /v1/models)",
-            f"  Anthropic: {base}      (POST /v1/messages)",
-            f"  Gemini:    {base}      (POST /v1beta/models/{{model}}:generateContent)",
+            *door_lines(base),
         ]
         if self.generated_key:
             lines.append(f"  API key:   {self.generated_key}   (generated; kept in {self.home / 'client_key'})")
@@ -186,9 +187,17 @@ class BridgeApp:
                     "             Until then every model request answers 503."]
         where = "discovered from standard credential files" if self.discovered else "from the config"
         lines = [f"  Accounts ({where}):"]
-        for provider in self.pool.states if hasattr(self, "pool") else []:
+        for provider in self.pool.states if self.pool is not None else []:
             lines.append(f"    - {provider.provider.describe()}")
         return lines
+
+
+def door_lines(base: str) -> list[str]:
+    """One banner line per registered door: its name, the base URL its clients use, its main endpoints."""
+    doors = load_formats()
+    width = max(len(door.base_path) for door in doors) + 3
+    return [f"  {door.title + ':':<10} {base + door.base_path:<{len(base) + width}}({', '.join(door.headline)})"
+            for door in doors]
 
 
 def console_line(record: ExchangeRecord) -> str:

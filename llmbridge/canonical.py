@@ -81,6 +81,22 @@ Part = Annotated[
 Role = Literal["user", "assistant"]
 
 
+# Gemini's thoughtSignature on a part or event: `provider_metadata["gemini"]["thought_signature"]`.
+# Only these two functions spell that key; formats and providers use them.
+
+
+def gemini_signature(provider_metadata: dict[str, Any]) -> str | None:
+    """The Gemini thoughtSignature a canonical part or event carries, if any."""
+    gemini = provider_metadata.get("gemini")
+    signature = gemini.get("thought_signature") if isinstance(gemini, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
+def with_gemini_signature(provider_metadata: dict[str, Any], signature: str | None) -> dict[str, Any]:
+    """A copy of `provider_metadata` carrying Gemini's `signature` (a plain copy when there is none)."""
+    return {**provider_metadata, "gemini": {"thought_signature": signature}} if signature else dict(provider_metadata)
+
+
 class Message(Strict):
     role: Role
     parts: list[Part]

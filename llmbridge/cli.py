@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import click
+from sqlite_utils import Database
 
 from llmbridge import __version__
 from llmbridge.config import BridgeConfig, data_dir, find_config, load_config
@@ -43,17 +44,21 @@ def _config_path(ctx: click.Context) -> Path | None:
 
 
 def _config(ctx: click.Context) -> BridgeConfig:
+    from llmbridge.providers.base import check_providers  # the registry imports every provider: only when needed
+
     try:
-        return load_config(_config_path(ctx))
+        config = load_config(_config_path(ctx))
+        check_providers(config.accounts)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    return config
 
 
 def _database(ctx: click.Context, db_path: Path | None) -> Path:
     return db_path if db_path is not None else Path(_config(ctx).database)
 
 
-def _open_existing(path: Path):
+def _open_existing(path: Path) -> Database:
     try:
         return open_existing(path)
     except ConfigError as e:

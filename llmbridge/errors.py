@@ -21,12 +21,15 @@
     ├── NoAccount                     503    -         (no configured account serves the model)
     └── InternalError                 500    -
 
-Each client format has one function that renders any of these in its own dialect.
+Each client format has one function that renders any of these in its own dialect. A failure of the
+HTTP connection to an upstream becomes one of these in one place: `transport_error`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
+
+import httpx
 
 if TYPE_CHECKING:
     from llmbridge.exchange import AttemptRecord
@@ -180,3 +183,12 @@ def error_for_kind(kind: str, message: str, status: int | None = None) -> Bridge
         if cls.kind == kind and cls is not ClientError:
             return cls(message, status=status)
     return UpstreamError(message, status=status)
+
+
+def transport_error(error: httpx.TransportError, *, timeout: str, broken: str) -> UpstreamError:
+    """An upstream connection that failed, as the bridge's error: a timeout is UpstreamTimeout with the
+    message `timeout`, any other transport failure (refused, reset, cut) UpstreamUnavailable with
+    `broken`. Both rotate to the next account; callers say what was under way in the messages."""
+    if isinstance(error, httpx.TimeoutException):
+        return UpstreamTimeout(timeout)
+    return UpstreamUnavailable(broken)

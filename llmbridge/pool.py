@@ -118,11 +118,17 @@ class AccountPool:
             state = candidate.state
             if state.name in tried or state.dead_reason:
                 continue
-            wait = max(state.cooling_until - now, state.pacing_wait(now))
+            wait = _wait(state, now)
             if wait <= 0:
                 return candidate, None
             soonest = wait if soonest is None else min(soonest, wait)
         return None, soonest
+
+    def ready_in(self, candidates: list[Candidate]) -> float | None:
+        """Seconds until one of these accounts may take a request (cooling or pacing; tried or not);
+        None when every one is dead."""
+        now = time.time()
+        return min((_wait(c.state, now) for c in candidates if not c.state.dead_reason), default=None)
 
     def acquire(self, state: AccountState) -> None:
         state.in_flight += 1
@@ -146,3 +152,8 @@ class AccountPool:
     def summary(self, candidates: list[Candidate]) -> str:
         now = time.time()
         return "; ".join(f"{c.state.name}: {c.state.status(now)}" for c in candidates)
+
+
+def _wait(state: AccountState, now: float) -> float:
+    """Seconds until `state` may start a request: its cool-down and its pacing, whichever is longer."""
+    return max(state.cooling_until - now, state.pacing_wait(now))

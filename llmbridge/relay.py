@@ -18,8 +18,9 @@ import secrets
 from http import HTTPStatus
 
 from llmbridge.answer import Answer, ClientGone, DeferredAnswer, ResponseSink
+from llmbridge.responses import LocalResponse
 
-log = logging.getLogger("llmbridge")
+log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 64 * 1024
 
 
@@ -180,7 +181,7 @@ class Relay:
             await asyncio.wait(tasks, timeout=timeout)
 
 
-async def _resolved(parked: Answer | DeferredAnswer):
+async def _resolved(parked: Answer | DeferredAnswer) -> Answer | LocalResponse | None:
     """The answer itself, once a deferred one has been opened (or the error response); None when
     its opening was cancelled (the bridge is stopping; the exchange is recorded as interrupted)."""
     if not isinstance(parked, DeferredAnswer):
@@ -192,8 +193,8 @@ async def _resolved(parked: Answer | DeferredAnswer):
             return None
         # This task is being cancelled just as the answer finished opening: nobody will send it,
         # so close it here (its account slot and its record must not be lost), then stop.
-        if parked.task.done() and isinstance(parked.task.result(), Answer):
-            answer = parked.task.result()
+        answer = parked.task.result() if parked.task.done() else None
+        if isinstance(answer, Answer):
             answer.record.error_kind = "interrupted"
             answer.record.error_message = "the bridge stopped before the answer began"
             await _abandon(answer)

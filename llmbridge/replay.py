@@ -31,11 +31,13 @@ class Fixture:
 
     @property
     def method(self) -> str:
-        return self.data["request"]["method"]
+        method: str = self.data["request"]["method"]
+        return method
 
     @property
     def target(self) -> str:
-        url = urlsplit(self.data["request"]["url"])
+        recorded: str = self.data["request"]["url"]
+        url = urlsplit(recorded)
         return url.path + (f"?{url.query}" if url.query else "")
 
     @property

@@ -21,7 +21,6 @@ class Translation:
         self.renderer = renderer  # None for non-stream clients: only the accumulator is fed
         self.accumulator = accumulator
         self.raw = keep_raw if keep_raw is not None else bytearray()
-        self.events_seen = 0
         self.closed = False
 
     def start(self) -> bytes:
@@ -56,7 +55,6 @@ class Translation:
     def _emit(self, events: list[StreamEvent]) -> bytes:
         if not events:
             return b""
-        self.events_seen += len(events)
         out = bytearray()
         for event in events:
             self.accumulator.feed(event)

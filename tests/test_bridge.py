@@ -1,7 +1,7 @@
-"""The bridge core without mitmproxy: routing, failover, peeking and pool bookkeeping.
+"""The bridge core without mitmproxy: routing, authentication, parsing, dispatch and error answers.
 
-Upstreams are httpx MockTransports speaking the OpenAI-compatible wire format to the real `openai`
-provider, so everything from the client request to the pool's state runs for real."""
+Failover (accounts tried in turn, peeking, pool bookkeeping) is tested in test_failover.py; the
+routes every door declares in test_format_contract.py."""
 
 from __future__ import annotations
 
@@ -11,101 +11,9 @@ import json
 import httpx
 import pytest
 
-from llmbridge.answer import BufferedSink, DeferredAnswer
-from llmbridge.bridge import Bridge, IncomingRequest, LocalResponse
-from llmbridge.config import AccountConfig, BridgeConfig, ClientKey
-from llmbridge.pool import AccountPool
-from llmbridge.providers.openai_api.provider import OpenAIProvider
-
-KEY = "sk-test"
-
-
-def sse(*chunks: dict) -> bytes:
-    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
-
-
-def text_stream(text: str) -> bytes:
-    return sse({"id": "u", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]},
-               {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-
-
-def streamed(data: bytes, status: int = 200) -> httpx.Response:
-    """A response whose body arrives as a stream, as the real upstreams' do."""
-    async def body():
-        yield data
-
-    return httpx.Response(status, content=body(), headers={"content-type": "text/event-stream"})
-
-
-def make_bridge(*handlers, **config) -> tuple[Bridge, AccountPool]:
-    providers = []
-    for i, handler in enumerate(handlers):
-        account = AccountConfig(name=f"a{i}", provider="openai", api_key="k", models=["m"],
-                                requests_per_minute=1000, max_concurrent=5)
-        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        providers.append(OpenAIProvider(account, http))
-    pool = AccountPool(providers, "fill-first")
-    records = []
-
-    async def on_exchange(record):
-        records.append(record)
-
-    bridge = Bridge(BridgeConfig(**config), pool, [ClientKey(key=KEY, label="t")], on_exchange)
-    bridge.records = records  # type: ignore[attr-defined]
-    return bridge, pool
-
-
-def chat_request(stream: bool = False) -> IncomingRequest:
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-    return IncomingRequest("POST", "/v1/chat/completions", {"authorization": f"Bearer {KEY}"},
-                           json.dumps(body).encode())
-
-
-async def answer(bridge: Bridge, request: IncomingRequest) -> tuple[int, bytes]:
-    outcome = await bridge.handle(request)
-    if isinstance(outcome, DeferredAnswer):  # a stream: the relay would wait for it to open
-        outcome = await outcome.task
-    if isinstance(outcome, LocalResponse):
-        return outcome.status, outcome.body
-    sink = BufferedSink()
-    await outcome.run(sink)
-    return sink.status, bytes(sink.body)
-
-
-def test_a_provider_bug_frees_the_slot_and_the_next_account_answers():
-    def broken(request):
-        raise RuntimeError("provider bug")
-
-    def good(request):
-        return streamed(text_stream("ok"))
-
-    async def run():
-        bridge, pool = make_bridge(broken, good)
-        status, body = await answer(bridge, chat_request())
-        return status, json.loads(body), [s.in_flight for s in pool.states]
-
-    status, body, in_flight = asyncio.run(run())
-    assert status == 200 and body["choices"][0]["message"]["content"] == "ok"
-    assert in_flight == [0, 0]
-
-
-def test_an_error_at_the_start_of_a_200_stream_fails_over_to_the_next_account():
-    def throttled(request):
-        error = {"error": {"message": "slow down", "type": "rate_limit"}}
-        return streamed(b"data: " + json.dumps(error).encode() + b"\n\n")
-
-    def good(request):
-        return streamed(text_stream("second"))
-
-    async def run():
-        bridge, pool = make_bridge(throttled, good)
-        status, body = await answer(bridge, chat_request(stream=True))
-        return status, body, bridge.records[-1]
-
-    status, body, record = asyncio.run(run())
-    assert status == 200 and b"second" in body and b"slow down" not in body
-    assert [a.account for a in record.attempts] == ["a0", "a1"]
-    assert record.attempts[0].error_kind is not None
+from llmbridge.answer import DeferredAnswer
+from llmbridge.formats.base import RenderOptions
+from tests.bridge_kit import KEY, IncomingRequest, answer, chat_request, make_bridge, sse, streamed, text_stream
 
 
 def test_a_non_stream_answer_cut_short_is_an_error_not_a_200():
@@ -120,23 +28,6 @@ def test_a_non_stream_answer_cut_short_is_an_error_not_a_200():
     status, body = asyncio.run(run())
     assert status == 502
     assert "ended before the response was complete" in json.loads(body)["error"]["message"]
-
-
-def test_pacing_limit_gives_429_with_the_real_wait():
-    def good(request):
-        return streamed(text_stream("ok"))
-
-    async def run():
-        bridge, pool = make_bridge(good)
-        pool.states[0].provider.account.requests_per_minute = 1
-        first = await answer(bridge, chat_request())
-        second = await bridge.handle(chat_request())
-        return first[0], second
-
-    first, second = asyncio.run(run())
-    assert first == 200 and second.status == 429
-    assert int(second.headers["retry-after"]) > 50
-    assert "pacing limit" in json.loads(second.body)["error"]["message"]
 
 
 @pytest.mark.parametrize("headers,shape", [
@@ -167,57 +58,6 @@ def test_peeked_events_are_all_replayed():
     assert status == 200 and json.loads(call["function"]["arguments"]) == {"pattern": "*.py"}
 
 
-def test_an_empty_200_body_fails_over():
-    def empty(request):
-        return streamed(b"")
-
-    def good(request):
-        return streamed(text_stream("second"))
-
-    async def run():
-        bridge, pool = make_bridge(empty, good)
-        status, body = await answer(bridge, chat_request(stream=True))
-        return status, body, bridge.records[-1], [s.in_flight for s in pool.states]
-
-    status, body, record, in_flight = asyncio.run(run())
-    assert status == 200 and b"second" in body
-    assert [a.account for a in record.attempts] == ["a0", "a1"] and in_flight == [0, 0]
-
-
-def test_a_decoder_bug_while_peeking_closes_the_upstream_and_fails_over(monkeypatch):
-    from llmbridge.providers.openai_api import decoder as openai_decoder
-
-    closed = []
-
-    def good(request):
-        return streamed(text_stream("fine"))
-
-    async def run():
-        bridge, _ = make_bridge(good, good)
-        original = openai_decoder.ChatCompletionChunkDecoder.on_json
-        calls = {"n": 0}
-
-        def flaky(self, value):
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise ValueError("decoder bug")
-            return original(self, value)
-
-        monkeypatch.setattr(openai_decoder.ChatCompletionChunkDecoder, "on_json", flaky)
-        real_aclose = httpx.Response.aclose
-
-        async def tracking_aclose(self):
-            closed.append(self)
-            await real_aclose(self)
-
-        monkeypatch.setattr(httpx.Response, "aclose", tracking_aclose)
-        return await answer(bridge, chat_request(stream=True)), bridge.records[-1]
-
-    (status, body), record = asyncio.run(run())
-    assert status == 200 and b"fine" in body
-    assert record.attempts[0].error_kind == "upstream_unavailable" and closed
-
-
 def test_a_client_gone_before_its_stream_opened_stops_the_opening_and_frees_the_slot():
     from llmbridge.relay import Relay
 
@@ -246,46 +86,47 @@ def test_a_client_gone_before_its_stream_opened_stops_the_opening_and_frees_the_
 # --- routing: every name a door lists can be asked for ----------------------------------------------
 
 GEMINI_KEY = {"x-goog-api-key": KEY}
+SSE, JSON_ARRAY = RenderOptions(), RenderOptions(json_array=True)
 
 
-@pytest.mark.parametrize("method,target,headers,action,model,stream,params", [
-    ("POST", "/v1beta/models/m:generateContent", {}, "chat", "m", False, {}),
-    ("POST", "/v1beta/models/openai/m:generateContent", {}, "chat", "openai/m", False, {}),
-    ("POST", "/v1beta/models/openai%2Fm:generateContent", {}, "chat", "openai/m", False, {}),
-    ("POST", "/v1beta/models/openai%2fm:generateContent", {}, "chat", "openai/m", False, {}),
-    ("POST", "/v1beta/models/models%2Fopenai%2Fm:generateContent", {}, "chat", "openai/m", False, {}),
-    ("POST", "/v1beta/models/openai/m:streamGenerateContent", {}, "chat", "openai/m", True, {"json_array": True}),
-    ("POST", "/v1beta/models/openai%2Fm:streamGenerateContent?alt=sse", {}, "chat", "openai/m", True, {}),
-    ("POST", "/v1beta/models/openai/m:countTokens", {}, "count_tokens", "openai/m", None, {}),
-    ("POST", "/v1beta/models/openai%2Fm:countTokens", {}, "count_tokens", "openai/m", None, {}),
-    ("POST", "/v1/models/openai/m:generateContent", {}, "chat", "openai/m", False, {}),
-    ("POST", "/v1/models/openai%2Fm:streamGenerateContent?alt=sse", GEMINI_KEY, "chat", "openai/m", True, {}),
-    ("POST", "/v1/models/openai/m:countTokens", GEMINI_KEY, "count_tokens", "openai/m", None, {}),
+@pytest.mark.parametrize("method,target,headers,action,model,stream,options", [
+    ("POST", "/v1beta/models/m:generateContent", {}, "chat", "m", False, SSE),
+    ("POST", "/v1beta/models/openai/m:generateContent", {}, "chat", "openai/m", False, SSE),
+    ("POST", "/v1beta/models/openai%2Fm:generateContent", {}, "chat", "openai/m", False, SSE),
+    ("POST", "/v1beta/models/openai%2fm:generateContent", {}, "chat", "openai/m", False, SSE),
+    ("POST", "/v1beta/models/models%2Fopenai%2Fm:generateContent", {}, "chat", "openai/m", False, SSE),
+    ("POST", "/v1beta/models/openai/m:streamGenerateContent", {}, "chat", "openai/m", True, JSON_ARRAY),
+    ("POST", "/v1beta/models/openai%2Fm:streamGenerateContent?alt=sse", {}, "chat", "openai/m", True, SSE),
+    ("POST", "/v1beta/models/openai/m:countTokens", {}, "count_tokens", "openai/m", None, SSE),
+    ("POST", "/v1beta/models/openai%2Fm:countTokens", {}, "count_tokens", "openai/m", None, SSE),
+    ("POST", "/v1/models/openai/m:generateContent", {}, "chat", "openai/m", False, SSE),
+    ("POST", "/v1/models/openai%2Fm:streamGenerateContent?alt=sse", GEMINI_KEY, "chat", "openai/m", True, SSE),
+    ("POST", "/v1/models/openai/m:countTokens", GEMINI_KEY, "count_tokens", "openai/m", None, SSE),
     # a model id with its own slash and colon (vLLM's `openai/gpt-oss-20b`, Ollama's `llama3:8b`)
     ("POST", "/v1beta/models/vllm/openai/gpt-oss:20b:generateContent", {}, "chat", "vllm/openai/gpt-oss:20b",
-     False, {}),
+     False, SSE),
     # percent-escapes are decoded exactly once: %25 is a literal '%', %3A a colon inside the model id
-    ("POST", "/v1beta/models/a%252Fb:generateContent", {}, "chat", "a%2Fb", False, {}),
-    ("POST", "/v1beta/models/llama3%3A8b:generateContent", {}, "chat", "llama3:8b", False, {}),
-    ("GET", "/v1beta/models/openai/m", {}, "model", "openai/m", None, {}),
-    ("GET", "/v1beta/models/openai%2Fm", {}, "model", "openai/m", None, {}),
-    ("GET", "/v1beta/models/models/openai/m", {}, "model", "openai/m", None, {}),
-    ("GET", "/v1beta/models/llama3:8b", {}, "model", "llama3:8b", None, {}),
-    ("GET", "/v1/models/openai/m", GEMINI_KEY, "model", "openai/m", None, {}),
-    ("GET", "/v1/models/openai%2Fm?key=k", {}, "model", "openai/m", None, {}),
+    ("POST", "/v1beta/models/a%252Fb:generateContent", {}, "chat", "a%2Fb", False, SSE),
+    ("POST", "/v1beta/models/llama3%3A8b:generateContent", {}, "chat", "llama3:8b", False, SSE),
+    ("GET", "/v1beta/models/openai/m", {}, "model", "openai/m", None, SSE),
+    ("GET", "/v1beta/models/openai%2Fm", {}, "model", "openai/m", None, SSE),
+    ("GET", "/v1beta/models/models/openai/m", {}, "model", "openai/m", None, SSE),
+    ("GET", "/v1beta/models/llama3:8b", {}, "model", "llama3:8b", None, SSE),
+    ("GET", "/v1/models/openai/m", GEMINI_KEY, "model", "openai/m", None, SSE),
+    ("GET", "/v1/models/openai%2Fm?key=k", {}, "model", "openai/m", None, SSE),
     # the OpenAI door
-    ("GET", "/v1/models/openai/m", {}, "model", "openai/m", None, {}),
-    ("GET", "/v1/models/openai%2Fm", {}, "model", "openai/m", None, {}),
-    ("GET", "/v1/models/llama3:8b", {}, "model", "llama3:8b", None, {}),
+    ("GET", "/v1/models/openai/m", {}, "model", "openai/m", None, SSE),
+    ("GET", "/v1/models/openai%2Fm", {}, "model", "openai/m", None, SSE),
+    ("GET", "/v1/models/llama3:8b", {}, "model", "llama3:8b", None, SSE),
 ])
 def test_route_takes_model_ids_with_slashes_raw_or_percent_encoded(method, target, headers, action, model,
-                                                                   stream, params):
+                                                                   stream, options):
     bridge, _ = make_bridge(lambda r: httpx.Response(500))
     route = bridge.route(method, target, headers)
     dialect = "openai" if method == "GET" and target.startswith("/v1/") and not (
         headers or "key=" in target) else "gemini"
-    assert (route.client_format.name, route.action, route.model, route.stream, route.params) == (
-        dialect, action, model, stream, params)
+    assert (route.client_format.name, route.action, route.model, route.stream, route.options) == (
+        dialect, action, model, stream, options)
 
 
 @pytest.mark.parametrize("method,target", [

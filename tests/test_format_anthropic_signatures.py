@@ -28,8 +28,9 @@ from llmbridge.canonical import (
 )
 from llmbridge.formats.anthropic import AnthropicFormat
 from llmbridge.formats.anthropic_signature import UNSIGNED, mark_gemini, read_gemini
-from llmbridge.providers.gemini_cli.decoder import CodeAssistDecoder
-from llmbridge.providers.gemini_cli.request import SKIP_SIGNATURE, build_contents
+from llmbridge.providers.google.decoder import GeminiDecoder
+from llmbridge.providers.google.errors import classify
+from llmbridge.providers.google.request import SKIP_SIGNATURE, build_contents
 from llmbridge.sse import SSEDecoder
 
 FMT = AnthropicFormat()
@@ -269,7 +270,7 @@ def decoded(*parts: dict[str, Any]) -> ChatResult:
     """A Code Assist answer (one chunk per part) through the real decoder and accumulator."""
     chunks = [{"response": {"candidates": [{"content": {"role": "model", "parts": [p]}}]}} for p in parts]
     chunks[-1]["response"]["candidates"][0]["finishReason"] = "STOP"
-    decoder = CodeAssistDecoder()
+    decoder = GeminiDecoder(classify)
     accumulator = StreamAccumulator("r", "m")
     accumulator.feed_all(decoder.feed(b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks)))
     accumulator.feed_all(decoder.close())

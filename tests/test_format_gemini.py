@@ -30,6 +30,7 @@ from llmbridge.canonical import (
     Usage,
     UsageEvent,
 )
+from llmbridge.formats.base import RenderOptions
 from llmbridge.formats.gemini import GeminiFormat
 from llmbridge.sse import SSEDecoder
 from llmbridge.tokens import estimate_input_tokens
@@ -281,7 +282,7 @@ CHUNKS = [
 
 
 def render_stream(events: list[StreamEvent], json_array: bool = False, request: Any = None) -> bytes:
-    renderer = FMT.stream_renderer(request or parse(THINKING), "r1", "gemini-x", json_array=json_array)
+    renderer = FMT.stream_renderer(request or parse(THINKING), "r1", "gemini-x", RenderOptions(json_array=json_array))
     return renderer.start() + b"".join(renderer.feed(e) for e in events) + renderer.close()
 
 
@@ -322,7 +323,7 @@ def test_stream_error_mid_stream() -> None:
 
 
 def test_renderer_error_closes_the_json_array() -> None:
-    renderer = FMT.stream_renderer(parse(body()), "r1", "m", json_array=True)
+    renderer = FMT.stream_renderer(parse(body()), "r1", "m", RenderOptions(json_array=True))
     out = renderer.start() + renderer.feed(TextDelta(text="a"))
     out += renderer.error(errors.UpstreamTimeout("slow")) + renderer.close()
     assert json.loads(out)[-1] == {"error": {"code": 504, "message": "slow", "status": "DEADLINE_EXCEEDED"}}
@@ -330,7 +331,7 @@ def test_renderer_error_closes_the_json_array() -> None:
 
 def test_keepalives_keep_the_framing_valid() -> None:
     sse = FMT.stream_renderer(parse(body()), "r", "m")
-    array = FMT.stream_renderer(parse(body()), "r", "m", json_array=True)
+    array = FMT.stream_renderer(parse(body()), "r", "m", RenderOptions(json_array=True))
     assert SSEDecoder().feed(sse.keepalive()) == []
     assert json.loads(array.start() + array.keepalive() + array.close())[0]["candidates"][0]["finishReason"]
 

@@ -1,4 +1,4 @@
-"""Canonical request -> public Gemini API GenerateContentRequest (shared builder with gemini-cli)."""
+"""Canonical request -> the public Gemini API's bodies (the shared builder: test_google_request.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from llmbridge.canonical import (
 from llmbridge.config import AccountConfig
 from llmbridge.errors import InvalidRequest
 from llmbridge.providers.gemini_api.provider import GeminiAPIProvider
-from llmbridge.providers.gemini_api.request import build_body, build_count_body, check_request
+from llmbridge.providers.gemini_api.request import build_body, build_count_body
 from llmbridge.providers.gemini_cli.request import build_request
 from tests.fakes.gemini_api import GENERATION_FIELDS, REQUEST_FIELDS, check_contents
 
@@ -40,22 +40,10 @@ def test_body_is_the_code_assist_inner_request_without_session():
     assert body["generationConfig"]["thinkingConfig"] == {"includeThoughts": True, "thinkingBudget": 2048}
 
 
-@pytest.mark.parametrize(("model", "reasoning", "expected"), [
-    ("gemini-2.5-flash", None, {"includeThoughts": True}),
-    ("gemini-3-pro-preview", None, {"includeThoughts": True}),
-    ("gemini-2.5-flash", Reasoning(include_thoughts=False), {"includeThoughts": False}),
-    ("gemini-2.5-flash", Reasoning(effort="none"), {"includeThoughts": False, "thinkingBudget": 0}),
-    ("gemini-3-pro-preview", Reasoning(effort="low"), {"includeThoughts": True, "thinkingLevel": "LOW"}),
-    ("gemini-2.5-pro", Reasoning(effort="high", include_thoughts=False),
-     {"includeThoughts": False, "thinkingBudget": 24576}),
-])
-def test_thinking_defaults_to_the_model(model, reasoning, expected):
-    body = build_body(req(reasoning=reasoning), model)
-    assert body["generationConfig"]["thinkingConfig"] == expected
-
-
-def test_gemma_has_no_generation_config():
-    assert "generationConfig" not in build_body(req(), "gemma-3-27b-it")
+def test_thinking_defaults_to_the_model():
+    """Unlike Code Assist (the CLI's 8192-token default), no effort and no budget: the model decides."""
+    body = build_body(req(), "gemini-2.5-flash")
+    assert body["generationConfig"]["thinkingConfig"] == {"includeThoughts": True}
 
 
 def test_tool_turns_are_valid_for_the_fake():
@@ -78,8 +66,9 @@ def test_count_body_holds_the_whole_prompt():
 
 def test_check_request_names_this_api():
     image = ImagePart(url="https://x.test/a.png")
+    provider = GeminiAPIProvider(AccountConfig(name="g", provider="gemini", api_key="k"), None)  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest) as info:
-        check_request(req(messages=[Message(role="user", parts=[image])]), "gemini-2.5-flash")
+        provider.check_request(req(messages=[Message(role="user", parts=[image])]))
     assert "Gemini API" in info.value.message and "Code Assist" not in info.value.message
     assert info.value.param == "messages"
 

@@ -68,3 +68,18 @@ def test_a_model_id_with_a_slash_is_served_as_it_is():
     pool = AccountPool([provider("vllm", ("openai/gpt-oss-20b",))])
     assert [c.upstream_model for c in pool.candidates("openai/gpt-oss-20b")] == ["openai/gpt-oss-20b"]
     assert [c.upstream_model for c in pool.candidates("openai/openai/gpt-oss-20b")] == ["openai/gpt-oss-20b"]
+
+
+def test_ready_in_is_the_soonest_wait_of_any_account_tried_or_not_and_none_when_all_are_dead():
+    pool = AccountPool([provider("a"), provider("b", requests_per_minute=1)], "fill-first")
+    candidates = pool.candidates("m")
+    a, b = (c.state for c in candidates)
+    assert pool.ready_in(candidates) == 0.0
+    pool.report(a, RateLimited("slow", retry_after=30))
+    pool.acquire(b)
+    pool.release(b)
+    assert 29 < pool.ready_in(candidates) <= 30  # a's cool-down ends before b's pacing minute does
+    pool.report(a, AccountUnusable("suspended"))
+    assert 59 < pool.ready_in(candidates) <= 60
+    pool.report(b, AccountUnusable("revoked"))
+    assert pool.ready_in(candidates) is None

@@ -66,11 +66,11 @@ def test_the_data_the_tests_read_is_in_the_repository() -> None:
     assert (ROOT / "docs" / "architecture.md").is_file()
 
 
-def run_guarded(tmp_path: Path, test_source: str) -> subprocess.CompletedProcess[str]:
+def run_guarded(tmp_path: Path, test_source: str, *pytest_args: str) -> subprocess.CompletedProcess[str]:
     """Runs pytest on one test file in a fake checkout (tmp_path/checkout) guarded by our conftest."""
     checkout = tmp_path / "checkout"
     (checkout / "tests").mkdir(parents=True)
-    (checkout / "pytest.ini").write_text("[pytest]\n")
+    (checkout / "pytest.ini").write_text("[pytest]\nmarkers =\n    e2e: starts processes\n")
     shutil.copy(ROOT / "tests" / "conftest.py", checkout / "tests" / "conftest.py")
     (checkout / "tests" / "test_reads.py").write_text(textwrap.dedent(test_source))
     (tmp_path / "sibling").mkdir()
@@ -78,8 +78,8 @@ def run_guarded(tmp_path: Path, test_source: str) -> subprocess.CompletedProcess
     (tmp_path / ".hidden").write_text("")
     (checkout / "tests" / "inside.json").write_text("{}")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests"], cwd=checkout,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *pytest_args, "tests"],
+                          cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_guard_fails_a_test_that_reads_beside_the_checkout(tmp_path: Path) -> None:
@@ -137,3 +137,62 @@ def test_guard_passes_a_clean_run(tmp_path: Path) -> None:
     """)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "READ OUTSIDE" not in done.stdout
+
+
+LAYERED = """
+    import subprocess
+    import sys
+
+    import pytest
+
+
+    def start_python():
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+
+
+    class Server:  # like tests/bridge_process.BridgeProcess: the process starts in a method
+        def start(self):
+            self.process = subprocess.Popen([sys.executable, "-c", "pass"])
+            self.process.wait()
+
+
+    @pytest.fixture
+    def server():
+        running = Server()
+        running.start()
+        return running
+
+
+    def test_in_process():
+        assert True
+
+
+    def test_through_a_helper():
+        start_python()
+
+
+    def test_through_a_fixture(server):
+        assert server.process.returncode == 0
+
+
+    def test_the_rule_cannot_see():
+        start = getattr(subprocess, "run")  # hidden from the reading of the code
+        start([sys.executable, "-c", "pass"], check=True)
+"""
+
+
+def test_tests_that_start_processes_are_e2e_and_a_missed_one_fails_the_unit_layer(tmp_path: Path) -> None:
+    done = run_guarded(tmp_path, LAYERED, "-m", "not e2e")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "1 failed, 1 passed, 2 deselected" in output, output
+    assert "FAILED tests/test_reads.py::test_the_rule_cannot_see" in output, output
+    assert "started a process, but is not marked e2e" in output and "subprocess.Popen" in output, output
+
+
+def test_the_full_run_still_runs_every_layer(tmp_path: Path) -> None:
+    done = run_guarded(tmp_path, LAYERED)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "1 failed, 3 passed" in output and "deselected" not in output, output
+    assert "FAILED tests/test_reads.py::test_the_rule_cannot_see" in output, output

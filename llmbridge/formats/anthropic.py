@@ -1,5 +1,5 @@
-"""The Anthropic Messages dialect: `POST /v1/messages`, `POST /v1/messages/count_tokens`,
-`GET /v1/models`.
+"""The Anthropic Messages dialect: `POST /v1/messages`, `POST /v1/messages/count_tokens`
+(`GET /v1/models` is the OpenAI door's).
 
 Parsing lives in `anthropic_parse`, rendering (results and the SSE event sequence) in
 `anthropic_render`; this module ties them to the `ClientFormat` contract.
@@ -17,7 +17,7 @@ from llmbridge.formats.anthropic_render import (
     error_payload,
     render_message,
 )
-from llmbridge.formats.base import ClientFormat
+from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, Endpoint, RenderOptions
 from llmbridge.tokens import estimate_input_tokens
 
 # Anthropic's models list has a creation date; ours is unknown, so every model gets this one.
@@ -30,6 +30,14 @@ def wants_thinking(request: ChatRequest) -> bool:
 
 class AnthropicFormat(ClientFormat):
     name = "anthropic"
+    title = "Anthropic"
+    headline = ("POST /v1/messages",)
+    endpoints = (
+        Endpoint("POST", "/v1/messages", "chat"),
+        Endpoint("POST", "/v1/messages/count_tokens", "count_tokens"),
+    )
+    prefixes = ("/v1/messages",)
+    id_prefix = "msg_"
 
     def parse_request(self, body: Any, model: str | None = None, stream: bool | None = None,
                       headers: Mapping[str, str] | None = None) -> ChatRequest:
@@ -37,20 +45,20 @@ class AnthropicFormat(ClientFormat):
         `passthrough_headers`."""
         return parse_messages_request(body, model=model, stream=stream, headers=headers)
 
-    def parse_count_tokens(self, body: Any, headers: Mapping[str, str] | None = None) -> ChatRequest:
+    def parse_count_tokens(self, body: Any, model: str | None = None,
+                           headers: Mapping[str, str] | None = None) -> ChatRequest:
         """A `/v1/messages/count_tokens` body: a Messages request without max_tokens."""
-        return parse_messages_request(body, stream=False, headers=headers, require_max_tokens=False)
+        return parse_messages_request(body, model=model, stream=False, headers=headers, require_max_tokens=False)
 
     def render_count_tokens(self, input_tokens: int) -> dict[str, Any]:
         return {"input_tokens": input_tokens}
 
     def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
-                        input_tokens: int | None = None) -> AnthropicStreamRenderer:
-        """`message_start` carries `input_tokens` (default: the local estimate, as the provider's
-        count only arrives at the end; clients such as Claude Code read it at once)."""
-        if input_tokens is None:
-            input_tokens = estimate_input_tokens(request)
-        return AnthropicStreamRenderer(response_id, model, input_tokens, show_thinking=wants_thinking(request))
+                        options: RenderOptions = DEFAULT_OPTIONS) -> AnthropicStreamRenderer:
+        """`message_start` carries `input_tokens`: the local estimate, as the provider's count only
+        arrives at the end (clients such as Claude Code read it at once)."""
+        return AnthropicStreamRenderer(response_id, model, estimate_input_tokens(request),
+                                       show_thinking=wants_thinking(request))
 
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]:
         return render_message(result, show_thinking=wants_thinking(request))

@@ -30,8 +30,10 @@ from llmbridge.canonical import (
     ToolChoice,
     ToolChoiceMode,
     ToolResultPart,
+    gemini_signature,
+    with_gemini_signature,
 )
-from llmbridge.formats.anthropic_signature import gemini_signature, is_bridge_made, read_gemini
+from llmbridge.formats.anthropic_signature import is_bridge_made, read_gemini
 from llmbridge.formats.fields import (
     as_dict,
     as_list,
@@ -147,7 +149,7 @@ def _place_bridge_signatures(parts: list[Part]) -> None:
             kind = ToolCallPart if placement == "call" else TextPart
             target = next((p for p in parts if isinstance(p, kind)), None)
         if target is not None and not gemini_signature(target.provider_metadata):
-            target.provider_metadata["gemini"] = {"thought_signature": signature}
+            target.provider_metadata = with_gemini_signature(target.provider_metadata, signature)
 
 
 def _block(raw: Any, path: str, role: str, names: dict[str, str]) -> Part:
@@ -187,9 +189,7 @@ def _tool_use(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
     call_id, signature = split_tool_call_id(get_str(block, "id", path, required=True) or "")
     name = get_str(block, "name", path, required=True) or ""
     names[call_id] = name
-    meta = _cache_meta(block)
-    if signature:
-        meta["gemini"] = {"thought_signature": signature}
+    meta = with_gemini_signature(_cache_meta(block), signature)
     return ToolCallPart(id=call_id, name=name, arguments=field(block, "input", path, dict) or {},
                         provider_metadata=meta)
 

@@ -34,9 +34,10 @@ from llmbridge.canonical import (
     ToolCallStart,
     Usage,
     UsageEvent,
+    gemini_signature,
 )
 from llmbridge.errors import BridgeError, CapacityExhausted
-from llmbridge.formats.anthropic_signature import UNSIGNED, gemini_signature, mark_gemini
+from llmbridge.formats.anthropic_signature import UNSIGNED, mark_gemini
 from llmbridge.formats.base import StreamRenderer, dumps
 from llmbridge.formats.openai_parse import join_tool_call_id
 

@@ -13,26 +13,19 @@ back on the part Gemini gave it on:
 A thinking block with no signature at all (Gemini often signs nothing, OpenAI-compatible reasoning
 never does) gets `llmbridge:unsigned`, as Anthropic's format has no unsigned thinking blocks.
 Parsed back, a marked signature is never a `ReasoningPart.signature` (the Anthropic-family field that
-Anthropic verifies): a Gemini signature goes to `provider_metadata["gemini"]` of its part, the
-placeholder goes nowhere.
+Anthropic verifies): a Gemini signature goes to the `provider_metadata` of its part
+(`canonical.with_gemini_signature`), the placeholder goes nowhere.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 PREFIX = "llmbridge:"
 GEMINI_PREFIX = PREFIX + "gemini:"
 UNSIGNED = PREFIX + "unsigned"
 Placement = Literal["thought", "call", "text"]
 PLACEMENTS: tuple[Placement, ...] = ("thought", "call", "text")
-
-
-def gemini_signature(provider_metadata: dict[str, Any]) -> str | None:
-    """The Gemini thoughtSignature carried by a canonical part or event, if any."""
-    gemini = provider_metadata.get("gemini")
-    signature = gemini.get("thought_signature") if isinstance(gemini, dict) else None
-    return signature if isinstance(signature, str) and signature else None
 
 
 def mark_gemini(placement: Placement, signature: str) -> str:

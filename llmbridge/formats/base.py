@@ -1,19 +1,80 @@
-"""What every client format (the dialect a client speaks) implements.
+"""What every client format (a front door: the dialect a client speaks) implements.
 
-A format parses the client's request into the canonical `ChatRequest`, renders a `ChatResult` for
-non-stream clients, renders canonical stream events as its own stream, and renders every
-`BridgeError` in its own error shape. It knows nothing about providers.
+A format declares the routes it serves (`endpoints`: method and path template -> action, with the
+model and stream flag where its URLs carry them), parses the client's request into the canonical
+`ChatRequest`, renders a `ChatResult` for non-stream clients, renders canonical stream events as its
+own stream, and renders every `BridgeError` in its own error shape. It knows nothing about providers.
+
+Adding a door: a module in `llmbridge/formats/` with a `ClientFormat` subclass, and one line in
+`FORMATS` (`llmbridge/formats/__init__.py`). The bridge's routes, the startup banner and the README
+check are built from the registry.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, ClassVar, Literal, Mapping
+from urllib.parse import unquote
 
 from llmbridge.canonical import ChatRequest, ChatResult, ModelInfo, StreamEvent
 from llmbridge.errors import BridgeError
+
+# What a route does: a generation, a token count, the model list, one model, the bridge's health.
+Action = Literal["chat", "count_tokens", "models", "model", "health"]
+Query = Mapping[str, list[str]]
+# Whether an endpoint applies to a request, from its (lower-case) headers and its parsed query string.
+Condition = Callable[[Mapping[str, str], Query], bool]
+MODEL = "{model}"
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How the route asks for the stream to be framed; the default (SSE) suits most doors."""
+
+    json_array: bool = False  # one JSON array written out piece by piece (Gemini without ?alt=sse)
+
+
+DEFAULT_OPTIONS = RenderOptions()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route of a door: `method` and `path` -> `action`.
+
+    `{model}` in the path takes the model id from the URL: anything up to the rest of the template,
+    slashes and colons included (`kiro/claude-x`, `llama3:8b`), its percent-escapes decoded once.
+    `stream` is set where the path decides it (Gemini's methods), else the body does; `options`
+    reach the stream renderer. `when` limits the endpoint to requests whose headers and query it
+    accepts (Gemini's `/v1` aliases, `?alt=sse`). Where several endpoints' paths take a request, the
+    one with the most literal characters decides, then one with a `when`: its method must match,
+    else the path has no route (in that endpoint's dialect)."""
+
+    method: str
+    path: str
+    action: Action
+    stream: bool | None = None
+    options: RenderOptions = DEFAULT_OPTIONS
+    when: Condition | None = None
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        head, model, tail = self.path.partition(MODEL)
+        return re.compile(re.escape(head) + ("(?P<model>.+)" if model else "") + re.escape(tail))
+
+    @property
+    def specificity(self) -> tuple[int, bool]:
+        return len(self.path.replace(MODEL, "")), self.when is not None
+
+    def takes(self, path: str, headers: Mapping[str, str], query: Query) -> re.Match[str] | None:
+        """The match of `path` when this endpoint's path (and `when`) take the request, whatever the method."""
+        if self.when is not None and not self.when(headers, query):
+            return None
+        return self.pattern.fullmatch(path)
 
 
 def dumps(value: Any) -> bytes:
@@ -48,16 +109,34 @@ class StreamRenderer(ABC):
 
 
 class ClientFormat(ABC):
-    name: ClassVar[str]  # openai | anthropic | gemini
+    name: ClassVar[str]  # its key in FORMATS; recorded as the exchange's client_format
+    title: ClassVar[str]  # how the startup banner names the door ("OpenAI")
+    base_path: ClassVar[str] = ""  # what a client's base URL ends with ("/v1" for the OpenAI SDKs)
+    headline: ClassVar[tuple[str, ...]]  # its main endpoints, as the banner and a 404 name them
+    endpoints: ClassVar[tuple[Endpoint, ...]]  # every route the door serves
+    prefixes: ClassVar[tuple[str, ...]] = ()  # an unknown path under one of these gets this door's 404
+    models_path: ClassVar[str] = "/v1/models"  # where its clients list the models (errors point there)
+    id_prefix: ClassVar[str] = ""  # before the exchange id in response ids ("chatcmpl-")
+
+    def model_from_path(self, raw: str) -> str:
+        """The model id from a path's `{model}`: percent-escapes (`openai%2Fgpt-4o`) decoded exactly
+        once; a malformed escape stays as it is, a bad UTF-8 byte becomes U+FFFD."""
+        return unquote(raw)
 
     @abstractmethod
     def parse_request(self, body: Any, model: str | None = None, stream: bool | None = None) -> ChatRequest:
         """Canonical request from the parsed JSON body; InvalidRequest naming the field at fault.
         `model`/`stream` come from the URL for formats that put them there (Gemini)."""
 
+    def parse_count_tokens(self, body: Any, model: str | None = None) -> ChatRequest:
+        """The request whose input tokens a `count_tokens` route counts; by default a generation
+        request's body."""
+        return self.parse_request(body, model=model)
+
     @abstractmethod
-    def stream_renderer(self, request: ChatRequest, response_id: str, model: str) -> StreamRenderer:
-        """Formats with several stream framings take keyword options (Gemini: `json_array`)."""
+    def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
+                        options: RenderOptions = DEFAULT_OPTIONS) -> StreamRenderer:
+        """The renderer of one answer's stream; `options` come from the route."""
 
     @abstractmethod
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]: ...

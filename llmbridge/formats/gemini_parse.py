@@ -1,9 +1,9 @@
 """Gemini API request (`models/{model}:generateContent`) -> canonical `ChatRequest`.
 
 Fields are read in camelCase or snake_case, as the REST API accepts both. `thoughtSignature`s go to
-the part's `provider_metadata["gemini"]["thought_signature"]`. Tool call ids are optional in Gemini:
-missing ones are generated deterministically (`call_<n>`, so a resent history hashes the same) and a
-`functionResponse` without an id answers the earliest unanswered call of the same name.
+the part's `provider_metadata` (`canonical.with_gemini_signature`). Tool call ids are optional in
+Gemini: missing ones are generated deterministically (`call_<n>`, so a resent history hashes the
+same) and a `functionResponse` without an id answers the earliest unanswered call of the same name.
 `safetySettings` and `generationConfig.mediaResolution` are accepted and ignored: the backends apply
 their own. `allowedFunctionNames` restricts the tools sent to the allowed ones (the model may call
 only those); `thinkingBudget: -1` (dynamic) is read as effort "medium", which every provider maps to
@@ -31,6 +31,7 @@ from llmbridge.canonical import (
     ToolCallPart,
     ToolChoice,
     ToolResultPart,
+    with_gemini_signature,
 )
 from llmbridge.formats.fields import (
     as_dict,
@@ -146,7 +147,7 @@ def _content(raw: Any, path: str, ledger: CallLedger) -> Message:
 def _part(raw: Any, path: str, role: str, ledger: CallLedger) -> Part | None:
     part = as_dict(raw, path)
     signature = get(part, "thoughtSignature")
-    meta = {"gemini": {"thought_signature": signature}} if signature else {}
+    meta = with_gemini_signature({}, signature)
     for key in UNSUPPORTED_PARTS:
         if get(part, key) is not None:
             raise invalid(at(path, key), f"{key} parts are not supported")

@@ -28,6 +28,7 @@ from llmbridge.canonical import (
     ToolCallStart,
     Usage,
     UsageEvent,
+    gemini_signature,
 )
 from llmbridge.errors import BridgeError
 from llmbridge.formats.base import StreamRenderer, dumps
@@ -51,7 +52,7 @@ def wants_thoughts(request: ChatRequest) -> bool:
 
 
 def signed(part: dict[str, Any], provider_metadata: dict[str, Any]) -> dict[str, Any]:
-    signature = (provider_metadata.get("gemini") or {}).get("thought_signature")
+    signature = gemini_signature(provider_metadata)
     return {**part, "thoughtSignature": signature} if signature else part
 
 

@@ -1,4 +1,4 @@
-"""The OpenAI chat completions dialect: `POST /v1/chat/completions`, `GET /v1/models`."""
+"""The OpenAI chat completions dialect: `POST /v1/chat/completions`, `GET /v1/models[/{model}]`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from llmbridge.canonical import (
     UsageEvent,
 )
 from llmbridge.errors import BridgeError
-from llmbridge.formats.base import ClientFormat, StreamRenderer, dumps
+from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, Endpoint, RenderOptions, StreamRenderer, dumps
 from llmbridge.formats.openai_parse import join_tool_call_id, parse_chat_request
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
@@ -125,11 +125,21 @@ class OpenAIStreamRenderer(StreamRenderer):
 
 class OpenAIFormat(ClientFormat):
     name = "openai"
+    title = "OpenAI"
+    base_path = "/v1"
+    headline = ("POST /v1/chat/completions", "GET /v1/models")
+    endpoints = (
+        Endpoint("POST", "/v1/chat/completions", "chat"),
+        Endpoint("GET", "/v1/models", "models"),
+        Endpoint("GET", "/v1/models/{model}", "model"),
+    )
+    id_prefix = "chatcmpl-"
 
     def parse_request(self, body: Any, model: str | None = None, stream: bool | None = None) -> ChatRequest:
         return parse_chat_request(body)
 
-    def stream_renderer(self, request: ChatRequest, response_id: str, model: str) -> StreamRenderer:
+    def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
+                        options: RenderOptions = DEFAULT_OPTIONS) -> StreamRenderer:
         return OpenAIStreamRenderer(response_id, model, request.stream_usage)
 
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]:

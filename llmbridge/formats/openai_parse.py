@@ -24,6 +24,7 @@ from llmbridge.canonical import (
     ToolCallPart,
     ToolChoice,
     ToolResultPart,
+    with_gemini_signature,
 )
 from llmbridge.errors import InvalidRequest
 from llmbridge.formats.fields import validation_as_invalid
@@ -325,8 +326,8 @@ def _tool_call(call: Any, where: str) -> ToolCallPart:
     if not isinstance(arguments, dict):
         raise InvalidRequest(f"'{where}.function.arguments' must be a JSON object",
                              param=f"{where}.function.arguments")
-    metadata = {"gemini": {"thought_signature": signature}} if signature else {}
-    return ToolCallPart(id=call_id, name=name, arguments=arguments, provider_metadata=metadata)
+    return ToolCallPart(id=call_id, name=name, arguments=arguments,
+                        provider_metadata=with_gemini_signature({}, signature))
 
 
 def _tool_result(msg: dict[str, Any], where: str, call_names: dict[str, str]) -> ToolResultPart:

@@ -11,6 +11,7 @@ Adding a provider: a folder under `llmbridge/providers/` with a `Provider` subcl
 from __future__ import annotations
 
 import asyncio
+import difflib
 import importlib
 import json
 import time
@@ -23,7 +24,7 @@ import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo, StreamEvent
 from llmbridge.config import AccountConfig
-from llmbridge.errors import BridgeError, UpstreamTimeout, UpstreamUnavailable
+from llmbridge.errors import BridgeError, ConfigError, UpstreamUnavailable, transport_error
 from llmbridge.exchange import AttemptRecord
 from llmbridge.redact import redact_headers, redact_json
 
@@ -41,10 +42,23 @@ class StreamDecoder(Protocol):
         ...
 
 
+class ClosedDecoder:
+    """Stands in for a decoder already closed (the body ended while the bridge peeked at it)."""
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        return []
+
+    def close(self) -> list[StreamEvent]:
+        return []
+
+
 @dataclass
 class UpstreamCall:
     """An upstream response that answered with a good status and whose body is not read yet
-    (except what the bridge peeked at: `peeked_raw` bytes, already decoded into `peeked_events`)."""
+    (except what the bridge peeked at: `peeked_raw` bytes, already decoded into `peeked_events`).
+
+    The peek and the answer that follows it read the body through these methods only: one iterator
+    over the body, one read that may be left under way between them, one decoder."""
 
     response: httpx.Response
     decoder: StreamDecoder
@@ -53,14 +67,47 @@ class UpstreamCall:
     extra: dict = field(default_factory=dict)
     peeked_raw: bytes = b""
     peeked_events: list[StreamEvent] = field(default_factory=list)
-    pending: asyncio.Future | None = None  # a chunk read the peek started and did not wait for
-    _chunks: AsyncIterator[bytes] | None = None
+    # a read the peek started and did not wait for; the one iterator over the body
+    _pending: asyncio.Future[bytes | None] | None = field(default=None, init=False, repr=False)
+    _chunks: AsyncIterator[bytes] | None = field(default=None, init=False, repr=False)
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body's raw chunks; one iterator for the peek and the answer that follows it."""
         if self._chunks is None:
             self._chunks = self.response.aiter_raw()
         return self._chunks
+
+    def read(self) -> asyncio.Future[bytes | None]:
+        """The next raw chunk (None at the end of the body): the read the peek left under way, if
+        there is one, else a new one."""
+        pending, self._pending = self._pending, None
+        return pending if pending is not None else asyncio.ensure_future(anext(self.chunks(), None))
+
+    def hold_pending(self, read: asyncio.Future[bytes | None] | None) -> None:
+        """Keep a read still under way when the peek stopped waiting: the answer's first `read`."""
+        self._pending = read
+
+    def peek_feed(self, chunk: bytes) -> list[StreamEvent]:
+        """Decode a chunk read while peeking; bytes and events are kept for the answer to replay."""
+        self.peeked_raw += chunk
+        events = self.decoder.feed(chunk)
+        self.peeked_events += events  # all of them: the answer replays exactly what was decoded
+        return events
+
+    def peek_close(self) -> list[StreamEvent]:
+        """The body ended while peeking: close the decoder (kept events included) and stand a closed
+        one in its place, so the answer's own close adds nothing."""
+        events = self.decoder.close()
+        self.decoder = ClosedDecoder()
+        self.peeked_events += events
+        return events
+
+    async def reject(self, error: BridgeError) -> BridgeError:
+        """The answer proved a failure before the client saw a byte: close it, keep what was peeked
+        on the attempt, and return the error with the attempt attached."""
+        await self.aclose()
+        self.attempt.response_body += self.peeked_raw
+        return failed(self.attempt, error)
 
     async def aclose(self) -> None:
         await self.response.aclose()
@@ -86,8 +133,6 @@ class Provider(ABC):
     def validate_account(cls, account: AccountConfig) -> None:
         """Raise ConfigError naming the problem when the account cannot work (checked at startup)."""
         if account.credentials and not Path(account.credentials).expanduser().is_file():
-            from llmbridge.errors import ConfigError
-
             raise ConfigError(f"account {account.name!r}: credentials file {account.credentials} not found")
 
     @abstractmethod
@@ -132,11 +177,10 @@ class Provider(ABC):
         try:
             response = await self.http.send(self.http.build_request(method, url, headers=headers, content=content),
                                             stream=True)
-        except httpx.TimeoutException as e:
-            raise failed(attempt, UpstreamTimeout(f"{self.service} did not answer in time "
-                                                  f"({type(e).__name__} on {url})")) from e
         except httpx.TransportError as e:
-            raise failed(attempt, UpstreamUnavailable(f"cannot reach {self.service} at {url}: {e!r}")) from e
+            raise failed(attempt, transport_error(
+                e, timeout=f"{self.service} did not answer in time ({type(e).__name__} on {url})",
+                broken=f"cannot reach {self.service} at {url}: {e!r}")) from e
         attempt.ttfb_ms = (time.monotonic() - started) * 1000
         attempt.status = response.status_code
         attempt.response_headers = redact_headers(response.headers)
@@ -189,3 +233,14 @@ PROVIDERS: dict[str, str] = {
 def provider_class(name: str) -> type[Provider]:
     module_name, _, class_name = PROVIDERS[name].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def check_providers(accounts: list[AccountConfig]) -> None:
+    """ConfigError for the first account whose `provider` is not registered, naming the known ones."""
+    for account in accounts:
+        if account.provider not in PROVIDERS:
+            known = ", ".join(sorted(PROVIDERS))
+            close = difflib.get_close_matches(account.provider, list(PROVIDERS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"account {account.name!r}: unknown provider {account.provider!r} "
+                              f"(known: {known}){hint}")

@@ -4,11 +4,12 @@
     rec.submit(exchange_record)                          # from any thread, never blocks
     rec.flush(); rec.close()
 
-Modules: `schema` (migrations, connection), `messages` (content-addressed message store), `store`
-(record -> rows, redaction), `writer` (the thread and queue), `prune` (retention), `export` (replay
+Modules: `recorder` (`Recorder`: the queue and the writer thread), `store` (`RecordWriter`: one record
+-> rows in one transaction, redaction), `messages` (content-addressed message store), `schema`
+(migrations, connection), `query` (read side for the CLI), `prune` (retention), `export` (replay
 fixtures), `metadata` (Datasette titles, descriptions and canned queries).
 """
 
-from llmbridge.recorder.writer import Recorder, RecorderError, recorder_from_config
+from llmbridge.recorder.recorder import Recorder, RecorderError, recorder_from_config
 
 __all__ = ["Recorder", "RecorderError", "recorder_from_config"]

@@ -68,24 +68,29 @@ def normalize_part(part: dict[str, Any]) -> dict[str, Any]:
     try:
         model = _PART.validate_python(data)
     except ValidationError:
-        return compact(data)
+        return compact_dict(data)
     out = {**model.model_dump(mode="json", exclude_defaults=True), "type": model.type}
     if model.type == "tool_result":
         out["content"] = [{**c.model_dump(mode="json", exclude_defaults=True), "type": c.type}
                           for c in model.content]
     if model.type == "image":
         out["media_type"] = model.media_type
-    return compact(out)
+    return compact_dict(out)
 
 
 def compact(value: Any) -> Any:
     """Drops None and empty containers, so `{}` and a missing field hash the same."""
     if isinstance(value, dict):
-        items = ((k, compact(v)) for k, v in value.items())
-        return {k: v for k, v in items if v is not None and v != {} and v != []}
+        return compact_dict(value)
     if isinstance(value, list):
         return [compact(v) for v in value]
     return value
+
+
+def compact_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """`compact` of a dict (typed: a dict stays a dict)."""
+    items = ((k, compact(v)) for k, v in value.items())
+    return {k: v for k, v in items if v is not None and v != {} and v != []}
 
 
 class MessageStore:

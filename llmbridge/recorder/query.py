@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from llmbridge.recorder.recorder import RecorderError
 from llmbridge.recorder.schema import connect
-from llmbridge.recorder.writer import RecorderError
 
 _COLUMNS = ("rowid, id, started_at, client_format, coalesce(model_served, model_requested) AS model, account,"
             " status, duration_ms, ttfb_ms, input_tokens, output_tokens, usage_estimated, error_kind,"

@@ -39,7 +39,7 @@ from llmbridge.canonical import (
 )
 from llmbridge.errors import InvalidRequest
 
-log = logging.getLogger("llmbridge")
+log = logging.getLogger(__name__)
 Json = dict[str, Any]
 DEFAULT_MAX_TOKENS = 8192
 MIN_THINKING_BUDGET = 1024  # Anthropic's smallest budget_tokens

@@ -2,8 +2,9 @@
 
 `POST <base_url>/v1beta/models/{model}:streamGenerateContent?alt=sse` with the key in the
 `x-goog-api-key` header (never `?key=`: URLs end up in logs and recordings); token counts from
-`models/{model}:countTokens`. Request building and stream decoding are shared with the gemini-cli
-provider (the same Gemini request and response objects, without the Code Assist envelope).
+`models/{model}:countTokens`. Request building, stream decoding and most error classification are
+Google's, shared with the gemini-cli provider (`llmbridge.providers.google`): the same Gemini request
+and response objects, without the Code Assist envelope.
 """
 
 from __future__ import annotations
@@ -17,19 +18,21 @@ from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.errors import BridgeError, ConfigError
 from llmbridge.providers.base import Provider, UpstreamCall, read_json
-from llmbridge.providers.gemini_api.errors import GeminiAPIDecoder, classify
-from llmbridge.providers.gemini_api.request import build_body, build_count_body, check_request
+from llmbridge.providers.gemini_api.errors import SERVICE, classify
+from llmbridge.providers.gemini_api.request import build_body, build_count_body
+from llmbridge.providers.google.decoder import GeminiDecoder
+from llmbridge.providers.google.models import CONTEXT_WINDOW, MAX_OUTPUT_TOKENS
+from llmbridge.providers.google.request import check_request
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
 DEFAULT_MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-3-pro-preview",
                   "gemini-3-flash-preview")
-CONTEXT_WINDOW, MAX_OUTPUT = 1_048_576, 65_536
 
 
 class GeminiAPIProvider(Provider):
     name: ClassVar[str] = "gemini"
-    service: ClassVar[str] = "the Gemini API"
+    service: ClassVar[str] = SERVICE
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
@@ -39,7 +42,8 @@ class GeminiAPIProvider(Provider):
     def models(self) -> list[ModelInfo]:
         if self.account.models is not None:
             return [ModelInfo(id=m, provider=self.name) for m in self.account.models]
-        return [ModelInfo(id=m, provider=self.name, context_window=CONTEXT_WINDOW, max_output_tokens=MAX_OUTPUT)
+        return [ModelInfo(id=m, provider=self.name, context_window=CONTEXT_WINDOW,
+                          max_output_tokens=MAX_OUTPUT_TOKENS)
                 for m in DEFAULT_MODELS]
 
     def upstream_model(self, model: str) -> str | None:
@@ -52,7 +56,7 @@ class GeminiAPIProvider(Provider):
         return f"{base}/{API_VERSION}"
 
     def check_request(self, request: ChatRequest) -> None:
-        check_request(request, request.model.rsplit("/", 1)[-1])
+        check_request(request, request.model.rsplit("/", 1)[-1], self.service)
 
     def headers(self) -> dict[str, str]:
         return {"x-goog-api-key": self.account.api_key or "", "content-type": "application/json",
@@ -65,7 +69,7 @@ class GeminiAPIProvider(Provider):
         body = build_body(request, upstream_model)
         url = self.url(upstream_model, "streamGenerateContent") + "?alt=sse"
         response, attempt = await self.send("POST", url, self.headers(), body, _classify)
-        return UpstreamCall(response=response, decoder=GeminiAPIDecoder(), attempt=attempt,
+        return UpstreamCall(response=response, decoder=GeminiDecoder(classify), attempt=attempt,
                             served_model=upstream_model)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:

@@ -1,26 +1,16 @@
-"""The models Code Assist serves, and what each of them allows.
+"""The models Code Assist serves.
 
 The list follows the official Gemini CLI (`packages/core/src/config/models.ts`); aliases such as
 `pro` or `auto` are resolved client-side by the CLI and are not names the server knows, so they are
-not offered here.
+not offered here. How each model thinks is in `llmbridge.providers.google.models`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from llmbridge.canonical import ModelInfo
+from llmbridge.providers.google.models import ModelSpec
 
 PROVIDER = "gemini-cli"
-_MILLION = 1_048_576
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    id: str
-    context_window: int | None = _MILLION
-    max_output_tokens: int | None = 65_536
-
 
 KNOWN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("gemini-2.5-pro"),
@@ -58,30 +48,3 @@ def upstream_name(model: str) -> str:
     """The id Code Assist expects for a client model name."""
     bare = model.removeprefix("models/")
     return UPSTREAM_NAMES.get(bare, bare)
-
-
-def is_gemini3(model: str) -> bool:
-    """Gemini 3 models think in levels and demand thought signatures on function calls."""
-    return model.startswith("gemini-3")
-
-
-def is_gemma(model: str) -> bool:
-    return model.startswith("gemma-")
-
-
-@dataclass(frozen=True)
-class BudgetRange:
-    """The thinkingBudget a Gemini 2.5 model accepts; `can_disable` when 0 turns thinking off."""
-
-    low: int
-    high: int
-    can_disable: bool
-
-
-def budget_range(model: str) -> BudgetRange:
-    """Documented Gemini 2.5 limits: Pro always thinks (128..32768); Flash (-Lite) may switch off."""
-    if "pro" in model:
-        return BudgetRange(128, 32_768, can_disable=False)
-    if "lite" in model:
-        return BudgetRange(512, 24_576, can_disable=True)
-    return BudgetRange(1, 24_576, can_disable=True)

@@ -25,10 +25,11 @@ from llmbridge.exchange import AttemptRecord
 from llmbridge.providers.base import Provider, UpstreamCall, read_json
 from llmbridge.providers.gemini_cli import models
 from llmbridge.providers.gemini_cli.credentials import GoogleCredentials
-from llmbridge.providers.gemini_cli.decoder import CodeAssistDecoder
-from llmbridge.providers.gemini_cli.errors import classify
-from llmbridge.providers.gemini_cli.request import build_contents, build_request, check_request
+from llmbridge.providers.gemini_cli.errors import SERVICE, classify
+from llmbridge.providers.gemini_cli.request import build_count_request, build_request
 from llmbridge.providers.gemini_cli.setup import ProjectInfo, discover_project
+from llmbridge.providers.google.decoder import GeminiDecoder
+from llmbridge.providers.google.request import check_request
 from llmbridge.tokens import estimate_system_and_tools
 
 DEFAULT_BASE_URL = "https://cloudcode-pa.googleapis.com"
@@ -47,8 +48,8 @@ def user_agent(model: str) -> str:
 class GeminiCodeAssistProvider(Provider):
     name: ClassVar[str] = "gemini-cli"
     default_credentials: ClassVar[str | None] = "~/.gemini/oauth_creds.json"
+    service: ClassVar[str] = SERVICE
     # The CLI polls onboarding every 5 s; tests set a small value on the instance.
-    service: ClassVar[str] = "Code Assist"
     onboard_poll_interval: float = 5.0
     onboard_max_polls: int = 60
 
@@ -86,7 +87,7 @@ class GeminiCodeAssistProvider(Provider):
 
     def check_request(self, request: ChatRequest) -> None:
         # The client may pin the provider ("gemini-cli/gemini-3-pro-preview"): judge the bare model.
-        check_request(request, models.upstream_name(request.model.rsplit("/", 1)[-1]))
+        check_request(request, models.upstream_name(request.model.rsplit("/", 1)[-1]), self.service)
 
     async def refresh_credentials(self, force: bool = False) -> None:
         await self.credentials.refresh(self.http, force=force)
@@ -104,15 +105,14 @@ class GeminiCodeAssistProvider(Provider):
         body = build_request(request, upstream_model, project.project, prompt_id, self.session_id)
         url = f"{self.api_base}:streamGenerateContent?alt=sse"
         response, attempt = await self._send("POST", url, body, upstream_model)
-        return UpstreamCall(response=response, decoder=CodeAssistDecoder(), attempt=attempt,
+        return UpstreamCall(response=response, decoder=GeminiDecoder(classify), attempt=attempt,
                             served_model=upstream_model)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         """Code Assist's countTokens takes only `contents`: it counts the messages, and the system
         instruction and tool declarations are added as a local estimate (llmbridge.tokens)."""
         await self.refresh_credentials()
-        contents = build_contents(request.messages, gemini3=models.is_gemini3(upstream_model))
-        body = {"request": {"model": f"models/{upstream_model}", "contents": contents}}
+        body = build_count_request(request, upstream_model)
         answer = await self._call_json("POST", f"{self.api_base}:countTokens", body, upstream_model)
         total = answer.get("totalTokens")
         if not isinstance(total, (int, float)):

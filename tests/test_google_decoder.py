@@ -1,4 +1,5 @@
-"""The Code Assist stream decoder, fed real sample chunks split at random points."""
+"""The Gemini stream decoder: Code Assist's real sample chunks (in its envelope) and the public API's
+bare chunks, split at random points."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from llmbridge.canonical import (
     ToolCallStart,
     UsageEvent,
 )
-from llmbridge.providers.gemini_cli.decoder import CodeAssistDecoder
+from llmbridge.providers.google.decoder import GeminiDecoder
+from llmbridge.providers.google.errors import classify
+from tests.fakes.gemini_api import chunk, text_reply, tool_reply
 
 SAMPLES = Path(__file__).parent / "data" / "gemini_cli"
 
@@ -33,7 +36,7 @@ def wrap(response: dict, trace: str = "trace-1") -> dict:
 
 
 def decode(data: bytes, cuts: list[int] | None = None) -> list:
-    decoder = CodeAssistDecoder()
+    decoder = GeminiDecoder(classify)
     events, last = [], 0
     for cut in sorted(cuts or []) + [len(data)]:
         events += decoder.feed(data[last:cut])
@@ -159,3 +162,44 @@ def test_unparsable_event_is_dropped_and_final_event_without_blank_line_is_kept(
         {"text": "ok"}]}, "finishReason": "STOP"}]}))[:-4]
     events = decode(data)
     assert TextDelta(text="ok") in events and events[-1].type == "finish"
+
+
+# --- bare GenerateContentResponse chunks (the public Gemini API) ------------------------------------
+
+
+def random_cuts(data: bytes, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return sorted(rng.sample(range(1, len(data)), k=min(len(data) - 1, rng.randint(1, 30))))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bare_chunks_text_thought_usage(seed):
+    data = sse(*text_reply("Grüß ", "dich ✓", thought="thinking…").chunks)
+    events = decode(data, random_cuts(data, seed))
+    assert ResponseMeta(response_id="resp-fake-1", model="gemini-2.5-flash") in events
+    acc = StreamAccumulator("x", "m")
+    acc.feed_all(events)
+    done = acc.result()
+    assert done.text() == "Grüß dich ✓" and done.reasoning_text() == "thinking…"
+    assert done.finish_reason == "stop" and done.usage is not None
+    assert (done.usage.input_tokens, done.usage.output_tokens, done.usage.reasoning_tokens) == (12, 8, 2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bare_function_call(seed):
+    data = sse(*tool_reply("get", {"q": "ä"}, call_id="c9").chunks)
+    acc = StreamAccumulator("x", "m")
+    acc.feed_all(decode(data, random_cuts(data, seed)))
+    done = acc.result()
+    assert [(c.id, c.name, c.arguments) for c in done.tool_calls()] == [("c9", "get", {"q": "ä"})]
+    assert done.finish_reason == "tool_calls"
+
+
+def test_envelope_and_bare_chunks_alike():
+    events = decode(sse(wrap(chunk({"text": "x"}, finish="STOP"), "t1")))
+    assert ResponseMeta(response_id="t1", model="gemini-2.5-flash") in events
+
+
+def test_bare_stream_without_finish_is_a_cut():
+    events = decode(sse(chunk({"text": "x"})))
+    assert isinstance(events[-1], StreamError) and events[-1].status == 502

@@ -1,9 +1,9 @@
-"""The recorder: takes finished exchanges from any thread and writes them on its own thread.
+"""The recorder's front: takes finished exchanges from any thread and writes them on its own thread.
 
 `submit()` never blocks the event loop: it puts the record on a bounded queue and returns. One writer
-thread owns the SQLite connection and writes each record in one transaction. Nothing is lost
-silently: a full queue drops the record and logs an error with the counts (`dropped`), a failed
-write logs an error and counts it (`failed`); `stats` shows all counters.
+thread owns the SQLite connection and writes each record in one transaction (`store.RecordWriter`).
+Nothing is lost silently: a full queue drops the record and logs an error with the counts (`dropped`),
+a failed write logs an error and counts it (`failed`); `stats` shows all counters.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from llmbridge.exchange import ExchangeRecord
 from llmbridge.recorder.schema import connect, migrate
 from llmbridge.recorder.store import RecordWriter
 
-log = logging.getLogger("llmbridge.recorder")
+log = logging.getLogger(__name__)
 
 _STOP = object()  # tells the writer thread to finish
 OVERFLOW_LOG_INTERVAL = 5.0  # seconds between repeated "queue full" errors during one overflow

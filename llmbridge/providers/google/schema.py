@@ -1,10 +1,11 @@
 """Reduces client JSON Schemas to the subset Gemini function declarations accept.
 
 Why `parameters` and not `parametersJsonSchema`: `parameters` is the OpenAPI-3.0 `Schema` object that
-every model behind Code Assist accepts (Gemini 2.5, Gemini 3, Gemma), and its fields are documented
-field by field (Vertex AI / Gemini API `Schema` reference). `parametersJsonSchema` accepts more of
-JSON Schema, but which keywords each backend model honours is not documented, and a rejected schema
-fails the whole request. So we send `parameters` and translate what JSON Schema says into it:
+every Gemini model accepts (Gemini 2.5, Gemini 3, Gemma; through Code Assist and the public API), and
+its fields are documented field by field (Vertex AI / Gemini API `Schema` reference).
+`parametersJsonSchema` accepts more of JSON Schema, but which keywords each backend model honours is
+not documented, and a rejected schema fails the whole request. So we send `parameters` and translate
+what JSON Schema says into it:
 
 * `$ref` to `$defs`/`definitions` is inlined (a recursive reference becomes a plain OBJECT);
 * `type: [X, "null"]`, `anyOf`/`oneOf` with a null branch -> `nullable: true`;

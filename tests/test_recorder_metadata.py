@@ -1,4 +1,5 @@
-"""The recordings are browsable: every canned query runs in Datasette and shows the recorded rows."""
+"""The recordings are browsable (llmbridge/recorder/metadata.py): every canned query runs in Datasette and
+shows the recorded rows, and the page renders in a real browser."""
 
 from __future__ import annotations
 

@@ -1,16 +1,18 @@
-"""Code Assist SSE bytes -> canonical stream events.
+"""Gemini `GenerateContentResponse` SSE bytes -> canonical stream events.
 
-Each SSE `data:` is one envelope `{response: {candidates, usageMetadata, modelVersion}, traceId}`;
-each chunk carries only new parts (text deltas, whole thoughts, whole function calls). The stream
-has no end marker: a `finishReason` is the only proof that the answer is complete, so a stream that
-ends without one is reported as cut.
+Each SSE `data:` is one response chunk: bare from the public API, or in Code Assist's envelope
+`{response: {candidates, usageMetadata, modelVersion}, traceId}` (both are read). Each chunk carries
+only new parts (text deltas, whole thoughts, whole function calls). The stream has no end marker: a
+`finishReason` is the only proof that the answer is complete, so a stream that ends without one is
+reported as cut. An `{"error": google.rpc.Status}` in the stream is classified by the provider's own
+classifier, so its message names that provider's API.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from llmbridge.canonical import (
     Finish,
@@ -24,9 +26,13 @@ from llmbridge.canonical import (
     ToolCallStart,
     Usage,
     UsageEvent,
+    with_gemini_signature,
 )
-from llmbridge.providers.gemini_cli.errors import classify
+from llmbridge.errors import BridgeError
 from llmbridge.sse import JsonEventStreamDecoder
+
+# (HTTP status, error body) -> the classified error: each provider's `errors.classify`.
+Classify = Callable[[int, Any], BridgeError]
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop",
@@ -50,22 +56,18 @@ FINISH_REASONS: dict[str, FinishReason] = {
 CUT_MESSAGE = "the upstream stream was cut before Gemini finished its answer"
 
 
-def gemini_metadata(signature: str | None) -> dict[str, Any]:
-    """Where a thoughtSignature travels on canonical parts and events."""
-    return {"gemini": {"thought_signature": signature}} if signature else {}
-
-
 def new_call_id() -> str:
     return "call_" + os.urandom(12).hex()
 
 
-class CodeAssistDecoder(JsonEventStreamDecoder):
+class GeminiDecoder(JsonEventStreamDecoder):
     """One per upstream response: `feed(bytes)` as they arrive, `close()` at the end of the body."""
 
     cut_message = CUT_MESSAGE
 
-    def __init__(self) -> None:
+    def __init__(self, classify: Classify) -> None:
         super().__init__()
+        self.classify = classify
         self._response_id: str | None = None
         self._model: str | None = None
         self._tool_calls = 0
@@ -78,7 +80,7 @@ class CodeAssistDecoder(JsonEventStreamDecoder):
             return []
         if "error" in envelope:
             return self._error(envelope)
-        response = envelope.get("response", envelope)  # tolerate an unwrapped chunk
+        response = envelope.get("response", envelope)  # bare, or in the Code Assist envelope
         if not isinstance(response, dict):
             return []
         response_id = envelope.get("traceId") or response.get("responseId")
@@ -90,7 +92,7 @@ class CodeAssistDecoder(JsonEventStreamDecoder):
         error = envelope["error"]
         if not isinstance(error, dict):
             error = {"message": str(error)}
-        classified = classify(int(error.get("code") or 500), {"error": error})
+        classified = self.classify(int(error.get("code") or 500), {"error": error})
         return [StreamError(kind=classified.kind, message=classified.message, status=classified.status)]
 
     def _meta(self, response_id: Any, model: Any) -> list[StreamEvent]:
@@ -116,7 +118,7 @@ class CodeAssistDecoder(JsonEventStreamDecoder):
 
     def _part(self, part: dict[str, Any]) -> list[StreamEvent]:
         signature = part.get("thoughtSignature")
-        metadata = gemini_metadata(signature)
+        metadata = with_gemini_signature({}, signature)
         if isinstance(part.get("functionCall"), dict):
             return self._call(part["functionCall"], metadata)
         text = part.get("text")

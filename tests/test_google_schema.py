@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmbridge.providers.gemini_cli.schema import function_parameters
+from llmbridge.providers.google.schema import function_parameters
 from tests.fakes.code_assist_rules import Rejected, check_schema
 
 

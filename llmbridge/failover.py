@@ -1,0 +1,199 @@
+"""Failover: which account answers a request, tried in turn until one answers well.
+
+Everything between the account pool and an open upstream answer happens here: the candidates for a
+model, each attempt (one credential refresh and retry on an UpstreamAuthError; every try recorded),
+the peek at the start of each answer, the account slot an attempt takes and gives back (when it
+fails, or when its answer ends), what each failure tells the pool, the wait for a pacing slot, and
+the error when no account can answer. Token counts go through here too. The pool keeps the accounts'
+state and answers questions about it; the bridge only asks this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from llmbridge.answer import Answer
+from llmbridge.canonical import ChatRequest
+from llmbridge.errors import BridgeError, ModelNotFound, NoAccount, RateLimited, UpstreamAuthError, UpstreamUnavailable
+from llmbridge.exchange import ExchangeRecord
+from llmbridge.peek import peek
+from llmbridge.pool import AccountPool, AccountState, Candidate
+from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.tokens import estimate_input_tokens
+
+log = logging.getLogger(__name__)
+MAX_PACING_WAIT = 20.0  # seconds a request may wait for an account's pacing slot before a 429
+
+# Where a finished exchange's record goes (the recorder and the console line).
+ExchangeDone = Callable[[ExchangeRecord], Awaitable[None]]
+
+
+@dataclass
+class Lease:
+    """An upstream answer that started well, and the account slot it holds until the answer ends."""
+
+    failover: Failover
+    state: AccountState
+    call: UpstreamCall
+
+    async def answer_done(self, answer: Answer) -> None:
+        """The answer's `on_done`: see `Failover.answer_done`."""
+        await self.failover.answer_done(self.state, answer)
+
+
+class Failover:
+    def __init__(self, pool: AccountPool, max_attempts: int, peek_seconds: float,
+                 on_exchange: ExchangeDone) -> None:
+        self.pool = pool
+        self.max_attempts = max_attempts  # accounts tried per request before giving up
+        self.peek_seconds = peek_seconds
+        self.on_exchange = on_exchange
+
+    def candidates(self, model: str, listing: str) -> list[Candidate]:
+        """The accounts that serve `model`, in the pool's order; NoAccount when none is configured,
+        ModelNotFound pointing at `listing` (where the client's door lists the models) when none serves it."""
+        candidates = self.pool.candidates(model)
+        if not candidates:
+            if not self.pool.states:
+                raise NoAccount("no accounts are configured; add one to bridge.toml (see the README) "
+                                "or log in with a provider's own CLI so its credential file exists")
+            raise ModelNotFound(f"model '{model}' is not served by any configured account; "
+                                f"GET {listing} lists the models")
+        return candidates
+
+    @staticmethod
+    def check(request: ChatRequest, candidates: list[Candidate]) -> None:
+        """InvalidRequest, before any attempt, naming a parameter an account that may answer cannot honour."""
+        for candidate in candidates:
+            candidate.state.provider.check_request(request)
+
+    # --- opening an answer ------------------------------------------------------------------------
+
+    async def open(self, request: ChatRequest, candidates: list[Candidate], record: ExchangeRecord) -> Lease:
+        """The answer of the first account whose answer starts well (each try recorded on `record`);
+        else the error saying why no account could answer."""
+        tried: set[str] = set()
+        last_error: BridgeError | None = None
+        candidate, wait = await self._first(candidates)
+        while candidate is not None and len(tried) < self.max_attempts:
+            tried.add(candidate.state.name)
+            try:
+                return await self._try(candidate, request, record)
+            except BridgeError as error:
+                if error.action == "stop":
+                    raise
+                last_error = error
+            candidate, wait = self.pool.pick(candidates, tried)
+        raise self._exhausted(candidates, last_error, wait if candidate is None else None)
+
+    async def _first(self, candidates: list[Candidate]) -> tuple[Candidate | None, float | None]:
+        """The first account to try, waiting for one whose pacing lets it start (at most
+        MAX_PACING_WAIT in all); else (None, seconds until one may be usable)."""
+        waited = 0.0
+        while True:
+            candidate, wait = self.pool.pick(candidates, set())
+            if candidate is not None or wait is None or waited + wait > MAX_PACING_WAIT:
+                return candidate, wait
+            await asyncio.sleep(wait)
+            waited += wait
+
+    async def _try(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord) -> Lease:
+        """One account's attempt in its slot; on failure the slot is given back and the pool told."""
+        state = candidate.state
+        record.account, record.provider = state.name, state.provider_name
+        self.pool.acquire(state)
+        try:
+            call = await self._attempt(candidate, request, record)
+        except BaseException as error:
+            self.pool.release(state)  # whatever happened, the slot is free again
+            if isinstance(error, BridgeError):
+                self.pool.report(state, error)
+                log.info("account %s failed (%s): %s", state.name, error.kind, error.message)
+            raise
+        return Lease(self, state, call)
+
+    async def _attempt(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord) -> UpstreamCall:
+        """Open and peek; a stale token is refreshed once and the request sent again."""
+        provider = candidate.state.provider
+        try:
+            try:
+                call = await self._open(provider, request, candidate.upstream_model, record)
+            except UpstreamAuthError:
+                await provider.refresh_credentials(force=True)
+                call = await self._open(provider, request, candidate.upstream_model, record)
+        except BridgeError:
+            raise
+        except Exception as e:  # a provider bug or a local fault (a credential file that cannot be written)
+            log.exception("account %s: calling the provider failed", candidate.state.name)
+            raise UpstreamUnavailable(f"account {candidate.state.name!r} failed inside the bridge "
+                                      f"({type(e).__name__}); see the bridge's log") from e
+        await peek(call, self.peek_seconds)
+        return call
+
+    @staticmethod
+    async def _open(provider: Provider, request: ChatRequest, upstream_model: str,
+                    record: ExchangeRecord) -> UpstreamCall:
+        """One upstream request, recorded as an attempt whether it succeeds or fails."""
+        try:
+            call = await provider.open(request, upstream_model)
+        except BridgeError as error:
+            if error.attempt is not None:
+                error.attempt.error_kind, error.attempt.error_message = error.kind, error.message
+                record.attempts.append(error.attempt)
+            raise
+        record.attempts.append(call.attempt)
+        return call
+
+    def _exhausted(self, candidates: list[Candidate], last_error: BridgeError | None,
+                   wait: float | None) -> BridgeError:
+        """The error for a request no account could answer, saying why for each account."""
+        summary = self.pool.summary(candidates)
+        if last_error is not None and last_error.action != "cooldown":
+            last_error.message = f"{last_error.message} (accounts: {summary})"
+            return last_error
+        if wait is None:
+            wait = self.pool.ready_in(candidates)
+        if wait is None:
+            return NoAccount(f"every account that serves this model is unusable: {summary}")
+        retry = max(1.0, wait)
+        return RateLimited(f"every account that serves this model is rate limited or at its pacing limit; "
+                           f"retry in {math.ceil(retry)} s ({summary})", retry_after=retry)
+
+    # --- the end of an answer ---------------------------------------------------------------------
+
+    async def answer_done(self, state: AccountState, answer: Answer) -> None:
+        """An answer opened on `state` has ended, however: its slot is given back; the error that
+        ended a stream the client stayed for is reported (it says something about the account); then
+        the exchange goes to the recorder."""
+        self.pool.release(state)
+        if answer.error is not None and not answer.record.client_disconnected:
+            self.pool.report(state, answer.error)
+        await self.on_exchange(answer.record)
+
+    # --- token counts -----------------------------------------------------------------------------
+
+    async def count_tokens(self, request: ChatRequest, candidates: list[Candidate]) -> tuple[int, str]:
+        """The request's input tokens and how they were counted: by an account usable right now
+        (healthy, within its pacing: `upstream:<provider>`), else locally (`estimate`)."""
+        candidate, _ = self.pool.pick(candidates, set())
+        if candidate is not None:
+            count = await self._count(candidate, request)
+            if count is not None:
+                return count, f"upstream:{candidate.state.provider_name}"
+        return estimate_input_tokens(request), "estimate"
+
+    async def _count(self, candidate: Candidate, request: ChatRequest) -> int | None:
+        state = candidate.state
+        self.pool.acquire(state)
+        try:
+            return await state.provider.count_tokens(request, candidate.upstream_model)
+        except BridgeError as error:
+            self.pool.report(state, error)
+            log.info("upstream token count failed on %s: %s", state.name, error.message)
+            return None
+        finally:
+            self.pool.release(state)
