@@ -41,11 +41,20 @@ CONNECTION_LOGGER = "mitmproxy.proxy.server"
 # addon, which costs about a quarter of the bridge's CPU per request (scripts/bench); idle ones are
 # taken out of the chain at startup. Setting the option on the command line keeps the addon.
 IDLE_UNLESS_SET = {
-    "save": "save_stream_file", "savehar": "hardump", "upstreamauth": "upstream_auth",
-    "blocklist": "block_list", "anticache": "anticache", "anticomp": "anticomp",
-    "stickyauth": "stickyauth", "stickycookie": "stickycookie", "serverplayback": "server_replay",
-    "mapremote": "map_remote", "maplocal": "map_local",
-    "modifybody": "modify_body", "modifyheaders": "modify_headers", "onboarding": "onboarding",
+    "save": "save_stream_file",
+    "savehar": "hardump",
+    "upstreamauth": "upstream_auth",
+    "blocklist": "block_list",
+    "anticache": "anticache",
+    "anticomp": "anticomp",
+    "stickyauth": "stickyauth",
+    "stickycookie": "stickycookie",
+    "serverplayback": "server_replay",
+    "mapremote": "map_remote",
+    "maplocal": "map_local",
+    "modifybody": "modify_body",
+    "modifyheaders": "modify_headers",
+    "onboarding": "onboarding",
 }
 INTERNAL_ERROR = b'{"error":{"message":"internal error in the bridge; see its log","type":"server_error"}}'
 
@@ -56,9 +65,13 @@ class OpenAIBridge:
         self.parked: dict[str, str] = {}  # flow id -> relay token (live objects stay off the flow)
 
     def load(self, loader) -> None:
-        loader.add_option("bridge_config", str, "",
-                          "Path of the bridge's TOML config (default: ./bridge.toml when it exists, else "
-                          "defaults with accounts discovered from standard credential files).")
+        loader.add_option(
+            "bridge_config",
+            str,
+            "",
+            "Path of the bridge's TOML config (default: ./bridge.toml when it exists, else "
+            "defaults with accounts discovered from standard credential files).",
+        )
         self._apply_safe_defaults()
         # mitmdump sets the root logger to DEBUG; httpx/httpcore then build a log record for every
         # connection event, which measurably slows every request (see scripts/bench).
@@ -90,8 +103,10 @@ class OpenAIBridge:
             logging.getLogger(CONNECTION_LOGGER).setLevel(logging.NOTSET if verbose else logging.WARNING)
         if self.app is not None:
             if "bridge_config" in updated:
-                raise exceptions.OptionsError("llmbridge: bridge_config cannot change while the bridge runs; "
-                                              "restart mitmdump with the new --set bridge_config")
+                raise exceptions.OptionsError(
+                    "llmbridge: bridge_config cannot change while the bridge runs; "
+                    "restart mitmdump with the new --set bridge_config"
+                )
             return
         try:
             app = BridgeApp(find_config(ctx.options.bridge_config))
@@ -117,8 +132,10 @@ class OpenAIBridge:
         passed through this addon's hooks, which answer it themselves and refuse CONNECT."""
         proxyserver = ctx.master.addons.get("proxyserver")
         if proxyserver is not None and not await proxyserver.setup_servers():
-            raise SystemExit(f"llmbridge: could not listen on {ctx.options.listen_host}:{ctx.options.listen_port} "
-                             "(see the log above); start the bridge on another port with --set listen_port=N")
+            raise SystemExit(
+                f"llmbridge: could not listen on {ctx.options.listen_host}:{ctx.options.listen_port} "
+                "(see the log above); start the bridge on another port with --set listen_port=N"
+            )
 
     def _drop_idle_builtin_addons(self) -> None:
         known = set(ctx.options.keys())
@@ -130,8 +147,11 @@ class OpenAIBridge:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         # The bridge is an API endpoint, never a forward proxy: no tunnels to anywhere.
         flow.response = http.Response.make(
-            405, b'{"error":{"message":"this is an API endpoint, not a proxy: CONNECT is refused",'
-                 b'"type":"invalid_request_error"}}', {"content-type": "application/json"})
+            405,
+            b'{"error":{"message":"this is an API endpoint, not a proxy: CONNECT is refused",'
+            b'"type":"invalid_request_error"}}',
+            {"content-type": "application/json"},
+        )
 
     async def request(self, flow: http.HTTPFlow) -> None:
         try:
@@ -150,8 +170,11 @@ class OpenAIBridge:
     async def _request(self, flow: http.HTTPFlow) -> None:
         assert self.app is not None and self.app.bridge is not None
         incoming = IncomingRequest(
-            method=flow.request.method, path=flow.request.path,
-            headers={k.lower(): v for k, v in flow.request.headers.items()}, body=flow.request.raw_content or b"")
+            method=flow.request.method,
+            path=flow.request.path,
+            headers={k.lower(): v for k, v in flow.request.headers.items()},
+            body=flow.request.raw_content or b"",
+        )
         self._scrub(flow)
         outcome = await self.app.bridge.handle(incoming)
         if isinstance(outcome, LocalResponse):
@@ -208,8 +231,11 @@ class PortAdvice(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if self.ADVICE.search(message):
-            record.msg = self.ADVICE.sub(r"Another program (perhaps another llmbridge) is using it: start the "
-                                         r"bridge on another port with --set listen_port=\1.", message)
+            record.msg = self.ADVICE.sub(
+                r"Another program (perhaps another llmbridge) is using it: start the "
+                r"bridge on another port with --set listen_port=\1.",
+                message,
+            )
             record.args = None
         return True
 

@@ -57,8 +57,7 @@ class StreamAccumulator:
             case ReasoningDelta():
                 self._append_reasoning(event)
             case ToolCallStart():
-                part = ToolCallPart(id=event.id, name=event.name,
-                                    provider_metadata=dict(event.provider_metadata))
+                part = ToolCallPart(id=event.id, name=event.name, provider_metadata=dict(event.provider_metadata))
                 self._tool_parts[event.index] = part
                 self._tool_args[event.index] = []
                 self.parts.append(part)
@@ -105,8 +104,7 @@ class StreamAccumulator:
         return ChatResult(
             id=self.id,
             model=self.model,
-            parts=[p for p in self.parts if not (isinstance(p, TextPart) and not p.text
-                                                 and not p.provider_metadata)],
+            parts=[p for p in self.parts if not (isinstance(p, TextPart) and not p.text and not p.provider_metadata)],
             finish_reason=reason,
             stop_sequence=self.finish.stop_sequence if self.finish else None,
             usage=self.usage,

@@ -97,7 +97,8 @@ class Answer:
         try:
             if self.request.stream:
                 translation.renderer = self.client_format.stream_renderer(
-                    self.request, accumulator.id, self.request.model, self.options)
+                    self.request, accumulator.id, self.request.model, self.options
+                )
                 await self._stream(sink, translation)
             else:
                 await self._buffered(sink, translation)
@@ -123,8 +124,9 @@ class Answer:
         try:
             # the stream's opening and what the peek decoded go out together, as one chunk; the
             # response head goes now even when there is nothing yet (a long silent start)
-            await self._write(sink, translation.start() + translation.replay(self.call.peeked_raw,
-                                                                              self.call.peeked_events))
+            await self._write(
+                sink, translation.start() + translation.replay(self.call.peeked_raw, self.call.peeked_events)
+            )
             await sink.flush()
             async for chunk in self._upstream_chunks(sink, translation):
                 await self._write(sink, translation.feed(chunk))
@@ -162,8 +164,11 @@ class Answer:
             # An answer cut short is not an answer: the client must not take it for a complete one.
             status, headers, body = self.client_format.error_response(failure)
         else:
-            status, headers, body = 200, {"content-type": "application/json"}, dumps(
-                self.client_format.render_result(result, self.request))
+            status, headers, body = (
+                200,
+                {"content-type": "application/json"},
+                dumps(self.client_format.render_result(result, self.request)),
+            )
         self._mark_first_byte()
         await sink.start(status, headers, False)
         await sink.write(body)
@@ -175,8 +180,9 @@ class Answer:
         return translation.fail(error)
 
     def _internal_error(self) -> InternalError:
-        return InternalError(f"the bridge failed while translating this answer; see its log "
-                             f"(exchange {self.record.id})")
+        return InternalError(
+            f"the bridge failed while translating this answer; see its log (exchange {self.record.id})"
+        )
 
     def _ended_with(self, result: ChatResult) -> BridgeError | None:
         """The error the answer ended with: the one raised, else the one the upstream's stream
@@ -201,15 +207,17 @@ class Answer:
             if gone is not None:
                 gone.cancel()
 
-    async def _next_chunk(self, sink: ResponseSink | None, translation: Translation,
-                          gone: asyncio.Future | None) -> bytes | None:
+    async def _next_chunk(
+        self, sink: ResponseSink | None, translation: Translation, gone: asyncio.Future | None
+    ) -> bytes | None:
         """The next upstream chunk, sending keep-alives while waiting; ClientGone if the client left."""
         next_chunk = self.call.read()
         waiting = {next_chunk} | ({gone} if gone is not None else set())
         try:
             while not next_chunk.done():
-                done, _ = await asyncio.wait(waiting, timeout=self.keepalive_seconds,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=self.keepalive_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
                 if gone is not None and gone in done:
                     raise ClientGone()
                 if not done and sink is not None:
@@ -217,8 +225,10 @@ class Answer:
             return next_chunk.result()
         except httpx.TransportError as e:
             raise transport_error(
-                e, timeout="the upstream stopped sending data (read timeout); retry the request",
-                broken=f"the upstream connection broke mid-response ({type(e).__name__}); retry the request") from e
+                e,
+                timeout="the upstream stopped sending data (read timeout); retry the request",
+                broken=f"the upstream connection broke mid-response ({type(e).__name__}); retry the request",
+            ) from e
         finally:
             if not next_chunk.done():
                 next_chunk.cancel()
@@ -245,4 +255,3 @@ class Answer:
             self._ended_with(result)
         record.duration_ms = record.elapsed_ms()
         self.call.attempt.duration_ms = (time.time() - self.call.attempt.started) * 1000
-

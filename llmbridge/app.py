@@ -78,8 +78,9 @@ def generated_client_key(home: Path) -> str:
 
 def make_http_client(config: BridgeConfig) -> httpx.AsyncClient:
     # One shared client: connection reuse matters (a new TLS context per request costs ~10 ms).
-    timeout = httpx.Timeout(connect=config.upstream_connect_timeout, read=config.upstream_read_timeout,
-                            write=60.0, pool=60.0)
+    timeout = httpx.Timeout(
+        connect=config.upstream_connect_timeout, read=config.upstream_read_timeout, write=60.0, pool=60.0
+    )
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
 
@@ -124,8 +125,9 @@ class BridgeApp:
 
     async def start(self) -> None:
         self.http = make_http_client(self.config)
-        providers: list[Provider] = [provider_class(a.provider)(a, self.http)
-                                     for a in self.config.accounts if a.enabled]
+        providers: list[Provider] = [
+            provider_class(a.provider)(a, self.http) for a in self.config.accounts if a.enabled
+        ]
         self.pool = AccountPool(providers, self.config.strategy)
         await self.relay.start()
         self.bridge = Bridge(self.config, self.pool, self.client_keys, self.exchange_done)
@@ -157,13 +159,18 @@ class BridgeApp:
             await asyncio.sleep(0.02)
         busy = {s.name: s.in_flight for s in states if s.in_flight}
         if busy:
-            log.error("stopping with %d exchanges still in flight after %.0fs (%s); they are not recorded",
-                      sum(busy.values()), timeout, ", ".join(f"{k}: {v}" for k, v in busy.items()))
+            log.error(
+                "stopping with %d exchanges still in flight after %.0fs (%s); they are not recorded",
+                sum(busy.values()),
+                timeout,
+                ", ".join(f"{k}: {v}" for k, v in busy.items()),
+            )
 
     def banner(self, host: str, port: int) -> str:
         base = f"http://{host}:{port}"
         lines = [
-            f"llmbridge {__version__} is listening (local only)" if host in ("127.0.0.1", "localhost", "::1")
+            f"llmbridge {__version__} is listening (local only)"
+            if host in ("127.0.0.1", "localhost", "::1")
             else f"llmbridge {__version__} is listening on {host}: reachable from other machines",
             *door_lines(base),
         ]
@@ -172,8 +179,11 @@ class BridgeApp:
         else:
             labels = ", ".join(k.label for k in self.client_keys)
             lines.append(f"  API keys:  from the config ({labels})")
-        lines.append(f"  Config:    {self.config_path}" if self.config_path is not None
-                     else "  Config:    none found; defaults (see README, 'Configuration', for bridge.toml)")
+        lines.append(
+            f"  Config:    {self.config_path}"
+            if self.config_path is not None
+            else "  Config:    none found; defaults (see README, 'Configuration', for bridge.toml)"
+        )
         lines += self._account_lines()
         database = self.config.database if self.recorder is not None else "off"
         lines.append(f"  Recording: {database}")
@@ -182,9 +192,11 @@ class BridgeApp:
     def _account_lines(self) -> list[str]:
         accounts = [a for a in self.config.accounts if a.enabled]
         if not accounts:
-            return ["  Accounts:  none. Add one: log in with the Gemini CLI (creates ~/.gemini/oauth_creds.json)",
-                    "             or the Kiro IDE, or list accounts in bridge.toml (README, 'Account keys').",
-                    "             Until then every model request answers 503."]
+            return [
+                "  Accounts:  none. Add one: log in with the Gemini CLI (creates ~/.gemini/oauth_creds.json)",
+                "             or the Kiro IDE, or list accounts in bridge.toml (README, 'Account keys').",
+                "             Until then every model request answers 503.",
+            ]
         where = "discovered from standard credential files" if self.discovered else "from the config"
         lines = [f"  Accounts ({where}):"]
         for provider in self.pool.states if self.pool is not None else []:
@@ -196,16 +208,23 @@ def door_lines(base: str) -> list[str]:
     """One banner line per registered door: its name, the base URL its clients use, its main endpoints."""
     doors = load_formats()
     width = max(len(door.base_path) for door in doors) + 3
-    return [f"  {door.title + ':':<10} {base + door.base_path:<{len(base) + width}}({', '.join(door.headline)})"
-            for door in doors]
+    return [
+        f"  {door.title + ':':<10} {base + door.base_path:<{len(base) + width}}({', '.join(door.headline)})"
+        for door in doors
+    ]
 
 
 def console_line(record: ExchangeRecord) -> str:
     """One line per exchange; no tokens, keys or prompt text. No time stamp: the console log adds one."""
     ttfb = f"{record.ttfb_ms:.0f}ms" if record.ttfb_ms is not None else "-"
     duration = f"{record.duration_ms:.0f}ms" if record.duration_ms is not None else "-"
-    parts = [record.client_format or "-", record.model_requested or "-",
-             record.account or "-", str(record.status or "-"), f"{duration} ttfb {ttfb}"]
+    parts = [
+        record.client_format or "-",
+        record.model_requested or "-",
+        record.account or "-",
+        str(record.status or "-"),
+        f"{duration} ttfb {ttfb}",
+    ]
     if len(record.attempts) > 1:
         parts.append(f"attempts {len(record.attempts)}")
     if record.error_kind:

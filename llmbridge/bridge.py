@@ -44,15 +44,19 @@ class IncomingRequest:
 
 
 class Bridge:
-    def __init__(self, config: BridgeConfig, pool: AccountPool, client_keys: list[ClientKey],
-                 on_exchange: Callable[[ExchangeRecord], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        pool: AccountPool,
+        client_keys: list[ClientKey],
+        on_exchange: Callable[[ExchangeRecord], Awaitable[None]],
+    ) -> None:
         self.config = config
         self.pool = pool
         self.client_keys = client_keys
         self.on_exchange = on_exchange
         self.router = Router(load_formats())
-        self.failover = Failover(pool, config.max_attempts, min(PEEK_SECONDS, config.keepalive_seconds),
-                                 on_exchange)
+        self.failover = Failover(pool, config.max_attempts, min(PEEK_SECONDS, config.keepalive_seconds), on_exchange)
 
     # --- routing ----------------------------------------------------------------------------------
 
@@ -66,8 +70,7 @@ class Bridge:
             fmt = self.route(method, target, headers).client_format
         except NoRoute as no_route:
             fmt = no_route.client_format
-        status, response_headers, body = fmt.error_response(
-            InternalError("internal error in the bridge; see its log"))
+        status, response_headers, body = fmt.error_response(InternalError("internal error in the bridge; see its log"))
         return LocalResponse(status, response_headers, body)
 
     # --- entry point --------------------------------------------------------------------------------
@@ -97,8 +100,10 @@ class Bridge:
         """The label of the client key presented, compared in constant time; Unauthenticated if none."""
         offered = _offered_key(incoming)
         if not offered:
-            raise Unauthenticated("no API key: send it as 'Authorization: Bearer <key>', 'x-api-key' or "
-                                  "'x-goog-api-key' (the bridge prints its key at startup)")
+            raise Unauthenticated(
+                "no API key: send it as 'Authorization: Bearer <key>', 'x-api-key' or "
+                "'x-goog-api-key' (the bridge prints its key at startup)"
+            )
         label = None
         # mitmproxy hands undecodable header bytes over as surrogates: compare them as the bytes sent
         offered_bytes = offered.encode("utf-8", "surrogateescape")
@@ -106,12 +111,14 @@ class Bridge:
             if hmac.compare_digest(key.key.encode(), offered_bytes):
                 label = key.label
         if label is None:
-            raise Unauthenticated("invalid API key: use a key from the bridge's config 'api_keys' or the "
-                                  "one printed at startup")
+            raise Unauthenticated(
+                "invalid API key: use a key from the bridge's config 'api_keys' or the one printed at startup"
+            )
         return label
 
-    async def _dispatch(self, route: Route, incoming: IncomingRequest,
-                        record: ExchangeRecord) -> LocalResponse | Answer | DeferredAnswer:
+    async def _dispatch(
+        self, route: Route, incoming: IncomingRequest, record: ExchangeRecord
+    ) -> LocalResponse | Answer | DeferredAnswer:
         fmt = route.client_format
         if route.action == "models":
             return json_response(fmt.render_models(self.pool.models()))
@@ -129,23 +136,27 @@ class Bridge:
         body = self._parse_body(incoming)
         record.request_raw = redact_json(body)
         if isinstance(body, dict):  # what the body names (the URL's model and stream win), should it prove invalid
-            _note_request(record, body.get("model") if route.model is None else None,
-                          body.get("stream") if route.stream is None else None)
+            _note_request(
+                record,
+                body.get("model") if route.model is None else None,
+                body.get("stream") if route.stream is None else None,
+            )
         fmt = route.client_format
         if route.action == "count_tokens":
             request = fmt.parse_count_tokens(body, route.model)
         else:
             request = fmt.parse_request(body, model=route.model, stream=route.stream)
-        request.passthrough_headers = {h: incoming.headers[h] for h in PASSTHROUGH_HEADERS
-                                       if h in incoming.headers}
+        request.passthrough_headers = {h: incoming.headers[h] for h in PASSTHROUGH_HEADERS if h in incoming.headers}
         record.request_canonical = request.model_dump(mode="json", exclude_none=True)
         record.model_requested, record.stream = request.model, request.stream
         return request
 
     def _parse_body(self, incoming: IncomingRequest) -> Any:
         if len(incoming.body) > self.config.max_body_bytes:
-            raise RequestTooLarge(f"request body is {len(incoming.body)} bytes; the limit is "
-                                  f"{self.config.max_body_bytes} (setting 'max_body_bytes')")
+            raise RequestTooLarge(
+                f"request body is {len(incoming.body)} bytes; the limit is "
+                f"{self.config.max_body_bytes} (setting 'max_body_bytes')"
+            )
         if not incoming.body:
             raise InvalidRequest("the request body is empty; send a JSON object")
         try:
@@ -160,8 +171,9 @@ class Bridge:
         for info in self.pool.models():
             if info.id == model:
                 return json_response(fmt.render_model(info))
-        raise ModelNotFound(f"model '{model}' is not served by any configured account; GET {fmt.models_path} "
-                            "lists the models")
+        raise ModelNotFound(
+            f"model '{model}' is not served by any configured account; GET {fmt.models_path} lists the models"
+        )
 
     async def _count_tokens(self, fmt: ClientFormat, request: ChatRequest) -> LocalResponse:
         candidates = self.failover.candidates(request.model, fmt.models_path)
@@ -172,8 +184,9 @@ class Bridge:
 
     # --- answers from upstream ----------------------------------------------------------------------
 
-    async def open_answer(self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord,
-                          options: RenderOptions = DEFAULT_OPTIONS) -> Answer | DeferredAnswer:
+    async def open_answer(
+        self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord, options: RenderOptions = DEFAULT_OPTIONS
+    ) -> Answer | DeferredAnswer:
         """The answer, opened through failover; a stream is handed on at once, still opening."""
         candidates = self.failover.candidates(request.model, fmt.models_path)
         self.failover.check(request, candidates)
@@ -182,15 +195,28 @@ class Bridge:
             return DeferredAnswer(asyncio.ensure_future(self._answer_or_error(fmt, record, opening)), record)
         return await opening
 
-    async def _answer(self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord,
-                      candidates: list[Candidate], options: RenderOptions) -> Answer:
+    async def _answer(
+        self,
+        fmt: ClientFormat,
+        request: ChatRequest,
+        record: ExchangeRecord,
+        candidates: list[Candidate],
+        options: RenderOptions,
+    ) -> Answer:
         lease = await self.failover.open(request, candidates, record)
-        return Answer(call=lease.call, client_format=fmt, request=request, record=record,
-                      keepalive_seconds=self.config.keepalive_seconds, on_done=lease.answer_done,
-                      options=options)
+        return Answer(
+            call=lease.call,
+            client_format=fmt,
+            request=request,
+            record=record,
+            keepalive_seconds=self.config.keepalive_seconds,
+            on_done=lease.answer_done,
+            options=options,
+        )
 
-    async def _answer_or_error(self, fmt: ClientFormat, record: ExchangeRecord,
-                               opening: Awaitable[Answer]) -> Answer | LocalResponse:
+    async def _answer_or_error(
+        self, fmt: ClientFormat, record: ExchangeRecord, opening: Awaitable[Answer]
+    ) -> Answer | LocalResponse:
         try:
             return await opening
         except BridgeError as error:

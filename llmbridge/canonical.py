@@ -75,9 +75,7 @@ class ToolResultPart(Strict):
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
 
-Part = Annotated[
-    TextPart | ImagePart | ReasoningPart | ToolCallPart | ToolResultPart, Field(discriminator="type")
-]
+Part = Annotated[TextPart | ImagePart | ReasoningPart | ToolCallPart | ToolResultPart, Field(discriminator="type")]
 Role = Literal["user", "assistant"]
 
 
@@ -251,8 +249,7 @@ class StreamError(Strict):
 
 
 StreamEvent = Annotated[
-    TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | UsageEvent | Finish | ResponseMeta
-    | StreamError,
+    TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | UsageEvent | Finish | ResponseMeta | StreamError,
     Field(discriminator="type"),
 ]
 

@@ -35,8 +35,13 @@ from llmbridge.recorder.prune import prune
 from llmbridge.recorder.query import exchanges_after, format_line, open_existing, recent_exchanges
 from llmbridge.recorder.schema import connect, migrate
 
-db_option = click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
-                         help="Recordings database (default: `database` from the bridge config).")
+db_option = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Recordings database (default: `database` from the bridge config).",
+)
 
 
 def _config_path(ctx: click.Context) -> Path | None:
@@ -67,8 +72,13 @@ def _open_existing(path: Path) -> Database:
 
 @click.group()
 @click.version_option(__version__, "--version", "-V", prog_name="llmbridge")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Bridge config file (default: ./bridge.toml, else bridge.toml in the home).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Bridge config file (default: ./bridge.toml, else bridge.toml in the home).",
+)
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None) -> None:
     """llmbridge: an OpenAI/Anthropic/Gemini-compatible bridge that records every exchange."""
@@ -87,8 +97,9 @@ def serve(ctx: click.Context, mitmdump_args: tuple[str, ...]) -> None:
 
     mitmdump = Path(sys.executable).parent / "mitmdump"
     if not mitmdump.is_file():
-        raise click.ClickException(f"mitmdump not found next to {sys.executable}; install llmbridge's "
-                                   "dependencies (scripts/bootstrap)")
+        raise click.ClickException(
+            f"mitmdump not found next to {sys.executable}; install llmbridge's dependencies (scripts/bootstrap)"
+        )
     launch = build(mitmdump, list(mitmdump_args), ctx.obj.get("config_path"))
     problem = port_problem(launch.host, launch.port)
     if problem:
@@ -119,8 +130,19 @@ def browse(ctx: click.Context, db_path: Path | None, port: int) -> None:
     path = _database(ctx, db_path)
     _migrate(path)  # an empty, current database is better than Datasette failing on a missing file
     metadata = write_metadata(path)
-    command = [sys.executable, "-m", "datasette", "serve", str(path), "--metadata", str(metadata),
-               "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "datasette",
+        "serve",
+        str(path),
+        "--metadata",
+        str(metadata),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     click.echo(f"Datasette on http://127.0.0.1:{port}/{path.stem} (Ctrl-C stops)", err=True)
     try:
         code = subprocess.call(command)
@@ -162,8 +184,12 @@ def db() -> None:
 
 @db.command("prune")
 @db_option
-@click.option("--days", type=click.IntRange(min=0), default=None,
-              help="Delete exchanges older than this many days (default: retention_days from the config).")
+@click.option(
+    "--days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Delete exchanges older than this many days (default: retention_days from the config).",
+)
 @click.option("--vacuum", is_flag=True, help="VACUUM afterwards to give the space back to the disk.")
 @click.pass_context
 def db_prune(ctx: click.Context, db_path: Path | None, days: int | None, vacuum: bool) -> None:
@@ -203,11 +229,18 @@ def _migrate(path: Path) -> list[str]:
 @click.argument("exchange_id")
 @db_option
 @click.option("--attempt", type=int, default=None, help="Which attempt (1-based; default: the last).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("replay"),
-              show_default=True, help="Directory for the fixture file.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("replay"),
+    show_default=True,
+    help="Directory for the fixture file.",
+)
 @click.pass_context
-def export_fixture_command(ctx: click.Context, exchange_id: str, db_path: Path | None, attempt: int | None,
-                           out_dir: Path) -> None:
+def export_fixture_command(
+    ctx: click.Context, exchange_id: str, db_path: Path | None, attempt: int | None, out_dir: Path
+) -> None:
     """Write one recorded exchange as a replay fixture (translated request, raw response, redacted)."""
     database = _open_existing(_database(ctx, db_path))
     try:

@@ -46,8 +46,7 @@ class Lease:
 
 
 class Failover:
-    def __init__(self, pool: AccountPool, max_attempts: int, peek_seconds: float,
-                 on_exchange: ExchangeDone) -> None:
+    def __init__(self, pool: AccountPool, max_attempts: int, peek_seconds: float, on_exchange: ExchangeDone) -> None:
         self.pool = pool
         self.max_attempts = max_attempts  # accounts tried per request before giving up
         self.peek_seconds = peek_seconds
@@ -59,10 +58,13 @@ class Failover:
         candidates = self.pool.candidates(model)
         if not candidates:
             if not self.pool.states:
-                raise NoAccount("no accounts are configured; add one to bridge.toml (see the README) "
-                                "or log in with a provider's own CLI so its credential file exists")
-            raise ModelNotFound(f"model '{model}' is not served by any configured account; "
-                                f"GET {listing} lists the models")
+                raise NoAccount(
+                    "no accounts are configured; add one to bridge.toml (see the README) "
+                    "or log in with a provider's own CLI so its credential file exists"
+                )
+            raise ModelNotFound(
+                f"model '{model}' is not served by any configured account; GET {listing} lists the models"
+            )
         return candidates
 
     @staticmethod
@@ -129,14 +131,16 @@ class Failover:
             raise
         except Exception as e:  # a provider bug or a local fault (a credential file that cannot be written)
             log.exception("account %s: calling the provider failed", candidate.state.name)
-            raise UpstreamUnavailable(f"account {candidate.state.name!r} failed inside the bridge "
-                                      f"({type(e).__name__}); see the bridge's log") from e
+            raise UpstreamUnavailable(
+                f"account {candidate.state.name!r} failed inside the bridge ({type(e).__name__}); see the bridge's log"
+            ) from e
         await peek(call, self.peek_seconds)
         return call
 
     @staticmethod
-    async def _open(provider: Provider, request: ChatRequest, upstream_model: str,
-                    record: ExchangeRecord) -> UpstreamCall:
+    async def _open(
+        provider: Provider, request: ChatRequest, upstream_model: str, record: ExchangeRecord
+    ) -> UpstreamCall:
         """One upstream request, recorded as an attempt whether it succeeds or fails."""
         try:
             call = await provider.open(request, upstream_model)
@@ -148,8 +152,9 @@ class Failover:
         record.attempts.append(call.attempt)
         return call
 
-    def _exhausted(self, candidates: list[Candidate], last_error: BridgeError | None,
-                   wait: float | None) -> BridgeError:
+    def _exhausted(
+        self, candidates: list[Candidate], last_error: BridgeError | None, wait: float | None
+    ) -> BridgeError:
         """The error for a request no account could answer, saying why for each account."""
         summary = self.pool.summary(candidates)
         if last_error is not None and last_error.action != "cooldown":
@@ -160,8 +165,11 @@ class Failover:
         if wait is None:
             return NoAccount(f"every account that serves this model is unusable: {summary}")
         retry = max(1.0, wait)
-        return RateLimited(f"every account that serves this model is rate limited or at its pacing limit; "
-                           f"retry in {math.ceil(retry)} s ({summary})", retry_after=retry)
+        return RateLimited(
+            f"every account that serves this model is rate limited or at its pacing limit; "
+            f"retry in {math.ceil(retry)} s ({summary})",
+            retry_after=retry,
+        )
 
     # --- the end of an answer ---------------------------------------------------------------------
 

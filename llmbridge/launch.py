@@ -31,8 +31,7 @@ class Launch:
 def addon_path() -> Path:
     root = checkout_root()
     if root is None:
-        raise FileNotFoundError("addons/openai_bridge.py not found: run llmbridge from its checkout "
-                                "(pip install -e .)")
+        raise FileNotFoundError("addons/openai_bridge.py not found: run llmbridge from its checkout (pip install -e .)")
     return root / "addons" / "openai_bridge.py"
 
 
@@ -93,7 +92,9 @@ def port_problem(host: str, port: int) -> str | None:
             probe.bind((host, port))
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                return (f"{host}:{port} is already in use (another llmbridge, or another program); stop it, "
-                        f"or start the bridge on another port with --set listen_port={port + 1}")
+                return (
+                    f"{host}:{port} is already in use (another llmbridge, or another program); stop it, "
+                    f"or start the bridge on another port with --set listen_port={port + 1}"
+                )
             return f"cannot listen on {host}:{port}: {e.strerror or e}"
     return None

@@ -42,8 +42,10 @@ async def peek(call: UpstreamCall, seconds: float = PEEK_SECONDS) -> None:
             read.cancel()
         await call.aclose()
         if isinstance(e, Exception):  # a decoder bug: this attempt failed, another account may answer
-            raise failed(call.attempt, UpstreamUnavailable(
-                f"the bridge could not read the start of the answer ({type(e).__name__})")) from e
+            raise failed(
+                call.attempt,
+                UpstreamUnavailable(f"the bridge could not read the start of the answer ({type(e).__name__})"),
+            ) from e
         raise
     call.hold_pending(read)
 

@@ -12,23 +12,63 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
-SECRET_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie",
-    "set-cookie", "x-amz-security-token",
-})
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+        "cookie",
+        "set-cookie",
+        "x-amz-security-token",
+    }
+)
 # Any header whose name contains one of these is treated as a secret too (x-csrf-token, x-auth-...).
 SECRET_HEADER_WORDS = ("token", "secret", "api-key", "apikey", "password", "authorization", "x-auth")
-SECRET_QUERY = frozenset({
-    "key", "api_key", "apikey", "access_token", "token", "refresh_token", "id_token", "client_secret",
-    "x-amz-security-token", "x-amz-signature", "sig", "signature", "password",
-})
+SECRET_QUERY = frozenset(
+    {
+        "key",
+        "api_key",
+        "apikey",
+        "access_token",
+        "token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "x-amz-security-token",
+        "x-amz-signature",
+        "sig",
+        "signature",
+        "password",
+    }
+)
 # JSON fields whose values are secrets, compared case-insensitively with `_`/`-` removed.
-SECRET_FIELDS = frozenset({
-    "accesstoken", "refreshtoken", "idtoken", "apikey", "clientsecret", "authorization", "password",
-    "secret", "token", "key", "devicecode", "codeverifier", "xapikey", "xgoogapikey",
-    "secretaccesskey", "awssecretaccesskey", "sessiontoken", "awssessiontoken", "bearertoken",
-    "privatekey", "clientassertion",
-})
+SECRET_FIELDS = frozenset(
+    {
+        "accesstoken",
+        "refreshtoken",
+        "idtoken",
+        "apikey",
+        "clientsecret",
+        "authorization",
+        "password",
+        "secret",
+        "token",
+        "key",
+        "devicecode",
+        "codeverifier",
+        "xapikey",
+        "xgoogapikey",
+        "secretaccesskey",
+        "awssecretaccesskey",
+        "sessiontoken",
+        "awssessiontoken",
+        "bearertoken",
+        "privatekey",
+        "clientassertion",
+    }
+)
 # Token endpoints of the providers' OAuth / SSO flows: their traffic is credential refresh, and is
 # never recorded (see `is_credential_url`).
 CREDENTIAL_URL_PATTERNS = (
@@ -64,8 +104,9 @@ def is_secret_header(name: str) -> bool:
 def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:  # https://user:secret@host/
-        parts = parts._replace(netloc=f"{parts.username}:{REDACTED}@{parts.hostname}"
-                               + (f":{parts.port}" if parts.port else ""))
+        parts = parts._replace(
+            netloc=f"{parts.username}:{REDACTED}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        )
     if not parts.query:
         return urlunsplit(parts)
     query = [(k, REDACTED if k.lower() in SECRET_QUERY else v) for k, v in parse_qsl(parts.query, True)]
@@ -75,8 +116,10 @@ def redact_url(url: str) -> str:
 def redact_json(value: Any) -> Any:
     """A copy of a JSON value with secret fields replaced (the caller's value is not changed)."""
     if isinstance(value, dict):
-        return {k: (REDACTED if is_secret_field(k) and isinstance(v, str) and v else redact_json(v))
-                for k, v in value.items()}
+        return {
+            k: (REDACTED if is_secret_field(k) and isinstance(v, str) and v else redact_json(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact_json(v) for v in value]
     return value

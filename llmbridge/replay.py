@@ -146,8 +146,12 @@ class ReplayServer:
         fixture, why = self.match(method, target, body)
         if fixture is None:
             self.mismatches.append(why)
-            await self._send(writer, NO_MATCH_STATUS, "application/json",
-                             json.dumps({"error": {"message": f"replay: no fixture matches: {why}"}}).encode())
+            await self._send(
+                writer,
+                NO_MATCH_STATUS,
+                "application/json",
+                json.dumps({"error": {"message": f"replay: no fixture matches: {why}"}}).encode(),
+            )
             return True
         fixture.used = True
         response = fixture.data["response"]
@@ -156,10 +160,13 @@ class ReplayServer:
         return True
 
     async def _send(self, writer: asyncio.StreamWriter, status: int, content_type: str, body: bytes) -> None:
-        writer.write(f"HTTP/1.1 {status} Replayed\r\ncontent-type: {content_type}\r\n"
-                     "transfer-encoding: chunked\r\n\r\n".encode("latin-1"))
+        writer.write(
+            f"HTTP/1.1 {status} Replayed\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n".encode(
+                "latin-1"
+            )
+        )
         for start in range(0, len(body), self.chunk_size):
-            piece = body[start:start + self.chunk_size]
+            piece = body[start : start + self.chunk_size]
             writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             await writer.drain()
         writer.write(b"0\r\n\r\n")
@@ -171,14 +178,17 @@ def base_url_lines(server: ReplayServer) -> list[str]:
     from llmbridge.providers.base import PROVIDERS, provider_class
 
     names = sorted({str(f.data.get("provider")) for f in server.fixtures if f.data.get("provider") in PROVIDERS})
-    return [f"  provider {name!r}: base_url = \"{server.base_url}{provider_class(name).base_url_path}\""
-            for name in names]
+    return [
+        f'  provider {name!r}: base_url = "{server.base_url}{provider_class(name).base_url_path}"' for name in names
+    ]
 
 
 async def serve_forever(paths: list[Path], port: int) -> None:
     server = await ReplayServer(load_fixtures(paths)).start(port)
-    lines = [f"replaying {len(server.fixtures)} fixtures on {server.base_url} (Ctrl-C stops); "
-             "point the accounts at it:", *base_url_lines(server)]
+    lines = [
+        f"replaying {len(server.fixtures)} fixtures on {server.base_url} (Ctrl-C stops); point the accounts at it:",
+        *base_url_lines(server),
+    ]
     print("\n".join(lines), flush=True)
     try:
         await asyncio.Event().wait()

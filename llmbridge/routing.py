@@ -46,8 +46,11 @@ class Router:
         url = urlsplit(target)
         path = url.path.rstrip("/") or "/"
         query = parse_qs(url.query)
-        taken = [(fmt, endpoint, match) for fmt, endpoint in self.table
-                 if (match := endpoint.takes(path, headers or {}, query))]
+        taken = [
+            (fmt, endpoint, match)
+            for fmt, endpoint in self.table
+            if (match := endpoint.takes(path, headers or {}, query))
+        ]
         if not taken:
             raise self.no_route(self._owner(path), method, path)
         best = max(endpoint.specificity for _, endpoint, _ in taken)

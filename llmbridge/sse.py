@@ -96,8 +96,9 @@ class SSEDecoder:
         return []
 
     def _dispatch(self) -> ServerSentEvent:
-        event = ServerSentEvent(data="\n".join(self._data), event=self._event or "message",
-                                id=self._id, retry=self._retry)
+        event = ServerSentEvent(
+            data="\n".join(self._data), event=self._event or "message", id=self._id, retry=self._retry
+        )
         self._data = []
         self._event = ""
         self._has_data = False

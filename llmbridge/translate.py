@@ -15,8 +15,13 @@ from llmbridge.providers.base import StreamDecoder
 
 
 class Translation:
-    def __init__(self, decoder: StreamDecoder, renderer: StreamRenderer | None,
-                 accumulator: StreamAccumulator, keep_raw: bytearray | None = None) -> None:
+    def __init__(
+        self,
+        decoder: StreamDecoder,
+        renderer: StreamRenderer | None,
+        accumulator: StreamAccumulator,
+        keep_raw: bytearray | None = None,
+    ) -> None:
         self.decoder = decoder
         self.renderer = renderer  # None for non-stream clients: only the accumulator is fed
         self.accumulator = accumulator

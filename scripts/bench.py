@@ -49,8 +49,10 @@ CLIENT_KEY = "sk-bench-client-0123456789"
 FAST_MODEL = "bench-fast"
 SLOW_MODEL = "bench-stream"
 FIRST_TOKEN = b'w0 "'  # the fake's first text delta, as it appears in any JSON rendering
-PROMPT = [{"role": "system", "content": "You are terse."},
-          {"role": "user", "content": "Say something about foxes and dogs, please."}]
+PROMPT = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Say something about foxes and dogs, please."},
+]
 
 
 @dataclass
@@ -95,14 +97,28 @@ def free_port() -> int:
 
 
 def child_env(workdir: Path) -> dict[str, str]:
-    return dict(os.environ, LLMBRIDGE_HOME=str(workdir / "home"), HOME=str(workdir / "userhome"),
-                NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
+    return dict(
+        os.environ,
+        LLMBRIDGE_HOME=str(workdir / "home"),
+        HOME=str(workdir / "userhome"),
+        NO_PROXY="127.0.0.1,localhost",
+        PYTHONUNBUFFERED="1",
+    )
 
 
 def start_upstream(plan: Plan, workdir: Path) -> tuple[subprocess.Popen, str]:
-    args = [sys.executable, str(ROOT / "scripts" / "bench_upstream.py"), "--api-key", UPSTREAM_KEY,
-            "--chunks", str(plan.chunks), "--first-chunk-ms", str(plan.first_chunk_ms),
-            "--chunk-gap-ms", str(plan.chunk_gap_ms)]
+    args = [
+        sys.executable,
+        str(ROOT / "scripts" / "bench_upstream.py"),
+        "--api-key",
+        UPSTREAM_KEY,
+        "--chunks",
+        str(plan.chunks),
+        "--first-chunk-ms",
+        str(plan.first_chunk_ms),
+        "--chunk-gap-ms",
+        str(plan.chunk_gap_ms),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=child_env(workdir))
     line = proc.stdout.readline() if proc.stdout else ""
     if not line.startswith("listening on "):
@@ -128,8 +144,9 @@ max_concurrent = 1000
     return path
 
 
-def start_bridge(workdir: Path, config: Path, profile: Path | None = None, extra: list[str] | None = None,
-                 timeout: float = 30) -> tuple[subprocess.Popen, int]:
+def start_bridge(
+    workdir: Path, config: Path, profile: Path | None = None, extra: list[str] | None = None, timeout: float = 30
+) -> tuple[subprocess.Popen, int]:
     port = free_port()
     # The command line `llmbridge serve` runs (the safe defaults given to mitmdump up front).
     args = build(MITMDUMP, ["--set", f"listen_port={port}", "--set", f"bridge_config={config}", *(extra or [])]).argv
@@ -137,8 +154,7 @@ def start_bridge(workdir: Path, config: Path, profile: Path | None = None, extra
         args = [sys.executable, "-m", "cProfile", "-o", str(profile)] + args
     log_path = workdir / f"bridge-{port}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, cwd=workdir, env=child_env(workdir), stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, cwd=workdir, env=child_env(workdir), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -192,8 +208,7 @@ def headers(target: Target) -> dict[str, str]:
 
 def one_request(client: httpx.Client, target: Target) -> float | None:
     start = time.perf_counter()
-    response = client.post(target.base_url + "/chat/completions", json=body(FAST_MODEL, False),
-                           headers=headers(target))
+    response = client.post(target.base_url + "/chat/completions", json=body(FAST_MODEL, False), headers=headers(target))
     elapsed = time.perf_counter() - start
     if response.status_code != 200 or "choices" not in response.json():
         target.errors += 1
@@ -206,8 +221,9 @@ def one_stream(client: httpx.Client, target: Target) -> tuple[float, float, floa
     start = time.perf_counter()
     first = token = None
     received = bytearray()
-    with client.stream("POST", target.base_url + "/chat/completions", json=body(SLOW_MODEL, True),
-                       headers=headers(target)) as response:
+    with client.stream(
+        "POST", target.base_url + "/chat/completions", json=body(SLOW_MODEL, True), headers=headers(target)
+    ) as response:
         for chunk in response.iter_raw():
             received += chunk
             if first is None and b"data:" in received:
@@ -300,16 +316,23 @@ def ms(values: list[float], q: float) -> float | None:
 
 def summary(target: Target) -> dict[str, Any]:
     return {
-        "latency_p50_ms": ms(target.latency, 50), "latency_p95_ms": ms(target.latency, 95),
+        "latency_p50_ms": ms(target.latency, 50),
+        "latency_p95_ms": ms(target.latency, 95),
         "latency_mean_ms": statistics.fmean(target.latency) * 1000 if target.latency else None,
-        "ttfb_p50_ms": ms(target.ttfb, 50), "ttfb_p95_ms": ms(target.ttfb, 95),
-        "ttft_p50_ms": ms(target.ttft, 50), "ttft_p95_ms": ms(target.ttft, 95),
+        "ttfb_p50_ms": ms(target.ttfb, 50),
+        "ttfb_p95_ms": ms(target.ttfb, 95),
+        "ttft_p50_ms": ms(target.ttft, 50),
+        "ttft_p95_ms": ms(target.ttft, 95),
         "stream_total_p50_ms": ms(target.stream_total, 50),
-        "rps": target.rps, "rps_requests_done": target.rps_done,
-        "rps_latency_p50_ms": ms(target.rps_latency, 50), "rps_latency_p95_ms": ms(target.rps_latency, 95),
-        "idle_rss_mb": kb_to_mb(target.idle_rss_kb), "peak_rss_mb": kb_to_mb(target.peak_rss_kb),
+        "rps": target.rps,
+        "rps_requests_done": target.rps_done,
+        "rps_latency_p50_ms": ms(target.rps_latency, 50),
+        "rps_latency_p95_ms": ms(target.rps_latency, 95),
+        "idle_rss_mb": kb_to_mb(target.idle_rss_kb),
+        "peak_rss_mb": kb_to_mb(target.peak_rss_kb),
         "rss_after_mb": kb_to_mb(target.final_rss_kb),
-        "samples": {"latency": len(target.latency), "streams": len(target.ttfb)}, "errors": target.errors,
+        "samples": {"latency": len(target.latency), "streams": len(target.ttfb)},
+        "errors": target.errors,
     }
 
 
@@ -362,13 +385,15 @@ def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
 
 
 def describe(plan: Plan) -> str:
-    return (f"{plan.requests} sequential non-stream requests and {plan.streams} streams per target after "
-            f"{plan.warmup} warm-up rounds; fake upstream streams {plan.chunks} chunks, first after "
-            f"{plan.first_chunk_ms:g} ms, then {plan.chunk_gap_ms:g} ms apart; throughput: up to "
-            f"{plan.rps_requests} requests or {plan.rps_seconds:g} s with {plan.concurrency} concurrent "
-            "clients. Cells for the bridge: value (added ms, ratio to direct); 'first byte' is the first "
-            f"`data:` line, 'first token' the first text delta. {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, {platform.machine()}.")
+    return (
+        f"{plan.requests} sequential non-stream requests and {plan.streams} streams per target after "
+        f"{plan.warmup} warm-up rounds; fake upstream streams {plan.chunks} chunks, first after "
+        f"{plan.first_chunk_ms:g} ms, then {plan.chunk_gap_ms:g} ms apart; throughput: up to "
+        f"{plan.rps_requests} requests or {plan.rps_seconds:g} s with {plan.concurrency} concurrent "
+        "clients. Cells for the bridge: value (added ms, ratio to direct); 'first byte' is the first "
+        f"`data:` line, 'first token' the first text delta. {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {platform.machine()}."
+    )
 
 
 # ---------------------------------------------------------------- profile
@@ -405,10 +430,17 @@ def make_plan(args: argparse.Namespace) -> Plan:
     else:
         requests, warmup, streams, rps_requests, rps_seconds = 300, 30, 100, 3000, 15.0
     requests = args.requests or requests
-    return Plan(requests=requests, warmup=warmup, streams=args.streams or max(streams, 0),
-                rps_requests=args.rps_requests or rps_requests, rps_seconds=args.rps_seconds or rps_seconds,
-                concurrency=args.concurrency or (4 if args.quick else 16), chunks=args.chunks,
-                first_chunk_ms=args.first_chunk_ms, chunk_gap_ms=args.chunk_gap_ms)
+    return Plan(
+        requests=requests,
+        warmup=warmup,
+        streams=args.streams or max(streams, 0),
+        rps_requests=args.rps_requests or rps_requests,
+        rps_seconds=args.rps_seconds or rps_seconds,
+        concurrency=args.concurrency or (4 if args.quick else 16),
+        chunks=args.chunks,
+        first_chunk_ms=args.first_chunk_ms,
+        chunk_gap_ms=args.chunk_gap_ms,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -427,8 +459,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("bench: llmbridge.recorder is not there: skipping the run with recording on", file=sys.stderr)
         for name, record in variants:
-            config = write_bridge_config(workdir / f"bridge-{len(targets)}.toml", upstream_url, record,
-                                         workdir / f"bench-{len(targets)}.db")
+            config = write_bridge_config(
+                workdir / f"bridge-{len(targets)}.toml", upstream_url, record, workdir / f"bench-{len(targets)}.db"
+            )
             proc, port = start_bridge(workdir, config, extra=args.mitmdump_arg)
             started.append(proc)
             targets.append(Target(name, f"http://127.0.0.1:{port}/v1", CLIENT_KEY, proc))
@@ -450,14 +483,21 @@ def run(args: argparse.Namespace) -> int:
         print(table(results, plan))
         print("\n" + describe(plan))
         if args.json:
-            Path(args.json).write_text(json.dumps({"plan": plan.__dict__, "results": results,
-                                                   "cpus": os.cpu_count(),
-                                                   "python": platform.python_version()}, indent=2))
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "plan": plan.__dict__,
+                        "results": results,
+                        "cpus": os.cpu_count(),
+                        "python": platform.python_version(),
+                    },
+                    indent=2,
+                )
+            )
         if args.profile:
             for proc in started[1:]:
                 stop_process(proc)
-            print("\n" + profile_bridge(workdir, upstream_url, Path(args.profile).resolve(), plan,
-                                        args.mitmdump_arg))
+            print("\n" + profile_bridge(workdir, upstream_url, Path(args.profile).resolve(), plan, args.mitmdump_arg))
         return 1 if any(t.errors for t in targets) else 0
     finally:
         for proc in reversed(started):
@@ -477,9 +517,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-gap-ms", type=float, default=1.0, help="fake's gap between chunks (1)")
     parser.add_argument("--quick", action="store_true", help="small counts, for a CI smoke run")
     parser.add_argument("--no-record", action="store_true", help="skip the run with the recorder on")
-    parser.add_argument("--mitmdump-arg", action="append", default=[], metavar="ARG",
-                        help="extra argument for the bridge's mitmdump, repeatable (A/B experiments, e.g. "
-                             "--mitmdump-arg=-s --mitmdump-arg=experiment.py)")
+    parser.add_argument(
+        "--mitmdump-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for the bridge's mitmdump, repeatable (A/B experiments, e.g. "
+        "--mitmdump-arg=-s --mitmdump-arg=experiment.py)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--profile", metavar="PATH", help="also profile a bridge with cProfile into PATH")
     return run(parser.parse_args(argv))

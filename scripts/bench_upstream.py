@@ -34,10 +34,14 @@ class Settings:
         self.sse_all_at_once = b"".join(self.sse_events) + b"0\r\n\r\n"
 
     def _json_body(self) -> bytes:
-        body = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench-fast",
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": TEXT * 2}}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32}}
+        body = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "bench-fast",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": TEXT * 2}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32},
+        }
         return json.dumps(body).encode()
 
     def _sse_events(self) -> list[bytes]:
@@ -45,8 +49,13 @@ class Settings:
         deltas = [{"role": "assistant", "content": ""}] + [{"content": f"w{i} "} for i in range(self.chunks)]
         chunks = [dict(base, choices=[{"index": 0, "delta": d, "finish_reason": None}]) for d in deltas]
         chunks.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
-        chunks.append(dict(base, choices=[], usage={"prompt_tokens": 12, "completion_tokens": self.chunks,
-                                                    "total_tokens": 12 + self.chunks}))
+        chunks.append(
+            dict(
+                base,
+                choices=[],
+                usage={"prompt_tokens": 12, "completion_tokens": self.chunks, "total_tokens": 12 + self.chunks},
+            )
+        )
         payloads = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
         # The first HTTP chunk carries the role chunk and the first text chunk together.
         payloads = [payloads[0] + payloads[1]] + payloads[2:]
@@ -86,22 +95,25 @@ class UpstreamProtocol(asyncio.Protocol):
             length = _content_length(header_block)
             if len(self.buffer) < end + 4 + length:
                 return
-            body = bytes(self.buffer[end + 4:end + 4 + length])
-            del self.buffer[:end + 4 + length]
+            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            del self.buffer[: end + 4 + length]
             self._answer(header_block, body)
 
     def _answer(self, header_block: bytes, body: bytes) -> None:
         assert self.transport is not None
         if b"\r\nauthorization: " + self.settings.auth + b"\r\n" not in header_block + b"\r\n":
             error = b'{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}'
-            self.transport.write(head("401 Unauthorized", [("content-type", "application/json"),
-                                                           ("content-length", str(len(error)))]) + error)
+            self.transport.write(
+                head("401 Unauthorized", [("content-type", "application/json"), ("content-length", str(len(error)))])
+                + error
+            )
             return
         compact = body.replace(b" ", b"")
         if b'"stream":true' not in compact:
             data = self.settings.json_body
-            self.transport.write(head("200 OK", [("content-type", "application/json"),
-                                                 ("content-length", str(len(data)))]) + data)
+            self.transport.write(
+                head("200 OK", [("content-type", "application/json"), ("content-length", str(len(data)))]) + data
+            )
             return
         sse_head = head("200 OK", [("content-type", "text/event-stream"), ("transfer-encoding", "chunked")])
         if SLOW_MODEL not in compact:
@@ -131,14 +143,13 @@ def _content_length(header_block: bytes) -> int:
         return 0
     start += len(b"\r\ncontent-length:")
     end = header_block.find(b"\r\n", start)
-    return int(header_block[start:end if end >= 0 else None].strip())
+    return int(header_block[start : end if end >= 0 else None].strip())
 
 
 async def serve(args: argparse.Namespace) -> None:
     settings = Settings(args.api_key, args.chunks, args.first_chunk_ms, args.chunk_gap_ms)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: UpstreamProtocol(settings), "127.0.0.1", args.port,
-                                      backlog=1024)
+    server = await loop.create_server(lambda: UpstreamProtocol(settings), "127.0.0.1", args.port, backlog=1024)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

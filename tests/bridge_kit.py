@@ -22,12 +22,15 @@ def sse(*chunks: dict) -> bytes:
 
 
 def text_stream(text: str) -> bytes:
-    return sse({"id": "u", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]},
-               {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return sse(
+        {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]},
+        {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    )
 
 
 def streamed(data: bytes, status: int = 200) -> httpx.Response:
     """A response whose body arrives as a stream, as the real upstreams' do."""
+
     async def body():
         yield data
 
@@ -37,8 +40,9 @@ def streamed(data: bytes, status: int = 200) -> httpx.Response:
 def make_bridge(*handlers, **config) -> tuple[Bridge, AccountPool]:
     providers = []
     for i, handler in enumerate(handlers):
-        account = AccountConfig(name=f"a{i}", provider="openai", api_key="k", models=["m"],
-                                requests_per_minute=1000, max_concurrent=5)
+        account = AccountConfig(
+            name=f"a{i}", provider="openai", api_key="k", models=["m"], requests_per_minute=1000, max_concurrent=5
+        )
         http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         providers.append(OpenAIProvider(account, http))
     pool = AccountPool(providers, "fill-first")
@@ -54,8 +58,9 @@ def make_bridge(*handlers, **config) -> tuple[Bridge, AccountPool]:
 
 def chat_request(stream: bool = False) -> IncomingRequest:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-    return IncomingRequest("POST", "/v1/chat/completions", {"authorization": f"Bearer {KEY}"},
-                           json.dumps(body).encode())
+    return IncomingRequest(
+        "POST", "/v1/chat/completions", {"authorization": f"Bearer {KEY}"}, json.dumps(body).encode()
+    )
 
 
 async def answer(bridge: Bridge, request: IncomingRequest) -> tuple[int, bytes]:

@@ -44,8 +44,9 @@ def write_config(path: Path, accounts: list[dict], **settings: object) -> Path:
 
 
 class BridgeProcess:
-    def __init__(self, workdir: Path, config: Path | None, extra_args: list[str] | None = None,
-                 bare: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, config: Path | None, extra_args: list[str] | None = None, bare: bool = False
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.home = workdir / "home"
@@ -65,12 +66,15 @@ class BridgeProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> BridgeProcess:
-        env = dict(os.environ, LLMBRIDGE_HOME=str(self.home), HOME=str(self.workdir / "userhome"),
-                   NO_PROXY="127.0.0.1,localhost")
+        env = dict(
+            os.environ,
+            LLMBRIDGE_HOME=str(self.home),
+            HOME=str(self.workdir / "userhome"),
+            NO_PROXY="127.0.0.1,localhost",
+        )
         env.pop("PYTHONUNBUFFERED", None)  # the bridge must flush its console lines by itself
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args, cwd=self.workdir, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args, cwd=self.workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -66,8 +66,11 @@ def _exemptions(parent: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
             inside = os.path.join(variant, "")
             # Only folders strictly inside the parent: one that holds the parent (/tmp for a checkout in
             # /tmp/x/) would exempt every sibling.
-            if inside.startswith(parent) and inside != parent and not any(
-                    inside.startswith(os.path.join(root, "")) for root in _ROOTS):
+            if (
+                inside.startswith(parent)
+                and inside != parent
+                and not any(inside.startswith(os.path.join(root, "")) for root in _ROOTS)
+            ):
                 folders.add(inside)
     in_temporary = parent in {os.path.join(variant, "") for variant in _variants(tempfile.gettempdir())}
     temporary = ("tmp", "pytest-of-") if in_temporary else ()  # tempfile's and pytest's names
@@ -95,7 +98,7 @@ def outside_checkout(path: object) -> str | None:
     full = os.path.abspath(path)
     for parent, root, root_sep, folders, temporary in _GUARDED:
         if full.startswith(parent) and full != root and not full.startswith(root_sep):
-            name = full[len(parent):]
+            name = full[len(parent) :]
             if name.startswith((".", *temporary)) or (full + os.sep).startswith(folders):
                 return None
             return full
@@ -108,8 +111,7 @@ _found: list[tuple[str, str]] = []  # (who, path), for the session summary
 
 
 # Audit events that start a process (subprocess, os.system/exec*/spawn*/posix_spawn*, os.fork/forkpty).
-_STARTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
-                     "os.forkpty"})
+_STARTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty"})
 _started: list[str] = []  # processes started since the current test began
 
 
@@ -140,8 +142,10 @@ sys.addaudithook(_audit)
 
 def _describe(paths: list[str]) -> str:
     listed = "\n".join(f"    {path}" for path in dict.fromkeys(paths))
-    return (f"read outside the checkout (a clean clone has nothing beside it; copy the data into the "
-            f"repository, e.g. tests/data/):\n{listed}")
+    return (
+        f"read outside the checkout (a clean clone has nothing beside it; copy the data into the "
+        f"repository, e.g. tests/data/):\n{listed}"
+    )
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
@@ -196,8 +200,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("READ OUTSIDE THE CHECKOUT: the run fails", sep="!", red=True, bold=True)
     for who, path in dict.fromkeys(_found):
         terminalreporter.line(f"{path}  (by {who})", red=True)
-    terminalreporter.line("A clean clone has nothing beside it: copy what the tests need into the repository "
-                          "(e.g. tests/data/) and read it relative to the test file.", red=True)
+    terminalreporter.line(
+        "A clean clone has nothing beside it: copy what the tests need into the repository "
+        "(e.g. tests/data/) and read it relative to the test file.",
+        red=True,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -218,12 +225,34 @@ def _starters() -> frozenset[object]:
     names = {
         subprocess: ("Popen", "run", "call", "check_call", "check_output", "getoutput", "getstatusoutput"),
         asyncio: ("create_subprocess_exec", "create_subprocess_shell"),
-        os: ("system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execl", "execle", "execlp",
-             "execlpe", "execv", "execve", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv",
-             "spawnve", "spawnvp", "spawnvpe"),
+        os: (
+            "system",
+            "popen",
+            "fork",
+            "forkpty",
+            "posix_spawn",
+            "posix_spawnp",
+            "execl",
+            "execle",
+            "execlp",
+            "execlpe",
+            "execv",
+            "execve",
+            "execvp",
+            "execvpe",
+            "spawnl",
+            "spawnle",
+            "spawnlp",
+            "spawnlpe",
+            "spawnv",
+            "spawnve",
+            "spawnvp",
+            "spawnvpe",
+        ),
     }
-    return frozenset(getattr(module, name) for module, listed in names.items() for name in listed
-                     if hasattr(module, name))
+    return frozenset(
+        getattr(module, name) for module, listed in names.items() for name in listed if hasattr(module, name)
+    )
 
 
 _STARTERS = _starters()
@@ -232,9 +261,11 @@ _UNKNOWN = object()
 
 def _describe_started(started: list[str]) -> str:
     listed = "\n".join(f"    {command}" for command in dict.fromkeys(started))
-    return ("started a process, but is not marked e2e, so it would run (slowly) in the unit layer "
-            "(`-m \"not e2e\"`). The rule in tests/conftest.py did not see where it starts one: mark the test "
-            f"`@pytest.mark.e2e` (or the file `pytestmark = pytest.mark.e2e`).\n{listed}")
+    return (
+        "started a process, but is not marked e2e, so it would run (slowly) in the unit layer "
+        '(`-m "not e2e"`). The rule in tests/conftest.py did not see where it starts one: mark the test '
+        f"`@pytest.mark.e2e` (or the file `pytestmark = pytest.mark.e2e`).\n{listed}"
+    )
 
 
 def _references(tree: ast.AST) -> Iterator[ast.Name | ast.Attribute]:

@@ -97,11 +97,25 @@ class GeminiCliBackend(Backend):
 
     def rate_limit(self, seconds: int) -> None:
         delay = f"{seconds}s"
-        self.fake.enqueue(ca.error_reply(429, ca.rpc_error(429, "You have exhausted your capacity on this model.",
-                                                           "RESOURCE_EXHAUSTED", [
-            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
-             "domain": "cloudcode-pa.googleapis.com", "metadata": {"quotaResetDelay": delay}},
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}])))
+        self.fake.enqueue(
+            ca.error_reply(
+                429,
+                ca.rpc_error(
+                    429,
+                    "You have exhausted your capacity on this model.",
+                    "RESOURCE_EXHAUSTED",
+                    [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "RATE_LIMIT_EXCEEDED",
+                            "domain": "cloudcode-pa.googleapis.com",
+                            "metadata": {"quotaResetDelay": delay},
+                        },
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+                    ],
+                ),
+            )
+        )
 
     def calls(self) -> int:
         return len(self.fake.generate_requests)
@@ -126,8 +140,7 @@ class GeminiCliBackend(Backend):
         return config == {"includeThoughts": True, "thinkingBudget": budget or DEFAULT_THINKING_BUDGET}
 
     def tool_names_sent(self) -> list[str]:
-        return [d["name"] for t in self.last()["request"].get("tools", [])
-                for d in t.get("functionDeclarations", [])]
+        return [d["name"] for t in self.last()["request"].get("tools", []) for d in t.get("functionDeclarations", [])]
 
     def upstream_counts(self) -> int:
         return len(self.fake.calls(":countTokens"))
@@ -150,9 +163,13 @@ class KiroBackend(Backend):
         self.fake.enqueue(*steps, kf.ToolUse(name, call_id, [raw[:half], raw[half:]]), kf.ContextUsage(1.0))
 
     def rate_limit(self, seconds: int) -> None:
-        self.fake.enqueue(kf.HttpError(429, {"message": "Too many requests, slow down.",
-                                             "reason": "USER_REQUEST_RATE_EXCEEDED"},
-                                       headers={"Retry-After": str(seconds)}))
+        self.fake.enqueue(
+            kf.HttpError(
+                429,
+                {"message": "Too many requests, slow down.", "reason": "USER_REQUEST_RATE_EXCEEDED"},
+                headers={"Retry-After": str(seconds)},
+            )
+        )
 
     def calls(self) -> int:
         return len(self.fake.generate_requests())
@@ -179,12 +196,14 @@ class KiroBackend(Backend):
         content = first["content"]
         if budget is None:
             return "<thinking_mode>" not in content
-        return content.startswith("<thinking_mode>enabled</thinking_mode>"
-                                  f"<max_thinking_length>{budget}</max_thinking_length>")
+        return content.startswith(
+            f"<thinking_mode>enabled</thinking_mode><max_thinking_length>{budget}</max_thinking_length>"
+        )
 
     def tool_names_sent(self) -> list[str]:
-        return [t["toolSpecification"]["name"]
-                for t in self._current().get("userInputMessageContext", {}).get("tools", [])]
+        return [
+            t["toolSpecification"]["name"] for t in self._current().get("userInputMessageContext", {}).get("tools", [])
+        ]
 
 
 class OpenAIBackend(Backend):
@@ -195,23 +214,41 @@ class OpenAIBackend(Backend):
 
     def text(self, *deltas: str, thinking: str | None = None) -> None:
         reasoning = [{"reasoning_content": thinking}] if thinking else []
-        self.fake.enqueue(oa.Reply(deltas=reasoning + [{"content": d} for d in deltas],
-                                   usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}))
+        self.fake.enqueue(
+            oa.Reply(
+                deltas=reasoning + [{"content": d} for d in deltas],
+                usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            )
+        )
 
     def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
         raw = json.dumps(args)
         half = len(raw) // 2
         deltas: list[dict[str, Any]] = [{"content": text}] if text else []
-        deltas += [{"tool_calls": [{"index": 0, "id": call_id, "type": "function",
-                                    "function": {"name": name, "arguments": raw[:half]}}]},
-                   {"tool_calls": [{"index": 0, "function": {"arguments": raw[half:]}}]}]
-        self.fake.enqueue(oa.Reply(deltas=deltas, finish="tool_calls",
-                                   usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}))
+        deltas += [
+            {
+                "tool_calls": [
+                    {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": raw[:half]}}
+                ]
+            },
+            {"tool_calls": [{"index": 0, "function": {"arguments": raw[half:]}}]},
+        ]
+        self.fake.enqueue(
+            oa.Reply(
+                deltas=deltas,
+                finish="tool_calls",
+                usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29},
+            )
+        )
 
     def rate_limit(self, seconds: int) -> None:
-        self.fake.enqueue(oa.Reply(status=429, error_body={"error": {"message": "Rate limit reached",
-                                                                     "type": "requests", "code": "rate_limit"}},
-                                   headers={"retry-after": str(seconds)}))
+        self.fake.enqueue(
+            oa.Reply(
+                status=429,
+                error_body={"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit"}},
+                headers={"retry-after": str(seconds)},
+            )
+        )
 
     def calls(self) -> int:
         return len(self.fake.requests)
@@ -226,8 +263,9 @@ class OpenAIBackend(Backend):
     def last_tool_result(self) -> tuple[str, str]:
         message = self.last()["messages"][-1]
         assert message["role"] == "tool"
-        calls = [c["id"] for m in self.last()["messages"] if m["role"] == "assistant"
-                 for c in m.get("tool_calls") or []]
+        calls = [
+            c["id"] for m in self.last()["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []
+        ]
         assert message["tool_call_id"] in calls
         content = message["content"]
         return message["tool_call_id"], content if isinstance(content, str) else json.dumps(content)
@@ -253,8 +291,14 @@ class AnthropicBackend(Backend):
         self.fake.enqueue(fa.tool_reply(name, call_id, args, text=text or ""))
 
     def rate_limit(self, seconds: int) -> None:
-        self.fake.enqueue(fa.error_reply(429, "rate_limit_error", "Number of request tokens has exceeded your "
-                                         "per-minute rate limit", retry_after=str(seconds)))
+        self.fake.enqueue(
+            fa.error_reply(
+                429,
+                "rate_limit_error",
+                "Number of request tokens has exceeded your per-minute rate limit",
+                retry_after=str(seconds),
+            )
+        )
 
     def calls(self) -> int:
         return len(self.fake.requests)
@@ -301,9 +345,14 @@ class GeminiAPIBackend(Backend):
         self.fake.enqueue(fg.Reply(chunks=[*chunks, fg.chunk(call, finish="STOP", usage=True)]))
 
     def rate_limit(self, seconds: int) -> None:
-        self.fake.enqueue(fg.status_reply(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check "
-                                          "quota).", [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                                       "retryDelay": f"{seconds}s"}]))
+        self.fake.enqueue(
+            fg.status_reply(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Resource has been exhausted (e.g. check quota).",
+                [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{seconds}s"}],
+            )
+        )
 
     def calls(self) -> int:
         return len(self.fake.requests)
@@ -348,29 +397,50 @@ def start_backend(name: str, workdir: Path) -> Iterator[Backend]:
             fake_ca = stack.enter_context(ca.FakeCodeAssist())
             creds = workdir / "oauth_creds.json"
             fake_ca.write_credentials(creds)
-            account = {"provider": "gemini-cli", "credentials": str(creds), "base_url": fake_ca.base_url,
-                       "token_url": fake_ca.token_url, "project": fake_ca.project}
+            account = {
+                "provider": "gemini-cli",
+                "credentials": str(creds),
+                "base_url": fake_ca.base_url,
+                "token_url": fake_ca.token_url,
+                "project": fake_ca.project,
+            }
             backend = GeminiCliBackend(fake_ca)
         elif name == "kiro":
             fake_kiro = stack.enter_context(kf.FakeKiro())
             token = fake_kiro.write_token_file(workdir / "kiro-auth-token.json")
-            account = {"provider": "kiro", "credentials": str(token), "base_url": fake_kiro.base_url,
-                       "token_url": fake_kiro.social_refresh_url}
+            account = {
+                "provider": "kiro",
+                "credentials": str(token),
+                "base_url": fake_kiro.base_url,
+                "token_url": fake_kiro.social_refresh_url,
+            }
             backend = KiroBackend(fake_kiro)
         elif name == "openai":
             fake_oa = stack.enter_context(oa.FakeOpenAI())
-            account = {"provider": "openai", "api_key": fake_oa.api_key, "base_url": fake_oa.base_url,
-                       "models": ["gpt-test"]}
+            account = {
+                "provider": "openai",
+                "api_key": fake_oa.api_key,
+                "base_url": fake_oa.base_url,
+                "models": ["gpt-test"],
+            }
             backend = OpenAIBackend(fake_oa)
         elif name == "anthropic":
             fake_an = stack.enter_context(fa.FakeAnthropic())
-            account = {"provider": "anthropic", "api_key": fake_an.api_key, "base_url": fake_an.base_url,
-                       "models": [AnthropicBackend.model]}
+            account = {
+                "provider": "anthropic",
+                "api_key": fake_an.api_key,
+                "base_url": fake_an.base_url,
+                "models": [AnthropicBackend.model],
+            }
             backend = AnthropicBackend(fake_an)
         elif name == "gemini":
             fake_gm = stack.enter_context(fg.FakeGeminiAPI())
-            account = {"provider": "gemini", "api_key": fake_gm.api_key, "base_url": fake_gm.base_url,
-                       "models": [GeminiAPIBackend.model]}
+            account = {
+                "provider": "gemini",
+                "api_key": fake_gm.api_key,
+                "base_url": fake_gm.base_url,
+                "models": [GeminiAPIBackend.model],
+            }
             backend = GeminiAPIBackend(fake_gm)
         else:
             raise ValueError(name)

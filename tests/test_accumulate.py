@@ -13,11 +13,20 @@ from llmbridge.canonical import (
 
 def test_joins_text_reasoning_and_interleaved_tool_fragments():
     acc = StreamAccumulator("id", "m")
-    acc.feed_all([ReasoningDelta(text="a"), ReasoningDelta(text="b", signature="S"), TextDelta(text="x"),
-                  TextDelta(text="y"), ToolCallStart(index=0, id="1", name="f"),
-                  ToolCallStart(index=1, id="2", name="g"),
-                  ToolCallDelta(index=0, arguments='{"k":'), ToolCallDelta(index=1, arguments="{}"),
-                  ToolCallDelta(index=0, arguments='"v"}'), Finish(reason="stop")])
+    acc.feed_all(
+        [
+            ReasoningDelta(text="a"),
+            ReasoningDelta(text="b", signature="S"),
+            TextDelta(text="x"),
+            TextDelta(text="y"),
+            ToolCallStart(index=0, id="1", name="f"),
+            ToolCallStart(index=1, id="2", name="g"),
+            ToolCallDelta(index=0, arguments='{"k":'),
+            ToolCallDelta(index=1, arguments="{}"),
+            ToolCallDelta(index=0, arguments='"v"}'),
+            Finish(reason="stop"),
+        ]
+    )
     result = acc.result()
     assert result.reasoning_text() == "ab" and result.parts[0].signature == "S"
     assert result.text() == "xy"

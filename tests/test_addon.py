@@ -43,9 +43,12 @@ def test_user_choices_are_kept(tmp_path, monkeypatch):
 
 
 def make_flow(path: str = "/v1/chat/completions", body: bytes = b"{}"):
-    request = tutils.treq(method=b"POST", path=path.encode(), content=body,
-                          headers=((b"authorization", f"Bearer {CLIENT_KEY}".encode()),
-                                   (b"content-type", b"application/json")))
+    request = tutils.treq(
+        method=b"POST",
+        path=path.encode(),
+        content=body,
+        headers=((b"authorization", f"Bearer {CLIENT_KEY}".encode()), (b"content-type", b"application/json")),
+    )
     return tflow.tflow(req=request)
 
 
@@ -87,7 +90,9 @@ def test_failing_hook_answers_in_the_routes_dialect(configured):
     flow = asyncio.run(run())
     assert flow.response.status_code == 500
     assert json.loads(flow.response.content) == {
-        "type": "error", "error": {"type": "api_error", "message": "internal error in the bridge; see its log"}}
+        "type": "error",
+        "error": {"type": "api_error", "message": "internal error in the bridge; see its log"},
+    }
 
 
 def test_local_error_is_answered_in_place_and_key_is_scrubbed(configured):
@@ -107,7 +112,8 @@ def test_local_error_is_answered_in_place_and_key_is_scrubbed(configured):
 
 def test_connect_is_refused(configured):
     addon, _ = configured
-    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="example.com", port=443, path=b"",
-                                       authority=b"example.com:443"))
+    flow = tflow.tflow(
+        req=tutils.treq(method=b"CONNECT", host="example.com", port=443, path=b"", authority=b"example.com:443")
+    )
     addon.http_connect(flow)
     assert flow.response.status_code == 405

@@ -16,13 +16,23 @@ from llmbridge.providers.openai_api.decoder import ChatCompletionChunkDecoder
 
 
 def sse(delta: dict | None = None, finish: str | None = None) -> bytes:
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-             "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}],
+    }
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 
-UPSTREAM = [sse({"role": "assistant", "content": "one "}), sse({"content": "two "}), sse({"content": "three"}),
-            sse(finish="stop"), b"data: [DONE]\n\n"]
+UPSTREAM = [
+    sse({"role": "assistant", "content": "one "}),
+    sse({"content": "two "}),
+    sse({"content": "three"}),
+    sse(finish="stop"),
+    b"data: [DONE]\n\n",
+]
 
 
 class LeavingSink(ResponseSink):
@@ -45,18 +55,21 @@ async def run_answer(writes: int | None) -> tuple[ExchangeRecord, list[ExchangeR
             yield chunk
 
     attempt = AttemptRecord(account="a", provider="openai", status=200)
-    call = UpstreamCall(response=httpx.Response(200, content=body()), decoder=ChatCompletionChunkDecoder(),
-                        attempt=attempt, served_model="m")
-    request = ChatRequest.model_validate({"model": "m", "stream": True,
-                                          "messages": [{"role": "user", "parts": [{"type": "text", "text": "hi"}]}]})
+    call = UpstreamCall(
+        response=httpx.Response(200, content=body()), decoder=ChatCompletionChunkDecoder(), attempt=attempt
+    )
+    request = ChatRequest.model_validate(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "parts": [{"type": "text", "text": "hi"}]}]}
+    )
     record = ExchangeRecord(stream=True, attempts=[attempt])
     done: list[ExchangeRecord] = []
 
     async def on_done(answer: Answer) -> None:
         done.append(answer.record)
 
-    answer = Answer(call=call, client_format=OpenAIFormat(), request=request, record=record,
-                    keepalive_seconds=5, on_done=on_done)
+    answer = Answer(
+        call=call, client_format=OpenAIFormat(), request=request, record=record, keepalive_seconds=5, on_done=on_done
+    )
     await answer.run(LeavingSink(writes))
     return record, done
 
@@ -86,10 +99,12 @@ def test_relay_close_waits_for_answers_being_sent_so_their_records_are_submitted
             yield UPSTREAM[-1]
 
         attempt = AttemptRecord(account="a", provider="openai", status=200)
-        call = UpstreamCall(response=httpx.Response(200, content=slow_body()),
-                            decoder=ChatCompletionChunkDecoder(), attempt=attempt, served_model="m")
-        request = ChatRequest.model_validate({"model": "m", "stream": True, "messages": [
-            {"role": "user", "parts": [{"type": "text", "text": "hi"}]}]})
+        call = UpstreamCall(
+            response=httpx.Response(200, content=slow_body()), decoder=ChatCompletionChunkDecoder(), attempt=attempt
+        )
+        request = ChatRequest.model_validate(
+            {"model": "m", "stream": True, "messages": [{"role": "user", "parts": [{"type": "text", "text": "hi"}]}]}
+        )
         done: list[ExchangeRecord] = []
 
         async def on_done(answer: Answer) -> None:
@@ -97,9 +112,16 @@ def test_relay_close_waits_for_answers_being_sent_so_their_records_are_submitted
 
         relay = Relay()
         await relay.start()
-        token = relay.park(Answer(call=call, client_format=OpenAIFormat(), request=request,
-                                  record=ExchangeRecord(stream=True, attempts=[attempt]),
-                                  keepalive_seconds=5, on_done=on_done))
+        token = relay.park(
+            Answer(
+                call=call,
+                client_format=OpenAIFormat(),
+                request=request,
+                record=ExchangeRecord(stream=True, attempts=[attempt]),
+                keepalive_seconds=5,
+                on_done=on_done,
+            )
+        )
         reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
         writer.write(f"GET /{token} HTTP/1.1\r\nhost: relay\r\n\r\n".encode())
         await reader.readuntil(b"one ")  # the first words reached the client

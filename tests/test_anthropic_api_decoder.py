@@ -26,7 +26,7 @@ def decode(data: bytes, seed: int = 0) -> list:
     events, pos = [], 0
     while pos < len(data):
         step = rng.randint(1, 40)
-        events += decoder.feed(data[pos:pos + step])
+        events += decoder.feed(data[pos : pos + step])
         pos += step
     return events + decoder.close()
 
@@ -45,8 +45,12 @@ def test_text_with_usage_and_meta(seed):
     assert done.text() == "Héllo wörld ✓" and done.finish_reason == "stop"
     # input = 20 fresh + 5 cache reads + 3 cache writes
     assert done.usage is not None
-    assert (done.usage.input_tokens, done.usage.cached_tokens, done.usage.cache_creation_tokens,
-            done.usage.output_tokens) == (28, 5, 3, 9)
+    assert (
+        done.usage.input_tokens,
+        done.usage.cached_tokens,
+        done.usage.cache_creation_tokens,
+        done.usage.output_tokens,
+    ) == (28, 5, 3, 9)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -68,9 +72,16 @@ def test_tool_use_with_fragmented_input(seed):
     assert done.text() == "checking" and done.finish_reason == "tool_calls"
 
 
-@pytest.mark.parametrize(("raw", "reason"), [("end_turn", "stop"), ("max_tokens", "length"),
-                                             ("tool_use", "tool_calls"), ("refusal", "content_filter"),
-                                             ("stop_sequence", "stop_sequence")])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("end_turn", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("stop_sequence", "stop_sequence"),
+    ],
+)
 def test_stop_reasons(raw, reason):
     events = decode(_sse(text_reply("x", stop_reason=raw, stop_sequence="END").events))
     finish = next(e for e in events if isinstance(e, Finish))
@@ -79,15 +90,27 @@ def test_stop_reasons(raw, reason):
 
 
 def test_redacted_thinking_ping_and_unknown_events():
-    data = _sse([("message_start", {"type": "message_start", "message": {"id": "msg_1", "usage": {}}}),
-                 ("ping", {"type": "ping"}),
-                 ("content_block_start", {"type": "content_block_start", "index": 0,
-                                          "content_block": {"type": "redacted_thinking", "data": "XYZ"}}),
-                 ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                 ("future_event", {"type": "future_event"}),
-                 ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                                    "usage": {"output_tokens": 3}}),
-                 ("message_stop", {"type": "message_stop"})])
+    data = _sse(
+        [
+            ("message_start", {"type": "message_start", "message": {"id": "msg_1", "usage": {}}}),
+            ("ping", {"type": "ping"}),
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "redacted_thinking", "data": "XYZ"},
+                },
+            ),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("future_event", {"type": "future_event"}),
+            (
+                "message_delta",
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    )
     events = decode(data)
     assert ReasoningDelta(redacted="XYZ") in events
     assert isinstance(events[-1], Finish) and isinstance(events[-2], UsageEvent)
@@ -102,7 +125,7 @@ def test_error_event_becomes_stream_error():
 
 def test_cut_stream_is_reported():
     data = _sse(text_reply("hello").events)
-    cut = data[:data.index(b"event: message_delta")]
+    cut = data[: data.index(b"event: message_delta")]
     events = decode(cut)
     assert isinstance(events[-1], StreamError) and events[-1].status == 502
 

@@ -16,22 +16,29 @@ def body(kind: str, message: str) -> bytes:
     return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
 
 
-@pytest.mark.parametrize(("status", "kind", "message", "cls"), [
-    (400, "invalid_request_error", "messages: roles must alternate", e.UpstreamBadRequest),
-    (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", e.ContextTooLong),
-    (401, "authentication_error", "invalid x-api-key", e.AccountUnusable),
-    (402, "billing_error", "credit balance too low", e.AccountUnusable),
-    (403, "permission_error", "Your API key does not have permission to use the specified resource",
-     e.PermissionDenied),
-    (403, "permission_error", "This API key has been disabled", e.AccountUnusable),
-    (404, "not_found_error", "model: claude-nope", e.ModelNotFound),
-    (413, "request_too_large", "Request exceeds the maximum allowed number of bytes", e.RequestTooLarge),
-    (429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", e.RateLimited),
-    (529, "overloaded_error", "Overloaded", e.CapacityExhausted),
-    (503, "api_error", "unavailable", e.CapacityExhausted),
-    (500, "api_error", "Internal server error", e.UpstreamUnavailable),
-    (504, "timeout_error", "timed out", e.UpstreamTimeout),
-])
+@pytest.mark.parametrize(
+    ("status", "kind", "message", "cls"),
+    [
+        (400, "invalid_request_error", "messages: roles must alternate", e.UpstreamBadRequest),
+        (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", e.ContextTooLong),
+        (401, "authentication_error", "invalid x-api-key", e.AccountUnusable),
+        (402, "billing_error", "credit balance too low", e.AccountUnusable),
+        (
+            403,
+            "permission_error",
+            "Your API key does not have permission to use the specified resource",
+            e.PermissionDenied,
+        ),
+        (403, "permission_error", "This API key has been disabled", e.AccountUnusable),
+        (404, "not_found_error", "model: claude-nope", e.ModelNotFound),
+        (413, "request_too_large", "Request exceeds the maximum allowed number of bytes", e.RequestTooLarge),
+        (429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", e.RateLimited),
+        (529, "overloaded_error", "Overloaded", e.CapacityExhausted),
+        (503, "api_error", "unavailable", e.CapacityExhausted),
+        (500, "api_error", "Internal server error", e.UpstreamUnavailable),
+        (504, "timeout_error", "timed out", e.UpstreamTimeout),
+    ],
+)
 def test_classes(status, kind, message, cls):
     error = classify(status, body(kind, message))
     assert type(error) is cls
@@ -56,15 +63,16 @@ def test_bad_key_takes_the_account_out_instead_of_refreshing():
 
 
 def test_low_credit_balance_is_account_unusable():
-    message = ("Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
-               "to upgrade or purchase credits.")
+    message = (
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
+        "to upgrade or purchase credits."
+    )
     error = classify(400, body("invalid_request_error", message))
     assert type(error) is e.AccountUnusable and message in error.message
 
 
 def test_usage_limit_is_quota_exhausted_until_the_date_given():
-    message = ("You have reached your specified API usage limits. You will regain access on "
-               "2030-01-02 at 00:00 UTC.")
+    message = "You have reached your specified API usage limits. You will regain access on 2030-01-02 at 00:00 UTC."
     error = classify(400, body("invalid_request_error", message))
     assert type(error) is e.QuotaExhausted and message in error.message
     assert error.retry_after is not None
@@ -74,6 +82,7 @@ def test_usage_limit_is_quota_exhausted_until_the_date_given():
 
 
 def test_in_stream_credit_error_is_account_unusable():
-    error = classify_error_object({"type": "invalid_request_error",
-                                   "message": "Your credit balance is too low to access the Anthropic API."})
+    error = classify_error_object(
+        {"type": "invalid_request_error", "message": "Your credit balance is too low to access the Anthropic API."}
+    )
     assert type(error) is e.AccountUnusable

@@ -17,11 +17,19 @@ NUMBER = re.compile(r"\d+(\.\d+)?")
 
 def test_quick_bench_prints_a_table_of_numbers(tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| metric")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| metric")
+    }
     for metric in ("non-stream latency p50 (ms)", "stream first token p50 (ms)", "throughput (req/s, C=4)"):
         assert all(NUMBER.match(cell) for cell in rows[metric]), rows[metric]
     assert NUMBER.match(rows["peak RSS, VmHWM (MB)"][1])

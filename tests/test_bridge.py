@@ -30,10 +30,13 @@ def test_a_non_stream_answer_cut_short_is_an_error_not_a_200():
     assert "ended before the response was complete" in json.loads(body)["error"]["message"]
 
 
-@pytest.mark.parametrize("headers,shape", [
-    ({"authorization": f"Bearer {KEY}"}, "data"),
-    ({"x-goog-api-key": KEY}, "models"),
-])
+@pytest.mark.parametrize(
+    "headers,shape",
+    [
+        ({"authorization": f"Bearer {KEY}"}, "data"),
+        ({"x-goog-api-key": KEY}, "models"),
+    ],
+)
 def test_v1_models_answers_in_the_callers_dialect(headers, shape):
     async def run():
         bridge, _ = make_bridge(lambda r: httpx.Response(500))
@@ -44,10 +47,28 @@ def test_v1_models_answers_in_the_callers_dialect(headers, shape):
 
 
 def test_peeked_events_are_all_replayed():
-    whole = sse({"id": "u", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
-        {"index": 0, "id": "c1", "type": "function",
-         "function": {"name": "Glob", "arguments": '{"pattern":"*.py"}'}}]}}]},
-        {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    whole = sse(
+        {
+            "id": "u",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "Glob", "arguments": '{"pattern":"*.py"}'},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+        {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    )
 
     async def run():
         bridge, _ = make_bridge(lambda request: streamed(whole))
@@ -89,52 +110,72 @@ GEMINI_KEY = {"x-goog-api-key": KEY}
 SSE, JSON_ARRAY = RenderOptions(), RenderOptions(json_array=True)
 
 
-@pytest.mark.parametrize("method,target,headers,action,model,stream,options", [
-    ("POST", "/v1beta/models/m:generateContent", {}, "chat", "m", False, SSE),
-    ("POST", "/v1beta/models/openai/m:generateContent", {}, "chat", "openai/m", False, SSE),
-    ("POST", "/v1beta/models/openai%2Fm:generateContent", {}, "chat", "openai/m", False, SSE),
-    ("POST", "/v1beta/models/openai%2fm:generateContent", {}, "chat", "openai/m", False, SSE),
-    ("POST", "/v1beta/models/models%2Fopenai%2Fm:generateContent", {}, "chat", "openai/m", False, SSE),
-    ("POST", "/v1beta/models/openai/m:streamGenerateContent", {}, "chat", "openai/m", True, JSON_ARRAY),
-    ("POST", "/v1beta/models/openai%2Fm:streamGenerateContent?alt=sse", {}, "chat", "openai/m", True, SSE),
-    ("POST", "/v1beta/models/openai/m:countTokens", {}, "count_tokens", "openai/m", None, SSE),
-    ("POST", "/v1beta/models/openai%2Fm:countTokens", {}, "count_tokens", "openai/m", None, SSE),
-    ("POST", "/v1/models/openai/m:generateContent", {}, "chat", "openai/m", False, SSE),
-    ("POST", "/v1/models/openai%2Fm:streamGenerateContent?alt=sse", GEMINI_KEY, "chat", "openai/m", True, SSE),
-    ("POST", "/v1/models/openai/m:countTokens", GEMINI_KEY, "count_tokens", "openai/m", None, SSE),
-    # a model id with its own slash and colon (vLLM's `openai/gpt-oss-20b`, Ollama's `llama3:8b`)
-    ("POST", "/v1beta/models/vllm/openai/gpt-oss:20b:generateContent", {}, "chat", "vllm/openai/gpt-oss:20b",
-     False, SSE),
-    # percent-escapes are decoded exactly once: %25 is a literal '%', %3A a colon inside the model id
-    ("POST", "/v1beta/models/a%252Fb:generateContent", {}, "chat", "a%2Fb", False, SSE),
-    ("POST", "/v1beta/models/llama3%3A8b:generateContent", {}, "chat", "llama3:8b", False, SSE),
-    ("GET", "/v1beta/models/openai/m", {}, "model", "openai/m", None, SSE),
-    ("GET", "/v1beta/models/openai%2Fm", {}, "model", "openai/m", None, SSE),
-    ("GET", "/v1beta/models/models/openai/m", {}, "model", "openai/m", None, SSE),
-    ("GET", "/v1beta/models/llama3:8b", {}, "model", "llama3:8b", None, SSE),
-    ("GET", "/v1/models/openai/m", GEMINI_KEY, "model", "openai/m", None, SSE),
-    ("GET", "/v1/models/openai%2Fm?key=k", {}, "model", "openai/m", None, SSE),
-    # the OpenAI door
-    ("GET", "/v1/models/openai/m", {}, "model", "openai/m", None, SSE),
-    ("GET", "/v1/models/openai%2Fm", {}, "model", "openai/m", None, SSE),
-    ("GET", "/v1/models/llama3:8b", {}, "model", "llama3:8b", None, SSE),
-])
-def test_route_takes_model_ids_with_slashes_raw_or_percent_encoded(method, target, headers, action, model,
-                                                                   stream, options):
+@pytest.mark.parametrize(
+    "method,target,headers,action,model,stream,options",
+    [
+        ("POST", "/v1beta/models/m:generateContent", {}, "chat", "m", False, SSE),
+        ("POST", "/v1beta/models/openai/m:generateContent", {}, "chat", "openai/m", False, SSE),
+        ("POST", "/v1beta/models/openai%2Fm:generateContent", {}, "chat", "openai/m", False, SSE),
+        ("POST", "/v1beta/models/openai%2fm:generateContent", {}, "chat", "openai/m", False, SSE),
+        ("POST", "/v1beta/models/models%2Fopenai%2Fm:generateContent", {}, "chat", "openai/m", False, SSE),
+        ("POST", "/v1beta/models/openai/m:streamGenerateContent", {}, "chat", "openai/m", True, JSON_ARRAY),
+        ("POST", "/v1beta/models/openai%2Fm:streamGenerateContent?alt=sse", {}, "chat", "openai/m", True, SSE),
+        ("POST", "/v1beta/models/openai/m:countTokens", {}, "count_tokens", "openai/m", None, SSE),
+        ("POST", "/v1beta/models/openai%2Fm:countTokens", {}, "count_tokens", "openai/m", None, SSE),
+        ("POST", "/v1/models/openai/m:generateContent", {}, "chat", "openai/m", False, SSE),
+        ("POST", "/v1/models/openai%2Fm:streamGenerateContent?alt=sse", GEMINI_KEY, "chat", "openai/m", True, SSE),
+        ("POST", "/v1/models/openai/m:countTokens", GEMINI_KEY, "count_tokens", "openai/m", None, SSE),
+        # a model id with its own slash and colon (vLLM's `openai/gpt-oss-20b`, Ollama's `llama3:8b`)
+        (
+            "POST",
+            "/v1beta/models/vllm/openai/gpt-oss:20b:generateContent",
+            {},
+            "chat",
+            "vllm/openai/gpt-oss:20b",
+            False,
+            SSE,
+        ),
+        # percent-escapes are decoded exactly once: %25 is a literal '%', %3A a colon inside the model id
+        ("POST", "/v1beta/models/a%252Fb:generateContent", {}, "chat", "a%2Fb", False, SSE),
+        ("POST", "/v1beta/models/llama3%3A8b:generateContent", {}, "chat", "llama3:8b", False, SSE),
+        ("GET", "/v1beta/models/openai/m", {}, "model", "openai/m", None, SSE),
+        ("GET", "/v1beta/models/openai%2Fm", {}, "model", "openai/m", None, SSE),
+        ("GET", "/v1beta/models/models/openai/m", {}, "model", "openai/m", None, SSE),
+        ("GET", "/v1beta/models/llama3:8b", {}, "model", "llama3:8b", None, SSE),
+        ("GET", "/v1/models/openai/m", GEMINI_KEY, "model", "openai/m", None, SSE),
+        ("GET", "/v1/models/openai%2Fm?key=k", {}, "model", "openai/m", None, SSE),
+        # the OpenAI door
+        ("GET", "/v1/models/openai/m", {}, "model", "openai/m", None, SSE),
+        ("GET", "/v1/models/openai%2Fm", {}, "model", "openai/m", None, SSE),
+        ("GET", "/v1/models/llama3:8b", {}, "model", "llama3:8b", None, SSE),
+    ],
+)
+def test_route_takes_model_ids_with_slashes_raw_or_percent_encoded(
+    method, target, headers, action, model, stream, options
+):
     bridge, _ = make_bridge(lambda r: httpx.Response(500))
     route = bridge.route(method, target, headers)
-    dialect = "openai" if method == "GET" and target.startswith("/v1/") and not (
-        headers or "key=" in target) else "gemini"
+    dialect = (
+        "openai" if method == "GET" and target.startswith("/v1/") and not (headers or "key=" in target) else "gemini"
+    )
     assert (route.client_format.name, route.action, route.model, route.stream, route.options) == (
-        dialect, action, model, stream, options)
+        dialect,
+        action,
+        model,
+        stream,
+        options,
+    )
 
 
-@pytest.mark.parametrize("method,target", [
-    ("GET", "/v1beta/models/m:generateContent"),
-    ("POST", "/v1beta/models/m:embedContent"),
-    ("POST", "/v1beta/models/m"),
-    ("PUT", "/v1beta/models/openai/m:generateContent"),
-])
+@pytest.mark.parametrize(
+    "method,target",
+    [
+        ("GET", "/v1beta/models/m:generateContent"),
+        ("POST", "/v1beta/models/m:embedContent"),
+        ("POST", "/v1beta/models/m"),
+        ("PUT", "/v1beta/models/openai/m:generateContent"),
+    ],
+)
 def test_gemini_paths_the_bridge_does_not_serve_are_404(method, target):
     async def run():
         bridge, _ = make_bridge(lambda r: httpx.Response(500))
@@ -158,14 +199,24 @@ def test_every_name_the_gemini_door_lists_can_be_got_and_generated_with():
             for spelled in (name, name.replace("/", "%2F")):  # `models%2Fopenai%2Fm` too
                 base = f"/v1beta/{spelled}" if spelled.startswith("models/") else f"/v1beta/models/{spelled}"
                 got = await bridge.handle(IncomingRequest("GET", base, dict(GEMINI_KEY), b""))
-                generated = await answer(bridge, IncomingRequest("POST", f"{base}:generateContent",
-                                                                 dict(GEMINI_KEY), gemini_body()))
-                streamed_sse = await answer(bridge, IncomingRequest(
-                    "POST", f"{base}:streamGenerateContent?alt=sse", dict(GEMINI_KEY), gemini_body()))
-                counted = await bridge.handle(IncomingRequest("POST", f"{base}:countTokens", dict(GEMINI_KEY),
-                                                              gemini_body()))
-                outcomes[spelled] = (got.status, json.loads(got.body).get("name"), generated[0],
-                                     streamed_sse[0], b"ok" in streamed_sse[1], counted.status)
+                generated = await answer(
+                    bridge, IncomingRequest("POST", f"{base}:generateContent", dict(GEMINI_KEY), gemini_body())
+                )
+                streamed_sse = await answer(
+                    bridge,
+                    IncomingRequest("POST", f"{base}:streamGenerateContent?alt=sse", dict(GEMINI_KEY), gemini_body()),
+                )
+                counted = await bridge.handle(
+                    IncomingRequest("POST", f"{base}:countTokens", dict(GEMINI_KEY), gemini_body())
+                )
+                outcomes[spelled] = (
+                    got.status,
+                    json.loads(got.body).get("name"),
+                    generated[0],
+                    streamed_sse[0],
+                    b"ok" in streamed_sse[1],
+                    counted.status,
+                )
         return names, outcomes, bridge.records
 
     names, outcomes, records = asyncio.run(run())
@@ -180,8 +231,10 @@ def test_the_openai_door_gets_a_pinned_model_raw_or_percent_encoded():
     async def run():
         bridge, _ = make_bridge(lambda r: httpx.Response(500))
         headers = {"authorization": f"Bearer {KEY}"}
-        return [await bridge.handle(IncomingRequest("GET", path, dict(headers), b""))
-                for path in ("/v1/models/openai/m", "/v1/models/openai%2Fm", "/v1/models/openai%2Fnope")]
+        return [
+            await bridge.handle(IncomingRequest("GET", path, dict(headers), b""))
+            for path in ("/v1/models/openai/m", "/v1/models/openai%2Fm", "/v1/models/openai%2Fnope")
+        ]
 
     raw, encoded, unknown = asyncio.run(run())
     assert raw.status == encoded.status == 200
@@ -195,32 +248,93 @@ OPENAI_AUTH = {"authorization": f"Bearer {KEY}"}
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.mark.parametrize("method,target,headers,body,status,model,stream", [
-    # parses as JSON, fails validation
-    ("POST", "/v1/chat/completions", OPENAI_AUTH, {"model": "m", "messages": MESSAGES, "n": 2, "stream": True},
-     400, "m", True),
-    ("POST", "/v1/chat/completions", OPENAI_AUTH, {"model": "m", "messages": MESSAGES, "bogus": 1}, 400, "m", False),
-    ("POST", "/v1/chat/completions", OPENAI_AUTH, {"model": "m", "messages": "hi"}, 400, "m", False),
-    ("POST", "/v1/chat/completions", OPENAI_AUTH, {"model": "m", "messages": MESSAGES, "stream": "yes"},
-     400, "m", False),
-    ("POST", "/v1/chat/completions", OPENAI_AUTH, {"model": 7, "messages": MESSAGES}, 400, None, False),
-    ("POST", "/v1/messages", {"x-api-key": KEY}, {"model": "m", "messages": MESSAGES, "stream": True}, 400, "m",
-     True),
-    ("POST", "/v1/messages/count_tokens", {"x-api-key": KEY}, {"model": "m", "messages": "x"}, 400, "m", False),
-    ("POST", "/v1beta/models/openai%2Fm:streamGenerateContent?alt=sse", GEMINI_KEY, {"contents": "x"}, 400,
-     "openai/m", True),
-    ("POST", "/v1beta/models/m:generateContent", GEMINI_KEY, {"contents": [], "cachedContent": "c"}, 400, "m",
-     False),
-    ("POST", "/v1beta/models/m:countTokens", GEMINI_KEY, "not json", 400, "m", False),
-    # valid, but no account serves the model
-    ("POST", "/v1/chat/completions", OPENAI_AUTH, {"model": "nope", "messages": MESSAGES, "stream": True}, 404,
-     "nope", True),
-    ("POST", "/v1beta/models/openai/nope:generateContent", GEMINI_KEY, {"contents": [
-        {"role": "user", "parts": [{"text": "hi"}]}]}, 404, "openai/nope", False),
-    ("GET", "/v1/models/openai%2Fnope", OPENAI_AUTH, None, 404, "openai/nope", False),
-])
-def test_a_refused_request_is_recorded_with_the_model_and_stream_flag_it_named(method, target, headers, body,
-                                                                                status, model, stream):
+@pytest.mark.parametrize(
+    "method,target,headers,body,status,model,stream",
+    [
+        # parses as JSON, fails validation
+        (
+            "POST",
+            "/v1/chat/completions",
+            OPENAI_AUTH,
+            {"model": "m", "messages": MESSAGES, "n": 2, "stream": True},
+            400,
+            "m",
+            True,
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            OPENAI_AUTH,
+            {"model": "m", "messages": MESSAGES, "bogus": 1},
+            400,
+            "m",
+            False,
+        ),
+        ("POST", "/v1/chat/completions", OPENAI_AUTH, {"model": "m", "messages": "hi"}, 400, "m", False),
+        (
+            "POST",
+            "/v1/chat/completions",
+            OPENAI_AUTH,
+            {"model": "m", "messages": MESSAGES, "stream": "yes"},
+            400,
+            "m",
+            False,
+        ),
+        ("POST", "/v1/chat/completions", OPENAI_AUTH, {"model": 7, "messages": MESSAGES}, 400, None, False),
+        (
+            "POST",
+            "/v1/messages",
+            {"x-api-key": KEY},
+            {"model": "m", "messages": MESSAGES, "stream": True},
+            400,
+            "m",
+            True,
+        ),
+        ("POST", "/v1/messages/count_tokens", {"x-api-key": KEY}, {"model": "m", "messages": "x"}, 400, "m", False),
+        (
+            "POST",
+            "/v1beta/models/openai%2Fm:streamGenerateContent?alt=sse",
+            GEMINI_KEY,
+            {"contents": "x"},
+            400,
+            "openai/m",
+            True,
+        ),
+        (
+            "POST",
+            "/v1beta/models/m:generateContent",
+            GEMINI_KEY,
+            {"contents": [], "cachedContent": "c"},
+            400,
+            "m",
+            False,
+        ),
+        ("POST", "/v1beta/models/m:countTokens", GEMINI_KEY, "not json", 400, "m", False),
+        # valid, but no account serves the model
+        (
+            "POST",
+            "/v1/chat/completions",
+            OPENAI_AUTH,
+            {"model": "nope", "messages": MESSAGES, "stream": True},
+            404,
+            "nope",
+            True,
+        ),
+        (
+            "POST",
+            "/v1beta/models/openai/nope:generateContent",
+            GEMINI_KEY,
+            {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+            404,
+            "openai/nope",
+            False,
+        ),
+        ("GET", "/v1/models/openai%2Fnope", OPENAI_AUTH, None, 404, "openai/nope", False),
+    ],
+)
+def test_a_refused_request_is_recorded_with_the_model_and_stream_flag_it_named(
+    method, target, headers, body, status, model, stream
+):
     async def run():
         bridge, _ = make_bridge(lambda r: httpx.Response(500))
         raw = b"" if body is None else body.encode() if isinstance(body, str) else json.dumps(body).encode()

@@ -99,8 +99,7 @@ def test_db_prune_without_retention_explains(tmp_path: Path, db_path: Path) -> N
     assert result.exit_code == 1 and "pass --days N or set retention_days" in result.output
 
 
-def test_default_db_comes_from_bridge_toml_in_the_working_directory(db_path: Path, tmp_path: Path,
-                                                                    monkeypatch) -> None:
+def test_default_db_comes_from_bridge_toml_in_the_working_directory(db_path: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bridge.toml").write_text(f'database = "{db_path}"\n')
     result = run("logs", "-n", "1")
@@ -150,7 +149,7 @@ def test_key_prints_the_generated_key_once_made(tmp_path: Path, monkeypatch) -> 
 
 def test_misspelled_setting_suggests_the_right_one(tmp_path: Path) -> None:
     config = tmp_path / "bridge.toml"
-    config.write_text('retention_day = 3\n')
+    config.write_text("retention_day = 3\n")
     result = CliRunner().invoke(cli.main, ["--config", str(config), "logs"])
     assert "unknown setting 'retention_day'; did you mean 'retention_days'?" in result.output
     config.write_text('[[accounts]]\nname = "a"\nprovider = "openai"\napi_kye = "k"\n')

@@ -20,13 +20,22 @@ import pytest
 from tests.bridge_process import CLIENT_KEY
 from tests.e2e_backends import BACKENDS, Backend, start_backend
 
-pytestmark = [pytest.mark.timeout(60),
-              pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning"),
+]
 
 CLAUDE_CODE = json.loads((Path(__file__).parent / "data" / "claude_code_request.json").read_text())
-WEATHER = {"name": "get_weather", "description": "Weather for a city",
-           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-                            "additionalProperties": False}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -73,8 +82,8 @@ def check_sequence(kinds: list[str]) -> None:
 def test_text_non_stream(backend):
     backend.text("Hello ", "world")
     message = client(backend).messages.create(
-        model=backend.model, max_tokens=256, system="Answer tersely.",
-        messages=[{"role": "user", "content": "hi"}])
+        model=backend.model, max_tokens=256, system="Answer tersely.", messages=[{"role": "user", "content": "hi"}]
+    )
     assert [b.type for b in message.content] == ["text"] and message.content[0].text == "Hello world"
     assert message.stop_reason == "end_turn" and message.role == "assistant"
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
@@ -86,8 +95,9 @@ def test_text_non_stream(backend):
 def test_stream_event_sequence_and_final_message(backend):
     backend.text("one ", "two ", "three")
     kinds, text = [], ""
-    for event in client(backend).messages.create(model=backend.model, max_tokens=256, stream=True,
-                                                 messages=[{"role": "user", "content": "count"}]):
+    for event in client(backend).messages.create(
+        model=backend.model, max_tokens=256, stream=True, messages=[{"role": "user", "content": "count"}]
+    ):
         kinds.append(event.type)
         if event.type == "content_block_delta":
             assert event.delta.type == "text_delta"
@@ -99,8 +109,9 @@ def test_stream_event_sequence_and_final_message(backend):
     backend.assert_accepted()
 
     backend.text("final ", "answer")
-    with client(backend).messages.stream(model=backend.model, max_tokens=256,
-                                         messages=[{"role": "user", "content": "again"}]) as stream:
+    with client(backend).messages.stream(
+        model=backend.model, max_tokens=256, messages=[{"role": "user", "content": "again"}]
+    ) as stream:
         streamed = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert streamed == "final answer" and final.content[0].text == "final answer"
@@ -123,9 +134,10 @@ def test_tool_use_round_trip_over_two_turns(backend):
     backend.assert_accepted()
 
     backend.text("Sunny in Paris.")
-    messages += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
-                                               "content": "sunny, 24C"}]}]
+    messages += [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "sunny, 24C"}]},
+    ]
     reply = c.messages.create(model=backend.model, max_tokens=512, tools=[WEATHER], messages=messages)
     assert reply.content[0].text == "Sunny in Paris."
     backend.assert_accepted()  # the strict fake took the tool_use / tool_result history
@@ -136,8 +148,11 @@ def test_tool_use_round_trip_over_two_turns(backend):
 def test_thinking_is_requested_and_returned(backend):
     backend.text("The answer.", thinking="Considering it.")
     message = client(backend).messages.create(
-        model=backend.model, max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 2048},
-        messages=[{"role": "user", "content": "think first"}])
+        model=backend.model,
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        messages=[{"role": "user", "content": "think first"}],
+    )
     assert [b.type for b in message.content] == ["thinking", "text"]
     assert message.content[0].thinking == "Considering it." and message.content[1].text == "The answer."
     assert backend.thinking_sent(2048)
@@ -145,8 +160,11 @@ def test_thinking_is_requested_and_returned(backend):
 
     backend.text("Streamed answer.", thinking="Streamed thought.")
     with client(backend).messages.stream(
-            model=backend.model, max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 2048},
-            messages=[{"role": "user", "content": "think again"}]) as stream:
+        model=backend.model,
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        messages=[{"role": "user", "content": "think again"}],
+    ) as stream:
         delta_kinds = [e.delta.type for e in stream if e.type == "content_block_delta"]
         final = stream.get_final_message()
     assert "thinking_delta" in delta_kinds and "text_delta" in delta_kinds
@@ -156,20 +174,28 @@ def test_thinking_is_requested_and_returned(backend):
 
 def test_thinking_off_asks_for_none(backend):
     backend.text("plain")
-    message = client(backend).messages.create(model=backend.model, max_tokens=256,
-                                              messages=[{"role": "user", "content": "no thinking"}])
+    message = client(backend).messages.create(
+        model=backend.model, max_tokens=256, messages=[{"role": "user", "content": "no thinking"}]
+    )
     assert backend.thinking_sent(None)
     assert [b.type for b in message.content] == ["text"] and message.content[0].text == "plain"
 
 
 def test_count_tokens_method_header(backend):
     before = backend.upstream_counts()
-    params = {"model": backend.model, "system": "You are terse.",
-              "messages": [{"role": "user", "content": "How many tokens is this sentence? " * 20}]}
+    params = {
+        "model": backend.model,
+        "system": "You are terse.",
+        "messages": [{"role": "user", "content": "How many tokens is this sentence? " * 20}],
+    }
     counted = client(backend).messages.count_tokens(**params)
     assert counted.input_tokens > 20
-    raw = httpx.post(backend.bridge.base_url + "/v1/messages/count_tokens", json=params, timeout=20,
-                     headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"})
+    raw = httpx.post(
+        backend.bridge.base_url + "/v1/messages/count_tokens",
+        json=params,
+        timeout=20,
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+    )
     assert raw.status_code == 200 and raw.json() == {"input_tokens": counted.input_tokens}
     assert raw.headers["x-llmbridge-token-count-method"] == backend.count_method
     assert backend.upstream_counts() - before == (2 if backend.count_method.startswith("upstream") else 0)
@@ -178,16 +204,18 @@ def test_count_tokens_method_header(backend):
 def test_unknown_model_is_404_not_found_error(backend):
     calls = backend.calls()
     with pytest.raises(anthropic.NotFoundError) as info:
-        client(backend).messages.create(model="no-such-model", max_tokens=16,
-                                        messages=[{"role": "user", "content": "x"}])
+        client(backend).messages.create(
+            model="no-such-model", max_tokens=16, messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.body["error"]["type"] == "not_found_error"
     assert backend.calls() == calls
 
 
 def test_bad_key_is_401_authentication_error(backend):
     with pytest.raises(anthropic.AuthenticationError) as info:
-        client(backend, "sk-wrong-key").messages.create(model=backend.model, max_tokens=16,
-                                                        messages=[{"role": "user", "content": "x"}])
+        client(backend, "sk-wrong-key").messages.create(
+            model=backend.model, max_tokens=16, messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.body["error"]["type"] == "authentication_error"
 
 
@@ -199,17 +227,30 @@ def claude_code_body(backend: Backend, stream: bool) -> dict:
     body["stream"] = stream
     # With thinking on, Anthropic wants the last tool-calling turn to start with its signed thinking
     # (without it, the anthropic provider leaves thinking out); the recording's last turn has none.
-    body["messages"][-2]["content"].insert(0, {"type": "thinking", "thinking": "Run the tests again.",
-                                               "signature": "EqQBCkYIBxgCKkCFakeSignatureForTestingOnly0004=="})
+    body["messages"][-2]["content"].insert(
+        0,
+        {
+            "type": "thinking",
+            "thinking": "Run the tests again.",
+            "signature": "EqQBCkYIBxgCKkCFakeSignatureForTestingOnly0004==",
+        },
+    )
     if backend.name != "kiro":  # Kiro serves the recorded Claude model itself
         body["model"] = backend.model
     return body
 
 
 def post_messages(backend: Backend, body: dict) -> httpx.Response:
-    return httpx.post(backend.bridge.base_url + "/v1/messages", json=body, timeout=30,
-                      headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01",
-                               "anthropic-beta": "interleaved-thinking-2025-05-14"})
+    return httpx.post(
+        backend.bridge.base_url + "/v1/messages",
+        json=body,
+        timeout=30,
+        headers={
+            "x-api-key": CLIENT_KEY,
+            "anthropic-version": "2023-06-01",
+            "anthropic-beta": "interleaved-thinking-2025-05-14",
+        },
+    )
 
 
 def tool_uses_of(response: httpx.Response, stream: bool) -> list[dict]:
@@ -229,8 +270,10 @@ def tool_uses_of(response: httpx.Response, stream: bool) -> list[dict]:
     return [{**u, "input": json.loads(u.pop("json") or "{}")} for u in uses.values()]
 
 
-@pytest.mark.parametrize(("stream", "tool"), [(False, "Glob"), (True, "Bash"), (True, "mcp__github__create_issue"),
-                                              (False, "mcp__context7__get-library-docs")])
+@pytest.mark.parametrize(
+    ("stream", "tool"),
+    [(False, "Glob"), (True, "Bash"), (True, "mcp__github__create_issue"), (False, "mcp__context7__get-library-docs")],
+)
 def test_claude_code_request_is_accepted_and_tool_names_come_back(backend, stream, tool):
     backend.tool_call(tool, f"call_{tool[:8]}", {"pattern": "**/*.py"})
     response = post_messages(backend, claude_code_body(backend, stream))
@@ -248,8 +291,13 @@ def test_kiro_long_tool_names_and_descriptions(backend):
     long_name = "mcp__a_very_long_server_name_for_testing__" + "and_a_very_long_tool_name_" * 2
     marker = "UNIQUE-DESCRIPTION-MARKER"
     body = claude_code_body(backend, stream=False)
-    body["tools"].append({"name": long_name, "description": "lorem ipsum " * 1200 + marker,
-                          "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}})
+    body["tools"].append(
+        {
+            "name": long_name,
+            "description": "lorem ipsum " * 1200 + marker,
+            "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+        }
+    )
     backend.text("no tool this time")
     first = post_messages(backend, body)
     assert first.status_code == 200, first.text
@@ -272,10 +320,17 @@ def test_kiro_long_tool_names_and_descriptions(backend):
 
     # the long name in the history is shortened the same way, so the fake pairs use and result
     backend.text("done")
-    followup = {**body, "messages": body["messages"] + [
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "call_long", "name": long_name,
-                                           "input": {"q": "x"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_long", "content": "ok"}]}]}
+    followup = {
+        **body,
+        "messages": body["messages"]
+        + [
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "call_long", "name": long_name, "input": {"q": "x"}}],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_long", "content": "ok"}]},
+        ],
+    }
     assert post_messages(backend, followup).status_code == 200
     backend.assert_accepted()
     history = backend.last()["conversationState"]["history"]
@@ -289,8 +344,7 @@ def test_zz_upstream_rate_limit_is_rate_limit_error_with_retry_after(backend):
     calls = backend.calls()
     backend.rate_limit(1)
     with pytest.raises(anthropic.RateLimitError) as info:
-        client(backend).messages.create(model=backend.model, max_tokens=16,
-                                        messages=[{"role": "user", "content": "x"}])
+        client(backend).messages.create(model=backend.model, max_tokens=16, messages=[{"role": "user", "content": "x"}])
     assert backend.calls() == calls + 1  # the upstream said it, not the bridge's own pacing
     assert info.value.response.headers["retry-after"] == "1"
     assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "rate_limit_error"

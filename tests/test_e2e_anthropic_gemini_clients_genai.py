@@ -21,10 +21,20 @@ from tests.e2e_backends import BACKENDS, Backend, start_backend
 
 pytestmark = pytest.mark.timeout(60)
 
-WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
-    name="get_weather", description="Weather for a city",
-    parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-                            "additionalProperties": False})])
+WEATHER = types.Tool(
+    function_declarations=[
+        types.FunctionDeclaration(
+            name="get_weather",
+            description="Weather for a city",
+            parameters_json_schema={
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        )
+    ]
+)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -41,16 +51,22 @@ def client(backend: Backend, key: str = CLIENT_KEY) -> genai.Client:
     mid-call in `client(backend).models.generate_content(...)`."""
     made = _clients.get((backend.bridge.port, key))
     if made is None:
-        made = _clients[(backend.bridge.port, key)] = genai.Client(api_key=key, http_options=types.HttpOptions(
-            base_url=backend.bridge.base_url, timeout=20_000, retry_options=types.HttpRetryOptions(attempts=1)))
+        made = _clients[(backend.bridge.port, key)] = genai.Client(
+            api_key=key,
+            http_options=types.HttpOptions(
+                base_url=backend.bridge.base_url, timeout=20_000, retry_options=types.HttpRetryOptions(attempts=1)
+            ),
+        )
     return made
 
 
 def test_generate_content_text(backend):
     backend.text("Hello ", "world")
     response = client(backend).models.generate_content(
-        model=backend.model, contents="hi",
-        config=types.GenerateContentConfig(system_instruction="Answer tersely.", temperature=0.2))
+        model=backend.model,
+        contents="hi",
+        config=types.GenerateContentConfig(system_instruction="Answer tersely.", temperature=0.2),
+    )
     assert response.text == "Hello world"
     assert response.candidates[0].finish_reason == types.FinishReason.STOP
     assert response.usage_metadata.prompt_token_count > 0 and response.usage_metadata.candidates_token_count > 0
@@ -81,8 +97,10 @@ def check_models_list_and_get(c: genai.Client, backend: Backend) -> None:
 
 
 def test_models_list_and_get_v1beta(backend):
-    c = genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(
-        base_url=backend.bridge.base_url, api_version="v1beta", timeout=20_000))
+    c = genai.Client(
+        api_key=CLIENT_KEY,
+        http_options=types.HttpOptions(base_url=backend.bridge.base_url, api_version="v1beta", timeout=20_000),
+    )
     check_models_list_and_get(c, backend)
 
 
@@ -108,8 +126,10 @@ def test_function_call_round_trip_over_two_turns(backend):
     if calls[0].id:
         answer.function_response.id = calls[0].id
     second = c.models.generate_content(
-        model=backend.model, config=config,
-        contents=[question, first.candidates[0].content, types.Content(role="user", parts=[answer])])
+        model=backend.model,
+        config=config,
+        contents=[question, first.candidates[0].content, types.Content(role="user", parts=[answer])],
+    )
     assert second.text == "Sunny in Paris."
     backend.assert_accepted()  # the strict fake took the functionCall / functionResponse history
     key, result = backend.last_tool_result()
@@ -118,8 +138,11 @@ def test_function_call_round_trip_over_two_turns(backend):
 
 def test_function_call_streamed(backend):
     backend.tool_call("get_weather", "call_g2", {"city": "Oslo"}, text="Checking.")
-    chunks = list(client(backend).models.generate_content_stream(
-        model=backend.model, contents="Weather in Oslo?", config=types.GenerateContentConfig(tools=[WEATHER])))
+    chunks = list(
+        client(backend).models.generate_content_stream(
+            model=backend.model, contents="Weather in Oslo?", config=types.GenerateContentConfig(tools=[WEATHER])
+        )
+    )
     calls = [call for chunk in chunks for call in chunk.function_calls or []]
     assert [(call.name, call.args) for call in calls] == [("get_weather", {"city": "Oslo"})]
     assert "".join(c.text or "" for c in chunks if c.candidates[0].content.parts[0].text) == "Checking."
@@ -129,8 +152,9 @@ def test_thoughts_only_with_include_thoughts(backend):
     backend.text("The answer.", thinking="Considering it.")
     c = client(backend)
     thinking = types.ThinkingConfig(include_thoughts=True, thinking_budget=2048)
-    response = c.models.generate_content(model=backend.model, contents="think first",
-                                         config=types.GenerateContentConfig(thinking_config=thinking))
+    response = c.models.generate_content(
+        model=backend.model, contents="think first", config=types.GenerateContentConfig(thinking_config=thinking)
+    )
     parts = response.candidates[0].content.parts
     assert [(bool(p.thought), p.text) for p in parts] == [(True, "Considering it."), (False, "The answer.")]
     assert response.text == "The answer."
@@ -138,15 +162,20 @@ def test_thoughts_only_with_include_thoughts(backend):
     backend.assert_accepted()
 
     backend.text("Streamed.", thinking="Streamed thought.")
-    chunks = list(c.models.generate_content_stream(model=backend.model, contents="again",
-                                                   config=types.GenerateContentConfig(thinking_config=thinking)))
+    chunks = list(
+        c.models.generate_content_stream(
+            model=backend.model, contents="again", config=types.GenerateContentConfig(thinking_config=thinking)
+        )
+    )
     thoughts = [p.text for ch in chunks for p in ch.candidates[0].content.parts or [] if p.thought]
     assert thoughts == ["Streamed thought."]
 
     backend.text("No thoughts shown.", thinking="hidden thought")
     hidden = c.models.generate_content(
-        model=backend.model, contents="quietly",
-        config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_budget=2048)))
+        model=backend.model,
+        contents="quietly",
+        config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_budget=2048)),
+    )
     assert [p.text for p in hidden.candidates[0].content.parts] == ["No thoughts shown."]
 
 
@@ -155,9 +184,12 @@ def test_count_tokens_and_method_header(backend):
     contents = "How many tokens is this sentence? " * 20
     counted = client(backend).models.count_tokens(model=backend.model, contents=contents)
     assert counted.total_tokens > 20
-    raw = httpx.post(f"{backend.bridge.base_url}/v1beta/models/{backend.model}:countTokens", timeout=20,
-                     headers={"x-goog-api-key": CLIENT_KEY}, json={"contents": [{"role": "user", "parts": [
-                         {"text": contents}]}]})
+    raw = httpx.post(
+        f"{backend.bridge.base_url}/v1beta/models/{backend.model}:countTokens",
+        timeout=20,
+        headers={"x-goog-api-key": CLIENT_KEY},
+        json={"contents": [{"role": "user", "parts": [{"text": contents}]}]},
+    )
     assert raw.status_code == 200 and raw.json()["totalTokens"] == counted.total_tokens
     assert raw.headers["x-llmbridge-token-count-method"] == backend.count_method
     assert backend.upstream_counts() - before == (2 if backend.count_method.startswith("upstream") else 0)
@@ -202,8 +234,10 @@ def test_a_provider_pinned_model_as_listed_works_through_the_sdk_and_percent_enc
     assert f"models/{pinned}" in {m.name for m in c.models.list()}
     assert c.models.get(model=pinned).name == f"models/{pinned}"
     assert c.models.get(model=f"models/{pinned}").name == f"models/{pinned}"
-    v1beta = genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(
-        base_url=backend.bridge.base_url, api_version="v1beta", timeout=20_000))
+    v1beta = genai.Client(
+        api_key=CLIENT_KEY,
+        http_options=types.HttpOptions(base_url=backend.bridge.base_url, api_version="v1beta", timeout=20_000),
+    )
     assert v1beta.models.get(model=pinned).name == f"models/{pinned}"
 
     backend.text("pinned ", "answer")

@@ -31,8 +31,11 @@ pytestmark = [pytest.mark.timeout(90)]
 MODEL = "gemini-3-pro-preview"
 PROVIDERS = ["gemini-cli", "gemini"]
 PACING = {"requests_per_minute": 10_000, "max_concurrent": 50}
-WEATHER = {"name": "get_weather", "description": "Weather for a city",
-           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 CLAUDE_SIGNATURE = "EqQBCkYIBxgCKkCFakeClaudeSignatureFromAnEarlierTurn=="
 THOUGHT = "The user wants two cities: call the tool twice."
 
@@ -51,13 +54,22 @@ class Upstreams:
         if provider == "gemini-cli":
             chunks = [{"candidates": [{"content": {"role": "model", "parts": [p]}}]} for p in parts]
             chunks[-1]["candidates"][0]["finishReason"] = "STOP"
-            chunks[-1]["usageMetadata"] = {"promptTokenCount": 30, "candidatesTokenCount": 8,
-                                           "thoughtsTokenCount": 5, "totalTokenCount": 43}
+            chunks[-1]["usageMetadata"] = {
+                "promptTokenCount": 30,
+                "candidatesTokenCount": 8,
+                "thoughtsTokenCount": 5,
+                "totalTokenCount": 43,
+            }
             self.code_assist.enqueue(ca.Reply(chunks=chunks))
         else:
             last = len(parts) - 1
-            self.gemini.enqueue(fg.Reply(chunks=[fg.chunk(p, finish="STOP" if i == last else None, usage=i == last)
-                                                 for i, p in enumerate(parts)]))
+            self.gemini.enqueue(
+                fg.Reply(
+                    chunks=[
+                        fg.chunk(p, finish="STOP" if i == last else None, usage=i == last) for i, p in enumerate(parts)
+                    ]
+                )
+            )
 
     def contents(self, provider: str) -> list[dict[str, Any]]:
         """The contents of the last generate request the provider's fake received."""
@@ -76,31 +88,60 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         creds = workdir / "oauth_creds.json"
         code_assist.write_credentials(creds)
         accounts = [
-            {"name": "cli", "provider": "gemini-cli", "credentials": str(creds), "base_url": code_assist.base_url,
-             "token_url": code_assist.token_url, "project": code_assist.project, **PACING},
-            {"name": "studio", "provider": "gemini", "api_key": gemini.api_key, "base_url": gemini.base_url,
-             "models": [MODEL], **PACING}]
+            {
+                "name": "cli",
+                "provider": "gemini-cli",
+                "credentials": str(creds),
+                "base_url": code_assist.base_url,
+                "token_url": code_assist.token_url,
+                "project": code_assist.project,
+                **PACING,
+            },
+            {
+                "name": "studio",
+                "provider": "gemini",
+                "api_key": gemini.api_key,
+                "base_url": gemini.base_url,
+                "models": [MODEL],
+                **PACING,
+            },
+        ]
         config = write_config(workdir / "bridge.toml", accounts, record=False)
         bridge = stack.enter_context(BridgeProcess(workdir, config))
         yield Upstreams(code_assist, gemini, bridge)
 
 
-def first_turn(upstreams: Upstreams, provider: str, stream: bool, thinking: bool,
-               signature: str) -> tuple[list[dict[str, Any]], Any, list[Any]]:
+def first_turn(
+    upstreams: Upstreams, provider: str, stream: bool, thinking: bool, signature: str
+) -> tuple[list[dict[str, Any]], Any, list[Any]]:
     """(messages so far, the assistant message, the stream events or [])."""
-    upstreams.enqueue(provider, {"text": THOUGHT, "thought": True},
-                      {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_paris"},
-                       "thoughtSignature": signature},
-                      {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}, "id": "call_rome"}})
+    upstreams.enqueue(
+        provider,
+        {"text": THOUGHT, "thought": True},
+        {
+            "functionCall": {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_paris"},
+            "thoughtSignature": signature,
+        },
+        {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}, "id": "call_rome"}},
+    )
     messages: list[dict[str, Any]] = [
         {"role": "user", "content": "Hello"},
         # an earlier answer from a Claude backend: its signature means nothing to Gemini
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "Greet back.", "signature": CLAUDE_SIGNATURE},
-            {"type": "text", "text": "Hi! How can I help?"}]},
-        {"role": "user", "content": "Weather in Paris and Rome?"}]
-    params: dict[str, Any] = {"model": f"{provider}/{MODEL}", "max_tokens": 4096, "tools": [WEATHER],
-                              "messages": messages}
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Greet back.", "signature": CLAUDE_SIGNATURE},
+                {"type": "text", "text": "Hi! How can I help?"},
+            ],
+        },
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+    ]
+    params: dict[str, Any] = {
+        "model": f"{provider}/{MODEL}",
+        "max_tokens": 4096,
+        "tools": [WEATHER],
+        "messages": messages,
+    }
     if thinking:
         params["thinking"] = {"type": "enabled", "budget_tokens": 2048}
     client = upstreams.client()
@@ -115,17 +156,27 @@ def first_turn(upstreams: Upstreams, provider: str, stream: bool, thinking: bool
     return messages, message, events
 
 
-def second_turn(upstreams: Upstreams, provider: str, messages: list[dict[str, Any]], message: Any,
-                stream: bool, thinking: bool) -> list[dict[str, Any]]:
+def second_turn(
+    upstreams: Upstreams, provider: str, messages: list[dict[str, Any]], message: Any, stream: bool, thinking: bool
+) -> list[dict[str, Any]]:
     """Send the history back (the assistant message as the SDK gave it) and return what Gemini got."""
     uses = [b for b in message.content if b.type == "tool_use"]
     messages = messages + [
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in message.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id,
-                                      "content": f"sunny in {u.input['city']}"} for u in uses]}]
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": u.id, "content": f"sunny in {u.input['city']}"} for u in uses
+            ],
+        },
+    ]
     upstreams.enqueue(provider, {"text": "Both sunny."})
-    params: dict[str, Any] = {"model": f"{provider}/{MODEL}", "max_tokens": 4096, "tools": [WEATHER],
-                              "messages": messages}
+    params: dict[str, Any] = {
+        "model": f"{provider}/{MODEL}",
+        "max_tokens": 4096,
+        "tools": [WEATHER],
+        "messages": messages,
+    }
     if thinking:
         params["thinking"] = {"type": "enabled", "budget_tokens": 2048}
     client = upstreams.client()
@@ -141,8 +192,12 @@ def second_turn(upstreams: Upstreams, provider: str, messages: list[dict[str, An
 def signatures_sent(contents: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
     """(turn, part kind, signature) of every thoughtSignature in the request."""
     kinds = ("functionCall", "thought", "text", "functionResponse")
-    return [(i, next(k for k in kinds if k in p), p["thoughtSignature"])
-            for i, c in enumerate(contents) for p in c["parts"] if "thoughtSignature" in p]
+    return [
+        (i, next(k for k in kinds if k in p), p["thoughtSignature"])
+        for i, c in enumerate(contents)
+        for p in c["parts"]
+        if "thoughtSignature" in p
+    ]
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
@@ -159,8 +214,10 @@ def test_thinking_block_carries_the_gemini_signature_and_it_goes_back_on_the_cal
         assert kinds.index("thinking_delta") < kinds.index("signature_delta") < kinds.index("input_json_delta")
     assert [b.type for b in message.content] == ["thinking", "tool_use", "tool_use"]
     assert message.content[0].thinking == THOUGHT and message.content[0].signature == marked
-    assert [(b.id, b.input) for b in message.content[1:]] == [("call_paris", {"city": "Paris"}),
-                                                             ("call_rome", {"city": "Rome"})]
+    assert [(b.id, b.input) for b in message.content[1:]] == [
+        ("call_paris", {"city": "Paris"}),
+        ("call_rome", {"city": "Rome"}),
+    ]
 
     contents = second_turn(upstreams, provider, messages, message, stream, thinking=True)
     model_turn = contents[3]
@@ -200,14 +257,25 @@ def test_the_fake_refuses_a_signature_moved_off_its_call(upstreams, provider):
     signature = f"R2Vt-moved-{provider}"
     messages, message, _ = first_turn(upstreams, provider, False, thinking=True, signature=signature)
     history = messages + [
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "", "signature": f"llmbridge:gemini:text:{signature}"},
-            {"type": "text", "text": "Checking."},
-            {"type": "tool_use", "id": "call_paris", "name": "get_weather", "input": {"city": "Paris"}},
-            {"type": "tool_use", "id": "call_rome", "name": "get_weather", "input": {"city": "Rome"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_paris", "content": "sunny"},
-                                     {"type": "tool_result", "tool_use_id": "call_rome", "content": "sunny"}]}]
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "", "signature": f"llmbridge:gemini:text:{signature}"},
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "call_paris", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "call_rome", "name": "get_weather", "input": {"city": "Rome"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_paris", "content": "sunny"},
+                {"type": "tool_result", "tool_use_id": "call_rome", "content": "sunny"},
+            ],
+        },
+    ]
     with pytest.raises(anthropic.BadRequestError) as info:
-        upstreams.client().messages.create(model=f"{provider}/{MODEL}", max_tokens=4096, tools=[WEATHER],
-                                           messages=history)
+        upstreams.client().messages.create(
+            model=f"{provider}/{MODEL}", max_tokens=4096, tools=[WEATHER], messages=history
+        )
     assert "signature" in info.value.body["error"]["message"].lower()

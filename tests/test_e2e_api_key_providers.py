@@ -22,13 +22,18 @@ from tests.bridge_process import CLIENT_KEY, BridgeProcess, write_config
 from tests.fakes import anthropic_api as fa
 from tests.fakes import gemini_api as fg
 
-pytestmark = [pytest.mark.timeout(60),
-              pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning"),
+]
 
 CLAUDE, GEMINI = "claude-test", "gemini-2.5-flash"
 CLAUDE_CODE = json.loads((Path(__file__).parent / "data" / "claude_code_request.json").read_text())
-WEATHER_FN = {"name": "get_weather", "description": "Weather for a city",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER_FN = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 PACING = {"requests_per_minute": 10_000, "max_concurrent": 50}
 
 
@@ -42,12 +47,28 @@ def fakes():
 def bridge(fakes, tmp_path_factory):
     claude, gemini = fakes
     workdir = tmp_path_factory.mktemp("apikeys")
-    config = write_config(workdir / "bridge.toml", [
-        {"name": "claude-key", "provider": "anthropic", "api_key": claude.api_key, "base_url": claude.base_url,
-         "models": [CLAUDE], **PACING},
-        {"name": "gemini-key", "provider": "gemini", "api_key": gemini.api_key, "base_url": gemini.base_url,
-         "models": [GEMINI], **PACING},
-    ], record=False)
+    config = write_config(
+        workdir / "bridge.toml",
+        [
+            {
+                "name": "claude-key",
+                "provider": "anthropic",
+                "api_key": claude.api_key,
+                "base_url": claude.base_url,
+                "models": [CLAUDE],
+                **PACING,
+            },
+            {
+                "name": "gemini-key",
+                "provider": "gemini",
+                "api_key": gemini.api_key,
+                "base_url": gemini.base_url,
+                "models": [GEMINI],
+                **PACING,
+            },
+        ],
+        record=False,
+    )
     with BridgeProcess(workdir, config) as process:
         yield process
 
@@ -75,8 +96,12 @@ _genai: dict[int, genai.Client] = {}
 
 def gen(bridge: BridgeProcess) -> genai.Client:
     if bridge.port not in _genai:  # kept alive: a collected client closes its HTTP connection mid-call
-        _genai[bridge.port] = genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(
-            base_url=bridge.base_url, timeout=20_000, retry_options=types.HttpRetryOptions(attempts=1)))
+        _genai[bridge.port] = genai.Client(
+            api_key=CLIENT_KEY,
+            http_options=types.HttpOptions(
+                base_url=bridge.base_url, timeout=20_000, retry_options=types.HttpRetryOptions(attempts=1)
+            ),
+        )
     return _genai[bridge.port]
 
 
@@ -85,24 +110,37 @@ def gen(bridge: BridgeProcess) -> genai.Client:
 
 def test_openai_client_text_to_anthropic(bridge, claude):
     claude.enqueue(fa.text_reply("Hello from Claude"))
-    reply = oai(bridge).chat.completions.create(model=CLAUDE, messages=[
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], temperature=0.5)
+    reply = oai(bridge).chat.completions.create(
+        model=CLAUDE,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        temperature=0.5,
+    )
     assert reply.choices[0].message.content == "Hello from Claude"
     assert reply.choices[0].finish_reason == "stop"
     assert reply.usage.prompt_tokens == 28 and reply.usage.prompt_tokens_details.cached_tokens == 5
     sent, headers = claude.requests[-1], claude.headers[-1]
-    assert sent == {"model": CLAUDE, "system": [{"type": "text", "text": "Be brief."}],
-                    "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
-                    "max_tokens": 8192, "stream": True, "temperature": 0.5}
+    assert sent == {
+        "model": CLAUDE,
+        "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "max_tokens": 8192,
+        "stream": True,
+        "temperature": 0.5,
+    }
     assert headers["x-api-key"] == claude.api_key and headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in headers and "anthropic-beta" not in headers
 
 
 def test_openai_client_stream_to_anthropic(bridge, claude):
     claude.enqueue(fa.text_reply("abcdefghi"))
-    chunks = list(oai(bridge).chat.completions.create(
-        model=CLAUDE, messages=[{"role": "user", "content": "x"}], stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        oai(bridge).chat.completions.create(
+            model=CLAUDE,
+            messages=[{"role": "user", "content": "x"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "abcdefghi"
     assert chunks[-1].usage.total_tokens == 28 + 9
 
@@ -117,37 +155,59 @@ def test_openai_client_tools_over_two_turns_to_anthropic(bridge, claude):
     assert first.choices[0].finish_reason == "tool_calls"
     assert (call.id, call.function.name, json.loads(call.function.arguments)) == ("toolu_01A", "get_weather", args)
     claude.enqueue(fa.text_reply("Sunny."))
-    messages += [first.choices[0].message.model_dump(exclude_none=True),
-                 {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24C"}]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24C"},
+    ]
     second = oai(bridge).chat.completions.create(model=CLAUDE, messages=messages, tools=tools)
     assert second.choices[0].message.content == "Sunny."
     sent = claude.requests[-1]
     assert sent["tools"][0]["input_schema"] == WEATHER_FN["parameters"]
-    assert sent["messages"][1]["content"][-1] == {"type": "tool_use", "id": "toolu_01A", "name": "get_weather",
-                                                  "input": args}
-    assert sent["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_01A",
-                                               "content": [{"type": "text", "text": "sunny, 24C"}]}]
+    assert sent["messages"][1]["content"][-1] == {
+        "type": "tool_use",
+        "id": "toolu_01A",
+        "name": "get_weather",
+        "input": args,
+    }
+    assert sent["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_01A", "content": [{"type": "text", "text": "sunny, 24C"}]}
+    ]
 
 
 def test_anthropic_client_thinking_signature_round_trip_and_beta_header(bridge, claude):
     claude.enqueue(fa.thinking_reply("Let me think about it.", "c2lnbmF0dXJl", "Forty-two."))
     beta = {"anthropic-beta": "interleaved-thinking-2025-05-14"}
     thinking = {"type": "enabled", "budget_tokens": 2048}
-    first = ant(bridge).messages.create(model=CLAUDE, max_tokens=4096, thinking=thinking, extra_headers=beta,
-                                        messages=[{"role": "user", "content": "meaning of life?"}])
+    first = ant(bridge).messages.create(
+        model=CLAUDE,
+        max_tokens=4096,
+        thinking=thinking,
+        extra_headers=beta,
+        messages=[{"role": "user", "content": "meaning of life?"}],
+    )
     assert [b.type for b in first.content] == ["thinking", "text"]
     assert first.content[0].signature == "c2lnbmF0dXJl" and first.content[0].thinking == "Let me think about it."
     assert claude.headers[-1]["anthropic-beta"] == beta["anthropic-beta"]
     assert claude.requests[-1]["thinking"] == thinking and claude.requests[-1]["max_tokens"] == 4096
 
     claude.enqueue(fa.text_reply("Because."))
-    with ant(bridge).messages.stream(model=CLAUDE, max_tokens=4096, thinking=thinking, extra_headers=beta, messages=[
+    with ant(bridge).messages.stream(
+        model=CLAUDE,
+        max_tokens=4096,
+        thinking=thinking,
+        extra_headers=beta,
+        messages=[
             {"role": "user", "content": "meaning of life?"},
             {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-            {"role": "user", "content": "why?"}]) as stream:
+            {"role": "user", "content": "why?"},
+        ],
+    ) as stream:
         assert stream.get_final_message().content[0].text == "Because."
     assert claude.requests[-1]["messages"][1]["content"][0] == {
-        "type": "thinking", "thinking": "Let me think about it.", "signature": "c2lnbmF0dXJl"}
+        "type": "thinking",
+        "thinking": "Let me think about it.",
+        "signature": "c2lnbmF0dXJl",
+    }
     assert not claude.rejections
 
 
@@ -156,16 +216,30 @@ def test_claude_code_request_reaches_anthropic_as_sent(bridge, claude):
     # the recording's last tool-calling turn has no thinking block: Anthropic would refuse thinking
     assert body["messages"][-2]["role"] == "assistant" and body["messages"][-2]["content"][0]["type"] == "tool_use"
     claude.enqueue(fa.tool_reply("Glob", "toolu_cc", {"pattern": "**/*.py"}))
-    response = httpx.post(bridge.base_url + "/v1/messages", json=body, timeout=30, headers={
-        "x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"})
+    response = httpx.post(
+        bridge.base_url + "/v1/messages",
+        json=body,
+        timeout=30,
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+    )
     assert response.status_code == 200 and "input_json_delta" in response.text
     assert not claude.rejections, claude.rejections
     assert "thinking" not in claude.requests[-1]  # left out rather than refused
-    body["messages"][-2]["content"].insert(0, {"type": "thinking", "thinking": "Run the tests again.",
-                                               "signature": "EqQBCkYIBxgCKkCFakeSignatureForTestingOnly0004=="})
+    body["messages"][-2]["content"].insert(
+        0,
+        {
+            "type": "thinking",
+            "thinking": "Run the tests again.",
+            "signature": "EqQBCkYIBxgCKkCFakeSignatureForTestingOnly0004==",
+        },
+    )
     claude.enqueue(fa.tool_reply("Glob", "toolu_cc", {"pattern": "**/*.py"}))
-    response = httpx.post(bridge.base_url + "/v1/messages", json=body, timeout=30, headers={
-        "x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"})
+    response = httpx.post(
+        bridge.base_url + "/v1/messages",
+        json=body,
+        timeout=30,
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+    )
     assert response.status_code == 200 and "input_json_delta" in response.text
     sent = claude.requests[-1]
     assert not claude.rejections, claude.rejections
@@ -177,20 +251,29 @@ def test_claude_code_request_reaches_anthropic_as_sent(bridge, claude):
 def test_count_tokens_uses_anthropic(bridge, claude):
     params = {"model": CLAUDE, "system": "terse", "messages": [{"role": "user", "content": "count me"}]}
     assert ant(bridge).messages.count_tokens(**params).input_tokens == 4242
-    raw = httpx.post(bridge.base_url + "/v1/messages/count_tokens", json=params, timeout=20,
-                     headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"})
+    raw = httpx.post(
+        bridge.base_url + "/v1/messages/count_tokens",
+        json=params,
+        timeout=20,
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+    )
     assert raw.json() == {"input_tokens": 4242}
     assert raw.headers["x-llmbridge-token-count-method"] == "upstream:anthropic"
-    assert claude.count_requests[-1] == {"model": CLAUDE, "system": [{"type": "text", "text": "terse"}],
-                                         "messages": [{"role": "user", "content": [{"type": "text",
-                                                                                    "text": "count me"}]}]}
+    assert claude.count_requests[-1] == {
+        "model": CLAUDE,
+        "system": [{"type": "text", "text": "terse"}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "count me"}]}],
+    }
 
 
 def test_error_event_mid_stream_reaches_the_client(bridge, claude):
     claude.enqueue(fa.error_event_reply("overloaded_error", "Overloaded"))
-    response = httpx.post(bridge.base_url + "/v1/messages", timeout=30, headers={
-        "x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}, json={
-        "model": CLAUDE, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    response = httpx.post(
+        bridge.base_url + "/v1/messages",
+        timeout=30,
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+        json={"model": CLAUDE, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "x"}]},
+    )
     assert "event: error" in response.text and "Overloaded" in response.text
 
 
@@ -206,8 +289,11 @@ def test_refused_parameter_is_400_naming_it(bridge, claude):
 
 def test_genai_client_text_and_stream_to_gemini(bridge, gemini):
     gemini.enqueue(fg.text_reply("Hello ", "world"))
-    response = gen(bridge).models.generate_content(model=GEMINI, contents="hi", config=types.GenerateContentConfig(
-        system_instruction="Answer tersely.", temperature=0.2))
+    response = gen(bridge).models.generate_content(
+        model=GEMINI,
+        contents="hi",
+        config=types.GenerateContentConfig(system_instruction="Answer tersely.", temperature=0.2),
+    )
     assert response.text == "Hello world"
     assert response.usage_metadata.prompt_token_count == 12
     path, headers = gemini.paths[-1], gemini.headers[-1]
@@ -225,17 +311,34 @@ def test_genai_client_text_and_stream_to_gemini(bridge, gemini):
 
 def test_genai_client_tools_over_two_turns_to_gemini(bridge, gemini):
     gemini.enqueue(fg.tool_reply("get_weather", {"city": "Paris"}, call_id="fc-1"))
-    tool = types.Tool(function_declarations=[types.FunctionDeclaration(
-        name="get_weather", description="Weather", parameters_json_schema=WEATHER_FN["parameters"])])
-    config = types.GenerateContentConfig(tools=[tool], automatic_function_calling=types.AutomaticFunctionCallingConfig(
-        disable=True))
+    tool = types.Tool(
+        function_declarations=[
+            types.FunctionDeclaration(
+                name="get_weather", description="Weather", parameters_json_schema=WEATHER_FN["parameters"]
+            )
+        ]
+    )
+    config = types.GenerateContentConfig(
+        tools=[tool], automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True)
+    )
     first = gen(bridge).models.generate_content(model=GEMINI, contents="Weather in Paris?", config=config)
     call = first.function_calls[0]
     assert (call.name, call.args) == ("get_weather", {"city": "Paris"})
     gemini.enqueue(fg.text_reply("Sunny."))
-    contents = [types.Content(role="user", parts=[types.Part(text="Weather in Paris?")]), first.candidates[0].content,
-                types.Content(role="user", parts=[types.Part(function_response=types.FunctionResponse(
-                    name="get_weather", id=call.id, response={"output": "sunny"}))])]
+    contents = [
+        types.Content(role="user", parts=[types.Part(text="Weather in Paris?")]),
+        first.candidates[0].content,
+        types.Content(
+            role="user",
+            parts=[
+                types.Part(
+                    function_response=types.FunctionResponse(
+                        name="get_weather", id=call.id, response={"output": "sunny"}
+                    )
+                )
+            ],
+        ),
+    ]
     second = gen(bridge).models.generate_content(model=GEMINI, contents=contents, config=config)
     assert second.text == "Sunny."
     assert not gemini.rejections
@@ -244,19 +347,25 @@ def test_genai_client_tools_over_two_turns_to_gemini(bridge, gemini):
 
 def test_openai_client_to_gemini(bridge, gemini):
     gemini.enqueue(fg.text_reply("from gemini", thought="hmm"))
-    reply = oai(bridge).chat.completions.create(model=GEMINI, messages=[{"role": "user", "content": "x"}],
-                                                reasoning_effort="low")
+    reply = oai(bridge).chat.completions.create(
+        model=GEMINI, messages=[{"role": "user", "content": "x"}], reasoning_effort="low"
+    )
     assert reply.choices[0].message.content == "from gemini"
-    assert gemini.requests[-1]["generationConfig"]["thinkingConfig"] == {"includeThoughts": True,
-                                                                         "thinkingBudget": 1024}
+    assert gemini.requests[-1]["generationConfig"]["thinkingConfig"] == {
+        "includeThoughts": True,
+        "thinkingBudget": 1024,
+    }
 
 
 def test_count_tokens_uses_gemini(bridge, gemini):
     counted = gen(bridge).models.count_tokens(model=GEMINI, contents="count me")
     assert counted.total_tokens == 321
-    raw = httpx.post(f"{bridge.base_url}/v1beta/models/{GEMINI}:countTokens", timeout=20,
-                     headers={"x-goog-api-key": CLIENT_KEY},
-                     json={"contents": [{"role": "user", "parts": [{"text": "count me"}]}]})
+    raw = httpx.post(
+        f"{bridge.base_url}/v1beta/models/{GEMINI}:countTokens",
+        timeout=20,
+        headers={"x-goog-api-key": CLIENT_KEY},
+        json={"contents": [{"role": "user", "parts": [{"text": "count me"}]}]},
+    )
     assert raw.json()["totalTokens"] == 321
     assert raw.headers["x-llmbridge-token-count-method"] == "upstream:gemini"
     inner = gemini.count_requests[-1]["generateContentRequest"]

@@ -17,8 +17,16 @@ UPSTREAM_KEY = "sk-upstream-secret"
 
 
 def account(name: str, fake: FakeOpenAI, **extra) -> dict:
-    return {"name": name, "provider": "openai", "api_key": fake.api_key, "base_url": fake.base_url,
-            "models": ["gpt-test"], "requests_per_minute": 1000, "max_concurrent": 50, **extra}
+    return {
+        "name": name,
+        "provider": "openai",
+        "api_key": fake.api_key,
+        "base_url": fake.base_url,
+        "models": ["gpt-test"],
+        "requests_per_minute": 1000,
+        "max_concurrent": 50,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -29,8 +37,14 @@ def fakes():
 
 @pytest.fixture
 def bridge(tmp_path, fakes):
-    config = write_config(tmp_path / "bridge.toml", [account("first", fakes[0]), account("second", fakes[1])],
-                          record=False, strategy="fill-first", keepalive_seconds=0.3, max_body_bytes=4096)
+    config = write_config(
+        tmp_path / "bridge.toml",
+        [account("first", fakes[0]), account("second", fakes[1])],
+        record=False,
+        strategy="fill-first",
+        keepalive_seconds=0.3,
+        max_body_bytes=4096,
+    )
     with BridgeProcess(tmp_path, config) as process:
         yield process
 
@@ -81,8 +95,9 @@ def test_a_key_with_bytes_outside_ascii_is_401_not_500(bridge, raw_key):
     for header in (b"authorization", b"x-api-key"):
         value = b"Bearer " + raw_key if header == b"authorization" else raw_key
         with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as conn:
-            conn.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n" + header + b": " + value + b"\r\n"
-                         b"connection: close\r\n\r\n")
+            conn.sendall(
+                b"GET /v1/models HTTP/1.1\r\nhost: x\r\n" + header + b": " + value + b"\r\nconnection: close\r\n\r\n"
+            )
             head = conn.recv(65536).split(b"\r\n", 1)[0]
         assert head.startswith(b"HTTP/1.1 401"), (header, head)
 
@@ -94,8 +109,11 @@ def test_unknown_path_is_json_404_and_never_forwarded(bridge):
 
 def test_failover_to_second_account_before_first_byte(bridge, fakes):
     first, second = fakes
-    first.enqueue(Reply(status=429, error_body={"error": {"message": "busy", "code": "rate_limit"}},
-                        headers={"retry-after": "30"}))
+    first.enqueue(
+        Reply(
+            status=429, error_body={"error": {"message": "busy", "code": "rate_limit"}}, headers={"retry-after": "30"}
+        )
+    )
     second.enqueue(text_reply("from second"))
     response = post(bridge, chat())
     assert response.status_code == 200
@@ -115,9 +133,19 @@ def test_bad_request_does_not_burn_through_accounts(bridge, fakes):
 
 
 def test_upstream_unreachable_is_502(tmp_path):
-    config = write_config(tmp_path / "bridge.toml", [
-        {"name": "dead", "provider": "openai", "api_key": "k", "base_url": "http://127.0.0.1:9/v1",
-         "models": ["gpt-test"]}], record=False)
+    config = write_config(
+        tmp_path / "bridge.toml",
+        [
+            {
+                "name": "dead",
+                "provider": "openai",
+                "api_key": "k",
+                "base_url": "http://127.0.0.1:9/v1",
+                "models": ["gpt-test"],
+            }
+        ],
+        record=False,
+    )
     with BridgeProcess(tmp_path, config) as bridge:
         response = post(bridge, chat())
     assert response.status_code == 502
@@ -125,8 +153,9 @@ def test_upstream_unreachable_is_502(tmp_path):
 
 
 def test_upstream_silent_past_read_timeout_is_504(tmp_path, fakes):
-    config = write_config(tmp_path / "bridge.toml", [account("slow", fakes[0])], record=False,
-                          upstream_read_timeout=0.5)
+    config = write_config(
+        tmp_path / "bridge.toml", [account("slow", fakes[0])], record=False, upstream_read_timeout=0.5
+    )
     fakes[0].enqueue(Reply(header_delay=2.0))
     with BridgeProcess(tmp_path, config) as bridge:
         response = post(bridge, chat())
@@ -147,16 +176,26 @@ def test_upstream_cut_mid_stream_gives_error_event(bridge, fakes):
 
 def test_keepalive_comments_during_upstream_silence(bridge, fakes):
     fakes[0].enqueue(text_reply("slow", pieces=2, delay=0.8))
-    with httpx.stream("POST", bridge.base_url + "/v1/chat/completions", json=chat(stream=True),
-                      headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=20) as response:
+    with httpx.stream(
+        "POST",
+        bridge.base_url + "/v1/chat/completions",
+        json=chat(stream=True),
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=20,
+    ) as response:
         body = b"".join(response.iter_raw())
     assert b": keep-alive" in body and body.endswith(b"data: [DONE]\n\n")
 
 
 def test_client_disconnect_closes_upstream_and_next_request_works(bridge, fakes):
     fakes[0].enqueue(Reply(deltas=[{"content": f"{i} "} for i in range(200)], delay=0.05))
-    with httpx.stream("POST", bridge.base_url + "/v1/chat/completions", json=chat(stream=True),
-                      headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=20) as response:
+    with httpx.stream(
+        "POST",
+        bridge.base_url + "/v1/chat/completions",
+        json=chat(stream=True),
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=20,
+    ) as response:
         for line in response.iter_lines():
             if '"1 "' in line:
                 break  # leave after the second token
@@ -193,8 +232,10 @@ def test_unknown_provider_stops_startup(tmp_path):
 
 
 def test_missing_credentials_file_stops_startup(tmp_path):
-    config = write_config(tmp_path / "bridge.toml", [
-        {"name": "g", "provider": "gemini-cli", "credentials": str(tmp_path / "missing.json")}])
+    config = write_config(
+        tmp_path / "bridge.toml",
+        [{"name": "g", "provider": "gemini-cli", "credentials": str(tmp_path / "missing.json")}],
+    )
     code, output = run_bridge_expecting_failure(tmp_path, config)
     assert code != 0 and "missing.json" in output and "not found" in output
 
@@ -230,8 +271,13 @@ def test_listens_only_on_loopback_in_reverse_mode(bridge):
 
 def test_client_leaving_is_noticed_while_the_upstream_is_silent(bridge, fakes):
     fakes[0].enqueue(Reply(deltas=[{"content": "first "}, {"content": "late"}], delay=4.0))
-    with httpx.stream("POST", bridge.base_url + "/v1/chat/completions", json=chat(stream=True),
-                      headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=20) as response:
+    with httpx.stream(
+        "POST",
+        bridge.base_url + "/v1/chat/completions",
+        json=chat(stream=True),
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=20,
+    ) as response:
         for line in response.iter_lines():
             if '"first "' in line:
                 break

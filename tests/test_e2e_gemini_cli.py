@@ -12,10 +12,21 @@ import pytest
 from tests.bridge_process import CLIENT_KEY, BridgeProcess, write_config
 from tests.fakes.code_assist import FakeCodeAssist, error_reply, rpc_error, text_reply, tool_call_reply
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-                   "additionalProperties": False}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    }
+]
 
 
 @pytest.fixture
@@ -33,9 +44,21 @@ def creds(tmp_path, fake):
 
 @pytest.fixture
 def bridge(tmp_path, fake, creds):
-    config = write_config(tmp_path / "bridge.toml", [
-        {"name": "g1", "provider": "gemini-cli", "credentials": str(creds), "base_url": fake.base_url,
-         "token_url": fake.token_url, "requests_per_minute": 1000, "max_concurrent": 50}], record=False)
+    config = write_config(
+        tmp_path / "bridge.toml",
+        [
+            {
+                "name": "g1",
+                "provider": "gemini-cli",
+                "credentials": str(creds),
+                "base_url": fake.base_url,
+                "token_url": fake.token_url,
+                "requests_per_minute": 1000,
+                "max_concurrent": 50,
+            }
+        ],
+        record=False,
+    )
     with BridgeProcess(tmp_path, config) as process:
         yield process
 
@@ -47,8 +70,10 @@ def client(bridge) -> openai.OpenAI:
 def test_text_with_reasoning_refresh_and_onboarding(bridge, fake, creds):
     fake.enqueue(text_reply("Hello ", "world", thoughts=("pondering",), signature="S1"))
     reply = client(bridge).chat.completions.create(
-        model="gemini-2.5-pro", messages=[{"role": "system", "content": "terse"},
-                                          {"role": "user", "content": "hi"}], reasoning_effort="low")
+        model="gemini-2.5-pro",
+        messages=[{"role": "system", "content": "terse"}, {"role": "user", "content": "hi"}],
+        reasoning_effort="low",
+    )
     message = reply.choices[0].message
     assert message.content == "Hello world"
     assert message.model_extra["reasoning_content"] == "pondering"
@@ -69,7 +94,8 @@ def test_stream_first_token_arrives_while_upstream_still_generating(bridge, fake
     started = time.time()
     arrivals = []
     for chunk in client(bridge).chat.completions.create(
-            model="gemini-2.5-flash", messages=[{"role": "user", "content": "go"}], stream=True):
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "go"}], stream=True
+    ):
         if chunk.choices and chunk.choices[0].delta.content:
             arrivals.append((time.time() - started, chunk.choices[0].delta.content))
     assert "".join(text for _, text in arrivals) == "first second third"
@@ -80,17 +106,22 @@ def test_gemini3_tool_call_signature_round_trip(bridge, fake):
     fake.enqueue(tool_call_reply("get_weather", {"city": "Paris"}, signature="SIGX"))
     c = client(bridge)
     messages = [{"role": "user", "content": "weather in Paris?"}]
-    chunks = list(c.chat.completions.create(model="gemini-3-pro-preview", messages=messages, tools=TOOLS,
-                                            stream=True))
+    chunks = list(c.chat.completions.create(model="gemini-3-pro-preview", messages=messages, tools=TOOLS, stream=True))
     calls = [tc for ch in chunks if ch.choices for tc in (ch.choices[0].delta.tool_calls or [])]
     arguments = "".join(tc.function.arguments or "" for tc in calls)
     assert calls[0].function.name == "get_weather" and json.loads(arguments) == {"city": "Paris"}
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
     fake.enqueue(text_reply("Sunny in Paris."))
-    messages += [{"role": "assistant", "content": None, "tool_calls": [
-        {"id": calls[0].id, "type": "function", "function": {"name": "get_weather",
-                                                             "arguments": arguments}}]},
-        {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"}]
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": calls[0].id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"},
+    ]
     reply = c.chat.completions.create(model="gemini-3-pro-preview", messages=messages, tools=TOOLS)
     assert reply.choices[0].message.content == "Sunny in Paris."
     model_turn = fake.generate_requests[-1]["request"]["contents"][1]
@@ -103,21 +134,40 @@ def test_image_and_json_schema(bridge, fake):
     fake.enqueue(text_reply('{"colour": "red"}'))
     reply = client(bridge).chat.completions.create(
         model="gemini-2.5-flash",
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "colour?"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}],
-        response_format={"type": "json_schema", "json_schema": {
-            "name": "c", "schema": {"type": "object", "properties": {"colour": {"type": "string"}}}}})
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "colour?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                ],
+            }
+        ],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "c", "schema": {"type": "object", "properties": {"colour": {"type": "string"}}}},
+        },
+    )
     assert json.loads(reply.choices[0].message.content) == {"colour": "red"}
     request = fake.generate_requests[-1]["request"]
     assert request["contents"][0]["parts"][1]["inlineData"] == {"mimeType": "image/png", "data": "iVBORw0KGgo="}
     assert request["generationConfig"]["responseMimeType"] == "application/json"
 
 
-RATE_LIMIT = rpc_error(429, "You have exhausted your capacity on this model.", "RESOURCE_EXHAUSTED", [
-    {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
-     "domain": "cloudcode-pa.googleapis.com", "metadata": {"quotaResetDelay": "2.5s"}},
-    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}])
+RATE_LIMIT = rpc_error(
+    429,
+    "You have exhausted your capacity on this model.",
+    "RESOURCE_EXHAUSTED",
+    [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "RATE_LIMIT_EXCEEDED",
+            "domain": "cloudcode-pa.googleapis.com",
+            "metadata": {"quotaResetDelay": "2.5s"},
+        },
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"},
+    ],
+)
 
 
 def test_rate_limit_is_429_with_retry_after_and_a_plain_message(bridge, fake):
@@ -129,10 +179,24 @@ def test_rate_limit_is_429_with_retry_after_and_a_plain_message(bridge, fake):
 
 
 def test_validation_required_is_403_with_link(bridge, fake):
-    fake.enqueue(error_reply(403, rpc_error(403, "Verify your account to continue.", "PERMISSION_DENIED", [
-        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "VALIDATION_REQUIRED",
-         "domain": "cloudcode-pa.googleapis.com",
-         "metadata": {"validation_link": "https://accounts.google.com/verify"}}])))
+    fake.enqueue(
+        error_reply(
+            403,
+            rpc_error(
+                403,
+                "Verify your account to continue.",
+                "PERMISSION_DENIED",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "VALIDATION_REQUIRED",
+                        "domain": "cloudcode-pa.googleapis.com",
+                        "metadata": {"validation_link": "https://accounts.google.com/verify"},
+                    }
+                ],
+            ),
+        )
+    )
     with pytest.raises(openai.PermissionDeniedError) as info:
         client(bridge).chat.completions.create(model="gemini-2.5-pro", messages=[{"role": "user", "content": "x"}])
     assert "https://accounts.google.com/verify" in str(info.value)
@@ -145,8 +209,9 @@ def test_five_concurrent_requests_on_an_expired_token_refresh_once(bridge, fake)
 
     def call():
         try:
-            reply = client(bridge).chat.completions.create(model="gemini-2.5-flash",
-                                                           messages=[{"role": "user", "content": "x"}])
+            reply = client(bridge).chat.completions.create(
+                model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
+            )
             results.append(reply.choices[0].message.content)
         except Exception as e:  # collected and asserted below
             errors.append(e)

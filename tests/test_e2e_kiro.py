@@ -12,9 +12,16 @@ import pytest
 from tests.bridge_process import CLIENT_KEY, BridgeProcess, write_config
 from tests.fakes.kiro import ContextUsage, FakeKiro, HttpError, Metering, Reasoning, Text, ToolUse
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
-                                           "parameters": {"type": "object",
-                                                          "properties": {"city": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 
 
 @pytest.fixture
@@ -30,10 +37,21 @@ def token_file(tmp_path, kiro):
 
 @pytest.fixture
 def bridge(tmp_path, kiro, token_file):
-    config = write_config(tmp_path / "bridge.toml", [
-        {"name": "kiro1", "provider": "kiro", "credentials": str(token_file), "base_url": kiro.base_url,
-         "token_url": kiro.social_refresh_url, "requests_per_minute": 1000, "max_concurrent": 10}],
-        record=False)
+    config = write_config(
+        tmp_path / "bridge.toml",
+        [
+            {
+                "name": "kiro1",
+                "provider": "kiro",
+                "credentials": str(token_file),
+                "base_url": kiro.base_url,
+                "token_url": kiro.social_refresh_url,
+                "requests_per_minute": 1000,
+                "max_concurrent": 10,
+            }
+        ],
+        record=False,
+    )
     with BridgeProcess(tmp_path, config) as process:
         yield process
 
@@ -45,9 +63,11 @@ def oai(bridge) -> openai.OpenAI:
 def test_streaming_text(bridge, kiro):
     kiro.enqueue(Text("Hello "), Text("from "), Text("Kiro"), ContextUsage(2.5), Metering(0.01))
     stream = oai(bridge).chat.completions.create(
-        model="claude-sonnet-4-5", messages=[{"role": "system", "content": "be kind"},
-                                             {"role": "user", "content": "hi"}],
-        stream=True, stream_options={"include_usage": True})
+        model="claude-sonnet-4-5",
+        messages=[{"role": "system", "content": "be kind"}, {"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from Kiro"
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0
@@ -61,8 +81,7 @@ def test_streaming_tool_call_and_multi_turn_tool_conversation(bridge, kiro):
     kiro.enqueue(Text("Let me check."), ToolUse("get_weather", "tu_1", ['{"ci', 'ty": "Oslo"}']))
     client = oai(bridge)
     messages = [{"role": "user", "content": "weather in Oslo?"}]
-    stream = client.chat.completions.create(model="claude-sonnet-4-5", messages=messages, tools=TOOLS,
-                                            stream=True)
+    stream = client.chat.completions.create(model="claude-sonnet-4-5", messages=messages, tools=TOOLS, stream=True)
     calls: dict[int, dict] = {}
     finish = None
     for chunk in stream:
@@ -74,30 +93,45 @@ def test_streaming_tool_call_and_multi_turn_tool_conversation(bridge, kiro):
     assert calls[0]["name"] == "get_weather" and json.loads(calls[0]["args"]) == {"city": "Oslo"}
 
     kiro.enqueue(Text("It is cold in Oslo."))
-    messages += [{"role": "assistant", "content": "Let me check.", "tool_calls": [
-        {"id": calls[0]["id"], "type": "function",
-         "function": {"name": "get_weather", "arguments": calls[0]["args"]}}]},
-        {"role": "tool", "tool_call_id": calls[0]["id"], "content": "-5C"}]
+    messages += [
+        {
+            "role": "assistant",
+            "content": "Let me check.",
+            "tool_calls": [
+                {
+                    "id": calls[0]["id"],
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": calls[0]["args"]},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": calls[0]["id"], "content": "-5C"},
+    ]
     reply = client.chat.completions.create(model="claude-sonnet-4-5", messages=messages, tools=TOOLS)
     assert reply.choices[0].message.content == "It is cold in Oslo."
     request = kiro.generate_requests()[-1]
     assert request.rejection is None and request.status == 200
-    results = request.body["conversationState"]["currentMessage"]["userInputMessage"][
-        "userInputMessageContext"]["toolResults"]
+    results = request.body["conversationState"]["currentMessage"]["userInputMessage"]["userInputMessageContext"][
+        "toolResults"
+    ]
     assert results[0]["toolUseId"] == calls[0]["id"]
 
 
 def test_anthropic_sdk_with_thinking(bridge, kiro):
     kiro.enqueue(Reasoning(text="Considering the question.", signature="sig-1"), Text("Answer."))
     client = anthropic.Anthropic(base_url=bridge.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
-    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=2000,
-                                     thinking={"type": "enabled", "budget_tokens": 1024},
-                                     messages=[{"role": "user", "content": "think first"}])
+    message = client.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=2000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "think first"}],
+    )
     kinds = [block.type for block in message.content]
     assert kinds == ["thinking", "text"]
     assert message.content[0].thinking == "Considering the question."
-    system_text = kiro.generate_requests()[-1].body["conversationState"]["currentMessage"][
-        "userInputMessage"]["content"]
+    system_text = kiro.generate_requests()[-1].body["conversationState"]["currentMessage"]["userInputMessage"][
+        "content"
+    ]
     assert "<thinking_mode>enabled</thinking_mode>" in system_text
 
 
@@ -105,8 +139,7 @@ def test_expired_token_is_refreshed_and_rotation_persisted(bridge, kiro, token_f
     old_refresh = json.loads(token_file.read_text())["refreshToken"]
     kiro.expire_access_token()
     kiro.enqueue(Text("after refresh"))
-    reply = oai(bridge).chat.completions.create(model="claude-sonnet-4-5",
-                                                messages=[{"role": "user", "content": "hi"}])
+    reply = oai(bridge).chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content == "after refresh"
     assert kiro.refresh_count == 1
     stored = json.loads(token_file.read_text())
@@ -132,6 +165,7 @@ def test_improperly_formed_is_400_and_suspension_is_explained(bridge, kiro):
 
 def test_unsupported_parameter_named(bridge):
     with pytest.raises(openai.BadRequestError) as info:
-        oai(bridge).chat.completions.create(model="claude-sonnet-4-5", stop=["END"],
-                                            messages=[{"role": "user", "content": "x"}])
+        oai(bridge).chat.completions.create(
+            model="claude-sonnet-4-5", stop=["END"], messages=[{"role": "user", "content": "x"}]
+        )
     assert "stop" in str(info.value)

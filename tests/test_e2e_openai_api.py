@@ -17,10 +17,21 @@ def upstream():
 
 @pytest.fixture
 def bridge(tmp_path, upstream):
-    config = write_config(tmp_path / "bridge.toml", [
-        {"name": "up1", "provider": "openai", "api_key": upstream.api_key, "base_url": upstream.base_url,
-         "models": ["gpt-test"], "requests_per_minute": 1000, "max_concurrent": 50},
-    ], record=False)
+    config = write_config(
+        tmp_path / "bridge.toml",
+        [
+            {
+                "name": "up1",
+                "provider": "openai",
+                "api_key": upstream.api_key,
+                "base_url": upstream.base_url,
+                "models": ["gpt-test"],
+                "requests_per_minute": 1000,
+                "max_concurrent": 50,
+            },
+        ],
+        record=False,
+    )
     with BridgeProcess(tmp_path, config) as process:
         yield process
 
@@ -31,8 +42,7 @@ def client(bridge: BridgeProcess, key: str = CLIENT_KEY) -> openai.OpenAI:
 
 def test_non_stream_text(bridge, upstream):
     upstream.enqueue(text_reply("Hello there, friend"))
-    reply = client(bridge).chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "hi"}])
+    reply = client(bridge).chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content == "Hello there, friend"
     assert reply.choices[0].finish_reason == "stop"
     assert reply.usage.prompt_tokens == 11 and reply.usage.completion_tokens == 7
@@ -43,8 +53,11 @@ def test_non_stream_text(bridge, upstream):
 def test_stream_text_with_usage(bridge, upstream):
     upstream.enqueue(text_reply("abcdefghi", pieces=3))
     stream = client(bridge).chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True,
-        stream_options={"include_usage": True})
+        model="gpt-test",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "abcdefghi"
@@ -69,8 +82,13 @@ def test_models_lists_bare_and_pinned(bridge):
 
 
 def test_upstream_429_maps_to_429_with_retry_after(bridge, upstream):
-    upstream.enqueue(Reply(status=429, error_body={"error": {"message": "slow down", "code": "rate_limit"}},
-                           headers={"retry-after": "7"}))
+    upstream.enqueue(
+        Reply(
+            status=429,
+            error_body={"error": {"message": "slow down", "code": "rate_limit"}},
+            headers={"retry-after": "7"},
+        )
+    )
     with pytest.raises(openai.RateLimitError) as info:
         client(bridge).chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
     assert info.value.response.headers["retry-after"] == "7"
@@ -79,13 +97,18 @@ def test_upstream_429_maps_to_429_with_retry_after(bridge, upstream):
 def test_local_server_without_api_key(tmp_path):
     """An `openai` account pointed at a local server may leave out api_key: no Authorization is sent."""
     with FakeOpenAI(api_key=None) as keyless:
-        config = write_config(tmp_path / "bridge.toml", [
-            {"name": "local", "provider": "openai", "base_url": keyless.base_url, "models": ["local-model"]},
-        ], record=False)
+        config = write_config(
+            tmp_path / "bridge.toml",
+            [
+                {"name": "local", "provider": "openai", "base_url": keyless.base_url, "models": ["local-model"]},
+            ],
+            record=False,
+        )
         with BridgeProcess(tmp_path, config) as bridge:
             keyless.enqueue(text_reply("no key needed"))
             reply = client(bridge).chat.completions.create(
-                model="local-model", messages=[{"role": "user", "content": "hi"}])
+                model="local-model", messages=[{"role": "user", "content": "hi"}]
+            )
             assert reply.choices[0].message.content == "no key needed"
             assert "authorization" not in keyless.headers[-1]
 

@@ -33,8 +33,15 @@ PACED_FOR_LOAD = {"requests_per_minute": 100000, "max_concurrent": 1000}
 
 
 def openai_account(name: str, fake: FakeOpenAI, models: list[str], **extra: Any) -> dict[str, Any]:
-    return {"name": name, "provider": "openai", "api_key": fake.api_key, "base_url": fake.base_url,
-            "models": models, **PACED_FOR_LOAD, **extra}
+    return {
+        "name": name,
+        "provider": "openai",
+        "api_key": fake.api_key,
+        "base_url": fake.base_url,
+        "models": models,
+        **PACED_FOR_LOAD,
+        **extra,
+    }
 
 
 def rows(db: Path, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
@@ -62,6 +69,14 @@ def wait_for_exchanges(db: Path, expected: int, timeout: float = 10) -> None:
     raise AssertionError(f"{seen} exchanges recorded after {timeout}s, expected {expected}")
 
 
+def wait_for_output(bridge: BridgeProcess, text: str, count: int, timeout: float) -> None:
+    """Until the bridge's console shows `text` `count` times (fails after `timeout` seconds)."""
+    deadline = time.time() + timeout
+    while bridge.output().count(text) < count:
+        assert time.time() < deadline, f"{bridge.output().count(text)} of {count} {text!r} lines"
+        time.sleep(0.05)
+
+
 def stop_gracefully(bridge: BridgeProcess) -> int:
     """SIGTERM, as a service manager would stop it; the exit status."""
     assert bridge.proc is not None
@@ -73,10 +88,13 @@ def stop_gracefully(bridge: BridgeProcess) -> int:
 
 CLIENT_KEY = "sk-client-e2e-recorder-0123456789"
 KINDS = (  # (kind, how many, stream)
-    ("ok", 40, False), ("ok", 40, True),
-    ("failover", 15, False), ("failover", 15, True),  # first account 500, second answers
+    ("ok", 40, False),
+    ("ok", 40, True),
+    ("failover", 15, False),
+    ("failover", 15, True),  # first account 500, second answers
     ("rejected", 20, False),  # upstream 400: stop, no failover
-    ("limited", 10, False), ("limited", 10, True),  # the only account for the model answers 429
+    ("limited", 10, False),
+    ("limited", 10, True),  # the only account for the model answers 429
     ("leave", 50, True),  # the client closes the stream after the first content chunk
 )
 SLOW_PIECES = 40  # a "leave" answer: this many chunks, SLOW_DELAY apart, so the client leaves mid-way
@@ -106,8 +124,11 @@ def secondary_reply(body: dict[str, Any]) -> Reply:
 
 def limited_reply(body: dict[str, Any]) -> Reply:
     # A tiny Retry-After: the account cools down only briefly, so every request makes exactly one attempt.
-    return Reply(status=429, error_body={"error": {"message": "fake: slow down", "type": "rate_limit"}},
-                 headers={"retry-after": "0.05"})
+    return Reply(
+        status=429,
+        error_body={"error": {"message": "fake: slow down", "type": "rate_limit"}},
+        headers={"retry-after": "0.05"},
+    )
 
 
 async def one_request(client: httpx.AsyncClient, kind: str, tag: str, stream: bool) -> dict[str, Any]:
@@ -134,13 +155,13 @@ async def one_request(client: httpx.AsyncClient, kind: str, tag: str, stream: bo
 
 
 async def run_load(base_url: str) -> list[dict[str, Any]]:
-    jobs = [(kind, f"{kind}:{'s' if stream else 'n'}:{i}", stream)
-            for kind, n, stream in KINDS for i in range(n)]
+    jobs = [(kind, f"{kind}:{'s' if stream else 'n'}:{i}", stream) for kind, n, stream in KINDS for i in range(n)]
     # Interleave the kinds, so failures, failovers and departures overlap with successes.
     jobs = [jobs[i] for i in sorted(range(len(jobs)), key=lambda i: (i * 7919) % len(jobs))]
     limits = httpx.Limits(max_connections=len(jobs), max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=base_url, headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                                 timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=30, limits=limits
+    ) as client:
         return await asyncio.gather(*(one_request(client, *job) for job in jobs))
 
 
@@ -150,16 +171,25 @@ def test_200_concurrent_exchanges_are_each_recorded_once_and_whole(tmp_path):
     db = tmp_path / "rec" / "bridge.db"
     with FakeOpenAI() as primary, FakeOpenAI() as secondary, FakeOpenAI() as limited:
         primary.responder, secondary.responder, limited.responder = primary_reply, secondary_reply, limited_reply
-        config = write_config(tmp_path / "bridge.toml", [
-            openai_account("primary", primary, ["gpt-test"]),
-            openai_account("secondary", secondary, ["gpt-test"]),
-            openai_account("limited", limited, ["gpt-limited"])],
-            api_keys=[CLIENT_KEY], database=str(db), strategy="fill-first")
+        config = write_config(
+            tmp_path / "bridge.toml",
+            [
+                openai_account("primary", primary, ["gpt-test"]),
+                openai_account("secondary", secondary, ["gpt-test"]),
+                openai_account("limited", limited, ["gpt-limited"]),
+            ],
+            api_keys=[CLIENT_KEY],
+            database=str(db),
+            strategy="fill-first",
+        )
         bridge = BridgeProcess(tmp_path, config).start()
         try:
             started = time.time()
             seen = asyncio.run(asyncio.wait_for(run_load(bridge.base_url), 45))
             elapsed = time.time() - started
+            # A departure travels client -> mitmproxy -> relay; a stop that overtakes it would rightly
+            # record the stream as interrupted. Stop once every departure was noticed (its console line).
+            wait_for_output(bridge, "client disconnected", count=50, timeout=15)
         finally:
             code = stop_gracefully(bridge)  # at once: shutdown must flush what is still queued
     output = bridge.output()
@@ -219,8 +249,11 @@ def test_200_concurrent_exchanges_are_each_recorded_once_and_whole(tmp_path):
             assert accounts == ["limited"] and tries[0]["status"] == 429, where
             assert exchange["error_kind"] == "rate_limited" == tries[0]["error_kind"], where
         if kind in ("ok", "failover"):
-            answer = rows(db, "SELECT group_concat(text, '') AS t FROM parts WHERE message_hash = ?",
-                          (exchange["response_message_hash"],))[0]["t"]
+            answer = rows(
+                db,
+                "SELECT group_concat(text, '') AS t FROM parts WHERE message_hash = ?",
+                (exchange["response_message_hash"],),
+            )[0]["t"]
             assert answer == full_text(where), where
 
     # Streams the client left: marked, and what was answered until then is recorded (the upstream
@@ -232,8 +265,11 @@ def test_200_concurrent_exchanges_are_each_recorded_once_and_whole(tmp_path):
         (attempt,) = attempts[exchange["id"]]
         assert exchange["client_disconnected"] == 1 and exchange["status"] == 200, where
         assert attempt["status"] == 200 and attempt["response_body"].startswith(b"data: {"), where
-        answer = rows(db, "SELECT group_concat(text, '') AS t FROM parts WHERE message_hash = ?",
-                      (exchange["response_message_hash"],))[0]["t"]
+        answer = rows(
+            db,
+            "SELECT group_concat(text, '') AS t FROM parts WHERE message_hash = ?",
+            (exchange["response_message_hash"],),
+        )[0]["t"]
         assert answer and set(answer) == {"x"} and len(answer) >= len(request["text"]), where
         finished = b"[DONE]" in attempt["response_body"]
         assert exchange["finish_reason"] == ("stop" if finished else None), where
@@ -248,17 +284,29 @@ def test_exchanges_in_flight_at_sigterm_are_recorded(tmp_path):
     db = tmp_path / "bridge.db"
     with FakeOpenAI() as upstream:
         upstream.default = text_reply("y" * 30, pieces=30, delay=0.1)  # 3 s of answer
-        config = write_config(tmp_path / "bridge.toml", [openai_account("oa", upstream, ["gpt-test"])],
-                              api_keys=[CLIENT_KEY], database=str(db))
+        config = write_config(
+            tmp_path / "bridge.toml",
+            [openai_account("oa", upstream, ["gpt-test"])],
+            api_keys=[CLIENT_KEY],
+            database=str(db),
+        )
         bridge = BridgeProcess(tmp_path, config).start()
         outcomes: list[str] = []
 
         def ask(stream: bool) -> None:
-            body = {"model": "gpt-test", "messages": [{"role": "user", "content": f"stream={stream}"}],
-                    "stream": stream}
+            body = {
+                "model": "gpt-test",
+                "messages": [{"role": "user", "content": f"stream={stream}"}],
+                "stream": stream,
+            }
             try:
-                with httpx.stream("POST", bridge.base_url + "/v1/chat/completions", json=body, timeout=20,
-                                  headers={"authorization": f"Bearer {CLIENT_KEY}"}) as response:
+                with httpx.stream(
+                    "POST",
+                    bridge.base_url + "/v1/chat/completions",
+                    json=body,
+                    timeout=20,
+                    headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                ) as response:
                     for _ in response.iter_bytes():
                         pass
                 outcomes.append("complete")
@@ -278,8 +326,9 @@ def test_exchanges_in_flight_at_sigterm_are_recorded(tmp_path):
                 future.result()
     assert code == 0 and stop_seconds < 8, (code, stop_seconds)
     assert len(outcomes) == 2  # (a whole answer may still get its partial body out: "complete")
-    recorded = rows(db, "SELECT stream, status, finish_reason, error_kind, attempt_count FROM exchanges "
-                        "ORDER BY stream")
+    recorded = rows(
+        db, "SELECT stream, status, finish_reason, error_kind, attempt_count FROM exchanges ORDER BY stream"
+    )
     assert len(recorded) == 2, bridge.output()
     for exchange in recorded:
         assert exchange["attempt_count"] == 1 and exchange["error_kind"], exchange
@@ -293,15 +342,24 @@ def test_a_stream_still_opening_at_sigterm_is_recorded_as_interrupted(tmp_path):
     db = tmp_path / "bridge.db"
     with FakeOpenAI() as upstream:
         upstream.default = Reply(header_delay=4.0, deltas=[{"content": "late"}])
-        config = write_config(tmp_path / "bridge.toml", [openai_account("oa", upstream, ["gpt-test"])],
-                              api_keys=[CLIENT_KEY], database=str(db))
+        config = write_config(
+            tmp_path / "bridge.toml",
+            [openai_account("oa", upstream, ["gpt-test"])],
+            api_keys=[CLIENT_KEY],
+            database=str(db),
+        )
         bridge = BridgeProcess(tmp_path, config).start()
         body = {"model": "gpt-test", "messages": [{"role": "user", "content": "slow"}], "stream": True}
 
         def ask() -> None:
             try:
-                with httpx.stream("POST", bridge.base_url + "/v1/chat/completions", json=body, timeout=20,
-                                  headers={"authorization": f"Bearer {CLIENT_KEY}"}) as response:
+                with httpx.stream(
+                    "POST",
+                    bridge.base_url + "/v1/chat/completions",
+                    json=body,
+                    timeout=20,
+                    headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                ) as response:
                     for _ in response.iter_bytes():
                         pass
             except httpx.HTTPError:
@@ -353,28 +411,52 @@ def scan_database(db: Path, secrets: set[str]) -> list[str]:
 def test_no_secret_reaches_the_database_or_the_console(tmp_path):
     db = tmp_path / "bridge.db"
     expired = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 600))
-    with FakeOpenAI(api_key=SECRET_UPSTREAM_KEY) as upstream, \
-            FakeKiro(access_token=SECRET_KIRO_ACCESS, refresh_token=SECRET_KIRO_REFRESH) as kiro, \
-            FakeCodeAssist() as gemini:
+    with (
+        FakeOpenAI(api_key=SECRET_UPSTREAM_KEY) as upstream,
+        FakeKiro(access_token=SECRET_KIRO_ACCESS, refresh_token=SECRET_KIRO_REFRESH) as kiro,
+        FakeCodeAssist() as gemini,
+    ):
         upstream.default = text_reply("openai answer")
         kiro_creds = kiro.write_token_file(tmp_path / "kiro-auth-token.json", expires_at=expired)
         gemini_creds = tmp_path / "oauth_creds.json"
         gemini.write_credentials(gemini_creds, expired=True)
-        secrets = {SECRET_CLIENT_KEY, SECRET_UPSTREAM_KEY, SECRET_KIRO_ACCESS, SECRET_KIRO_REFRESH,
-                   code_assist.CLIENT_SECRET}
+        secrets = {
+            SECRET_CLIENT_KEY,
+            SECRET_UPSTREAM_KEY,
+            SECRET_KIRO_ACCESS,
+            SECRET_KIRO_REFRESH,
+            code_assist.CLIENT_SECRET,
+        }
         stored = json.loads(gemini_creds.read_text())
         secrets |= {stored["access_token"], stored["refresh_token"], stored["id_token"]}
-        config = write_config(tmp_path / "bridge.toml", [
-            openai_account("oa", upstream, ["gpt-test"]),
-            {"name": "kiro", "provider": "kiro", "credentials": str(kiro_creds), "base_url": kiro.base_url,
-             "token_url": kiro.social_refresh_url, **PACED_FOR_LOAD},
-            {"name": "gem", "provider": "gemini-cli", "credentials": str(gemini_creds),
-             "base_url": gemini.base_url, "token_url": gemini.token_url, **PACED_FOR_LOAD}],
+        config = write_config(
+            tmp_path / "bridge.toml",
+            [
+                openai_account("oa", upstream, ["gpt-test"]),
+                {
+                    "name": "kiro",
+                    "provider": "kiro",
+                    "credentials": str(kiro_creds),
+                    "base_url": kiro.base_url,
+                    "token_url": kiro.social_refresh_url,
+                    **PACED_FOR_LOAD,
+                },
+                {
+                    "name": "gem",
+                    "provider": "gemini-cli",
+                    "credentials": str(gemini_creds),
+                    "base_url": gemini.base_url,
+                    "token_url": gemini.token_url,
+                    **PACED_FOR_LOAD,
+                },
+            ],
             api_keys=[SECRET_CLIENT_KEY],
-            database=str(db))
+            database=str(db),
+        )
         with BridgeProcess(tmp_path, config) as bridge:
-            client = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=SECRET_CLIENT_KEY, max_retries=0,
-                                   timeout=20)
+            client = openai.OpenAI(
+                base_url=bridge.base_url + "/v1", api_key=SECRET_CLIENT_KEY, max_retries=0, timeout=20
+            )
             user = [{"role": "user", "content": "hello"}]
             for model in ("gpt-test", "claude-sonnet-4-5", "gemini-2.5-flash"):
                 assert client.chat.completions.create(model=model, messages=user).choices[0].message.content
@@ -393,19 +475,32 @@ def test_no_secret_reaches_the_database_or_the_console(tmp_path):
                 client.chat.completions.create(model="claude-sonnet-4-5", messages=user)
             # The Gemini dialect, with the key in the query string, streamed and not, and a 404.
             gemini_body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
-            for path in ("/v1beta/models/gemini-2.5-flash:generateContent",
-                         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
-                         "/v1beta/models/no-such-model:generateContent"):
+            for path in (
+                "/v1beta/models/gemini-2.5-flash:generateContent",
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+                "/v1beta/models/no-such-model:generateContent",
+            ):
                 sep = "&" if "?" in path else "?"
-                response = httpx.post(f"{bridge.base_url}{path}{sep}key={SECRET_CLIENT_KEY}", json=gemini_body,
-                                      timeout=20)
+                response = httpx.post(
+                    f"{bridge.base_url}{path}{sep}key={SECRET_CLIENT_KEY}", json=gemini_body, timeout=20
+                )
                 assert response.status_code == (404 if "no-such" in path else 200), response.text
-            response = httpx.post(f"{bridge.base_url}/v1beta/models/gemini-2.5-flash:generateContent",
-                                  json=gemini_body, headers={"x-goog-api-key": SECRET_CLIENT_KEY}, timeout=20)
+            response = httpx.post(
+                f"{bridge.base_url}/v1beta/models/gemini-2.5-flash:generateContent",
+                json=gemini_body,
+                headers={"x-goog-api-key": SECRET_CLIENT_KEY},
+                timeout=20,
+            )
             assert response.status_code == 200
             # A rejected key is not recorded, and must not be echoed anywhere either.
-            assert httpx.post(f"{bridge.base_url}/v1/chat/completions", json={"model": "gpt-test"},
-                              headers={"authorization": "Bearer sk-wrong-SECRET-key-99"}).status_code == 401
+            assert (
+                httpx.post(
+                    f"{bridge.base_url}/v1/chat/completions",
+                    json={"model": "gpt-test"},
+                    headers={"authorization": "Bearer sk-wrong-SECRET-key-99"},
+                ).status_code
+                == 401
+            )
             secrets |= {"sk-wrong-SECRET-key-99", kiro.access_token, kiro.refresh_token}
             secrets |= gemini.access_tokens | gemini.refresh_tokens
             stop_gracefully(bridge)
@@ -430,8 +525,9 @@ def test_unusable_database_stops_startup_in_one_line(tmp_path, where):
     blocker.write_text("a regular file\n")
     database = blocker / "bridge.db" if where == "under-a-file" else tmp_path
     with FakeOpenAI() as upstream:
-        config = write_config(tmp_path / "bridge.toml", [openai_account("oa", upstream, ["gpt-test"])],
-                              database=str(database))
+        config = write_config(
+            tmp_path / "bridge.toml", [openai_account("oa", upstream, ["gpt-test"])], database=str(database)
+        )
         code, output = run_bridge_expecting_failure(tmp_path, config)
     assert code != 0
     assert "Traceback" not in output and "listening" not in output, output
@@ -452,8 +548,9 @@ def conversation_db(tmp_path_factory) -> dict[str, Any]:
     db = tmp / "bridge.db"
     counts = []
     with FakeOpenAI() as upstream:
-        config = write_config(tmp / "bridge.toml", [openai_account("oa", upstream, ["gpt-test"])],
-                              api_keys=[CLIENT_KEY], database=str(db))
+        config = write_config(
+            tmp / "bridge.toml", [openai_account("oa", upstream, ["gpt-test"])], api_keys=[CLIENT_KEY], database=str(db)
+        )
         with BridgeProcess(tmp, config) as bridge:
             client = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20)
             history: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}]
@@ -462,14 +559,18 @@ def conversation_db(tmp_path_factory) -> dict[str, Any]:
                 history.append({"role": "user", "content": f"question number {turn}"})
                 stream = turn == 1
                 response = client.chat.completions.create(model="gpt-test", messages=history, stream=stream)
-                text = ("".join(c.choices[0].delta.content or "" for c in response if c.choices) if stream
-                        else response.choices[0].message.content)
+                text = (
+                    "".join(c.choices[0].delta.content or "" for c in response if c.choices)
+                    if stream
+                    else response.choices[0].message.content
+                )
                 assert text == f"reply number {turn}"
                 history.append({"role": "assistant", "content": text})
                 wait_for_exchanges(db, turn + 1)
                 counts.append(count(db, "messages"))
-            upstream.enqueue(Reply(status=429, error_body={"error": {"message": "fake: slow down"}},
-                                   headers={"retry-after": "0.05"}))
+            upstream.enqueue(
+                Reply(status=429, error_body={"error": {"message": "fake: slow down"}}, headers={"retry-after": "0.05"})
+            )
             with pytest.raises(openai.RateLimitError):
                 client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "more"}])
             stop_gracefully(bridge)
@@ -480,8 +581,7 @@ def test_resent_history_adds_only_the_new_messages(conversation_db):
     # turn 1: system, question, answer; each later turn: its question and its answer.
     assert conversation_db["counts"] == [3, 5, 7]
     db = conversation_db["db"]
-    thread = rows(db, "SELECT e.response_message_hash AS h FROM exchanges e WHERE e.status = 200 "
-                      "ORDER BY e.started_at")
+    thread = rows(db, "SELECT e.response_message_hash AS h FROM exchanges e WHERE e.status = 200 ORDER BY e.started_at")
     assert len(thread) == 3
     # The third answer's chain is the whole conversation, root first.
     chain, head = [], thread[-1]["h"]
@@ -494,8 +594,9 @@ def test_resent_history_adds_only_the_new_messages(conversation_db):
 
 
 def test_llmbridge_logs_prints_the_exchanges(conversation_db):
-    done = subprocess.run([str(LLMBRIDGE), "logs", "--db", str(conversation_db["db"])], capture_output=True,
-                          text=True, timeout=20)
+    done = subprocess.run(
+        [str(LLMBRIDGE), "logs", "--db", str(conversation_db["db"])], capture_output=True, text=True, timeout=20
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 4, done.stdout
@@ -514,8 +615,9 @@ def test_datasette_canned_queries_show_the_bridge_recordings(conversation_db):
         (last,) = rows(db, "SELECT id FROM exchanges WHERE status = 200 ORDER BY started_at DESC LIMIT 1")
         results = {}
         for name in QUERIES:
-            response = await ds.client.get(f"/{db.stem}/{name}.json",
-                                           params={"hash": last["id"], "q": "number", "_shape": "array"})
+            response = await ds.client.get(
+                f"/{db.stem}/{name}.json", params={"hash": last["id"], "q": "number", "_shape": "array"}
+            )
             assert response.status_code == 200, (name, response.text)
             results[name] = response.json()
         return results
@@ -526,7 +628,8 @@ def test_datasette_canned_queries_show_the_bridge_recordings(conversation_db):
     assert [r["answer"] for r in recent[1:]] == ["reply number 2", "reply number 1", "reply number 0"]
     assert recent[1]["prompt"] == "question number 2"
     assert [(m["role"], m["content"]) for m in results["conversation"]] == [
-        (m["role"], m["content"]) for m in conversation_db["history"]]
+        (m["role"], m["content"]) for m in conversation_db["history"]
+    ]
     (failure,) = results["failures_by_account"]
     assert (failure["account"], failure["failure"], failure["attempts"]) == ("oa", "rate_limited", 1)
     (day,) = results["tokens_per_model_per_day"]
@@ -542,26 +645,43 @@ def test_datasette_canned_queries_show_the_bridge_recordings(conversation_db):
 def test_errors_before_any_upstream_are_recorded_once_authenticated(tmp_path):
     db = tmp_path / "bridge.db"
     with FakeOpenAI() as upstream:
-        config = write_config(tmp_path / "bridge.toml", [openai_account("oa", upstream, ["gpt-test"])],
-                              api_keys=[CLIENT_KEY], database=str(db))
+        config = write_config(
+            tmp_path / "bridge.toml",
+            [openai_account("oa", upstream, ["gpt-test"])],
+            api_keys=[CLIENT_KEY],
+            database=str(db),
+        )
         with BridgeProcess(tmp_path, config) as bridge:
             auth = {"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"}
             url = bridge.base_url + "/v1/chat/completions"
             assert httpx.post(url, content=b"{not json", headers=auth).status_code == 400
-            assert httpx.post(url, json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
-                              headers=auth).status_code == 404
+            assert (
+                httpx.post(
+                    url, json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}, headers=auth
+                ).status_code
+                == 404
+            )
             assert httpx.post(url, json={"model": "gpt-test", "messages": []}, headers={}).status_code == 401
             assert httpx.get(bridge.base_url + "/health").status_code == 200
             # valid JSON that fails validation: the row still names the model (and stream flag) asked for
-            assert httpx.post(url, json={"model": "gpt-test", "messages": [{"role": "user", "content": "x"}],
-                                         "n": 2, "stream": True}, headers=auth).status_code == 400
+            assert (
+                httpx.post(
+                    url,
+                    json={"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "n": 2, "stream": True},
+                    headers=auth,
+                ).status_code
+                == 400
+            )
             gemini = bridge.base_url + "/v1beta/models/openai%2Fgpt-test:streamGenerateContent?alt=sse"
-            assert httpx.post(gemini, json={"contents": "x"}, headers={"x-goog-api-key": CLIENT_KEY}
-                              ).status_code == 400
+            assert httpx.post(gemini, json={"contents": "x"}, headers={"x-goog-api-key": CLIENT_KEY}).status_code == 400
             wait_for_exchanges(db, 4)
             stop_gracefully(bridge)
-    recorded = rows(db, "SELECT status, error_kind, attempt_count, key_label, model_requested, stream "
-                        "FROM exchanges ORDER BY rowid")
+    recorded = rows(
+        db, "SELECT status, error_kind, attempt_count, key_label, model_requested, stream FROM exchanges ORDER BY rowid"
+    )
     assert [tuple(r.values()) for r in recorded] == [
-        (400, "invalid_request", 0, "key1", None, 0), (404, "model_not_found", 0, "key1", "nope", 0),
-        (400, "invalid_request", 0, "key1", "gpt-test", 1), (400, "invalid_request", 0, "key1", "openai/gpt-test", 1)]
+        (400, "invalid_request", 0, "key1", None, 0),
+        (404, "model_not_found", 0, "key1", "nope", 0),
+        (400, "invalid_request", 0, "key1", "gpt-test", 1),
+        (400, "invalid_request", 0, "key1", "openai/gpt-test", 1),
+    ]

@@ -176,8 +176,14 @@ def test_a_stale_token_is_refreshed_once_and_the_request_sent_again_on_the_same_
         record = ExchangeRecord()
         lease = await failover.open(request(), failover.candidates("m", "/v1/models"), record)
         held = lease.state.in_flight
-        answer = Answer(call=lease.call, client_format=OpenAIFormat(), request=request(), record=record,
-                        keepalive_seconds=5, on_done=lease.answer_done)
+        answer = Answer(
+            call=lease.call,
+            client_format=OpenAIFormat(),
+            request=request(),
+            record=record,
+            keepalive_seconds=5,
+            on_done=lease.answer_done,
+        )
         await answer.run(BufferedSink())
         return provider.refreshes, held, lease.state.in_flight, records, record
 

@@ -44,8 +44,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def body(**extra: Any) -> dict[str, Any]:
-    return {"model": "claude-x", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}],
-            **extra}
+    return {"model": "claude-x", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}], **extra}
 
 
 # Renders below use a request that enabled thinking: only such clients get thinking blocks.
@@ -68,61 +67,119 @@ CALL = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"path": "
 
 PARSE_CASES = [
     ("system string", body(system="be brief"), lambda r: r.system == [TextPart(text="be brief")]),
-    ("system blocks keep cache_control",
-     body(system=[{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}},
-                  {"type": "text", "text": "b"}]),
-     lambda r: r.system_text() == "a\n\nb"
-     and r.system[0].provider_metadata == {"anthropic": {"cache_control": {"type": "ephemeral"}}}),
+    (
+        "system blocks keep cache_control",
+        body(
+            system=[
+                {"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "b"},
+            ]
+        ),
+        lambda r: (
+            r.system_text() == "a\n\nb"
+            and r.system[0].provider_metadata == {"anthropic": {"cache_control": {"type": "ephemeral"}}}
+        ),
+    ),
     ("content string", body(), lambda r: r.messages[0].parts == [TextPart(text="hi")]),
-    ("image base64", body(messages=[user({"type": "image", "source": IMG})]),
-     lambda r: r.messages[0].parts == [ImagePart(media_type="image/jpeg", data="QUJD")]),
-    ("image url", body(messages=[user({"type": "image", "source": {"type": "url",
-                                                                  "url": "https://x/y.jpg"}})]),
-     lambda r: r.messages[0].parts == [ImagePart(media_type="image/jpeg", url="https://x/y.jpg")]),
-    ("tool_use and named tool_result",
-     body(messages=[user({"type": "text", "text": "go"}), assistant(CALL),
-                    user({"type": "tool_result", "tool_use_id": "toolu_1", "content": "data",
-                          "is_error": True})]),
-     lambda r: r.messages[1].parts == [ToolCallPart(id="toolu_1", name="Read", arguments={"path": "a"})]
-     and r.messages[2].parts == [ToolResultPart(tool_call_id="toolu_1", name="Read", is_error=True,
-                                                content=[TextPart(text="data")])]),
-    ("tool_result blocks with image",
-     body(messages=[assistant(CALL), user({"type": "tool_result", "tool_use_id": "toolu_1", "content": [
-         {"type": "text", "text": "see"}, {"type": "image", "source": IMG}]})]),
-     lambda r: r.messages[1].parts[0].content == [TextPart(text="see"),
-                                                  ImagePart(media_type="image/jpeg", data="QUJD")]),
-    ("thinking signature",
-     body(messages=[assistant({"type": "thinking", "thinking": "hm", "signature": "S"})]),
-     lambda r: r.messages[0].parts == [ReasoningPart(text="hm", signature="S")]),
-    ("redacted thinking", body(messages=[assistant({"type": "redacted_thinking", "data": "XYZ"})]),
-     lambda r: r.messages[0].parts == [ReasoningPart(redacted="XYZ")]),
-    ("tools", body(tools=[{"name": "f", "description": "d", "input_schema": {"type": "object"}}]),
-     lambda r: (r.tools[0].name, r.tools[0].description, r.tools[0].parameters)
-     == ("f", "d", {"type": "object"})),
-    ("tool_choice auto", body(tool_choice={"type": "auto"}),
-     lambda r: r.tool_choice == ToolChoice(mode="auto")),
-    ("tool_choice any", body(tool_choice={"type": "any"}),
-     lambda r: r.tool_choice == ToolChoice(mode="required")),
-    ("tool_choice none", body(tool_choice={"type": "none"}),
-     lambda r: r.tool_choice == ToolChoice(mode="none")),
-    ("tool_choice tool", body(tool_choice={"type": "tool", "name": "f", "disable_parallel_tool_use": True}),
-     lambda r: r.tool_choice == ToolChoice(mode="tool", name="f") and r.parallel_tool_calls is False),
-    ("thinking enabled", body(thinking={"type": "enabled", "budget_tokens": 2048}),
-     lambda r: r.reasoning == Reasoning(budget_tokens=2048, include_thoughts=True)),
-    ("thinking disabled", body(thinking={"type": "disabled"}),
-     lambda r: r.reasoning == Reasoning(effort="none")),
-    ("thinking adaptive", body(thinking={"type": "adaptive"}),
-     lambda r: r.reasoning == Reasoning(effort="high", include_thoughts=True)),
-    ("adaptive with effort", body(thinking={"type": "adaptive"}, output_config={"effort": "max"}),
-     lambda r: r.reasoning == Reasoning(effort="xhigh", include_thoughts=True)),
-    ("output format", body(output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}}),
-     lambda r: r.response_format == ResponseFormat(type="json_schema", json_schema={"type": "object"})),
-    ("sampling", body(stop_sequences=["END"], temperature=0.5, top_p=0.9, top_k=40, stream=True,
-                      metadata={"user_id": "u"}),
-     lambda r: (r.stop, r.temperature, r.top_p, r.top_k, r.stream, r.max_tokens)
-     == (["END"], 0.5, 0.9, 40, True, 100)),
-    ("unknown fields tolerated", body(service_tier="auto", container=None, whatever={"x": 1}),
-     lambda r: r.model == "claude-x"),
+    (
+        "image base64",
+        body(messages=[user({"type": "image", "source": IMG})]),
+        lambda r: r.messages[0].parts == [ImagePart(media_type="image/jpeg", data="QUJD")],
+    ),
+    (
+        "image url",
+        body(messages=[user({"type": "image", "source": {"type": "url", "url": "https://x/y.jpg"}})]),
+        lambda r: r.messages[0].parts == [ImagePart(media_type="image/jpeg", url="https://x/y.jpg")],
+    ),
+    (
+        "tool_use and named tool_result",
+        body(
+            messages=[
+                user({"type": "text", "text": "go"}),
+                assistant(CALL),
+                user({"type": "tool_result", "tool_use_id": "toolu_1", "content": "data", "is_error": True}),
+            ]
+        ),
+        lambda r: (
+            r.messages[1].parts == [ToolCallPart(id="toolu_1", name="Read", arguments={"path": "a"})]
+            and r.messages[2].parts
+            == [ToolResultPart(tool_call_id="toolu_1", name="Read", is_error=True, content=[TextPart(text="data")])]
+        ),
+    ),
+    (
+        "tool_result blocks with image",
+        body(
+            messages=[
+                assistant(CALL),
+                user(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [{"type": "text", "text": "see"}, {"type": "image", "source": IMG}],
+                    }
+                ),
+            ]
+        ),
+        lambda r: (
+            r.messages[1].parts[0].content == [TextPart(text="see"), ImagePart(media_type="image/jpeg", data="QUJD")]
+        ),
+    ),
+    (
+        "thinking signature",
+        body(messages=[assistant({"type": "thinking", "thinking": "hm", "signature": "S"})]),
+        lambda r: r.messages[0].parts == [ReasoningPart(text="hm", signature="S")],
+    ),
+    (
+        "redacted thinking",
+        body(messages=[assistant({"type": "redacted_thinking", "data": "XYZ"})]),
+        lambda r: r.messages[0].parts == [ReasoningPart(redacted="XYZ")],
+    ),
+    (
+        "tools",
+        body(tools=[{"name": "f", "description": "d", "input_schema": {"type": "object"}}]),
+        lambda r: (r.tools[0].name, r.tools[0].description, r.tools[0].parameters) == ("f", "d", {"type": "object"}),
+    ),
+    ("tool_choice auto", body(tool_choice={"type": "auto"}), lambda r: r.tool_choice == ToolChoice(mode="auto")),
+    ("tool_choice any", body(tool_choice={"type": "any"}), lambda r: r.tool_choice == ToolChoice(mode="required")),
+    ("tool_choice none", body(tool_choice={"type": "none"}), lambda r: r.tool_choice == ToolChoice(mode="none")),
+    (
+        "tool_choice tool",
+        body(tool_choice={"type": "tool", "name": "f", "disable_parallel_tool_use": True}),
+        lambda r: r.tool_choice == ToolChoice(mode="tool", name="f") and r.parallel_tool_calls is False,
+    ),
+    (
+        "thinking enabled",
+        body(thinking={"type": "enabled", "budget_tokens": 2048}),
+        lambda r: r.reasoning == Reasoning(budget_tokens=2048, include_thoughts=True),
+    ),
+    ("thinking disabled", body(thinking={"type": "disabled"}), lambda r: r.reasoning == Reasoning(effort="none")),
+    (
+        "thinking adaptive",
+        body(thinking={"type": "adaptive"}),
+        lambda r: r.reasoning == Reasoning(effort="high", include_thoughts=True),
+    ),
+    (
+        "adaptive with effort",
+        body(thinking={"type": "adaptive"}, output_config={"effort": "max"}),
+        lambda r: r.reasoning == Reasoning(effort="xhigh", include_thoughts=True),
+    ),
+    (
+        "output format",
+        body(output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}}),
+        lambda r: r.response_format == ResponseFormat(type="json_schema", json_schema={"type": "object"}),
+    ),
+    (
+        "sampling",
+        body(stop_sequences=["END"], temperature=0.5, top_p=0.9, top_k=40, stream=True, metadata={"user_id": "u"}),
+        lambda r: (
+            (r.stop, r.temperature, r.top_p, r.top_k, r.stream, r.max_tokens) == (["END"], 0.5, 0.9, 40, True, 100)
+        ),
+    ),
+    (
+        "unknown fields tolerated",
+        body(service_tier="auto", container=None, whatever={"x": 1}),
+        lambda r: r.model == "claude-x",
+    ),
 ]
 
 
@@ -136,14 +193,17 @@ BAD_CASES = [
     ("model", {"max_tokens": 1, "messages": []}),
     ("messages", {"model": "m", "max_tokens": 1}),
     ("messages.0.role", body(messages=[{"role": "system", "content": "x"}])),
-    ("messages.2.content.0.type", body(messages=[user({"type": "text", "text": "a"}), assistant(CALL),
-                                                 user({"type": "server_tool_use"})])),
+    (
+        "messages.2.content.0.type",
+        body(messages=[user({"type": "text", "text": "a"}), assistant(CALL), user({"type": "server_tool_use"})]),
+    ),
     ("messages.0.content.0.type", body(messages=[user(CALL)])),
-    ("messages.0.content.0.source.type",
-     body(messages=[user({"type": "image", "source": {"type": "file"}})])),
+    ("messages.0.content.0.source.type", body(messages=[user({"type": "image", "source": {"type": "file"}})])),
     ("messages.0.content.0.text", body(messages=[user({"type": "text", "text": 3})])),
-    ("tools.1.type", body(tools=[{"name": "f", "input_schema": {}},
-                                 {"type": "web_search_20250305", "name": "web_search"}])),
+    (
+        "tools.1.type",
+        body(tools=[{"name": "f", "input_schema": {}}, {"type": "web_search_20250305", "name": "web_search"}]),
+    ),
     ("tools.0.input_schema", body(tools=[{"name": "f"}])),
     ("tool_choice.name", body(tool_choice={"type": "tool"})),
     ("tool_choice.type", body(tool_choice={"type": "sometimes"})),
@@ -184,10 +244,18 @@ def test_body_that_is_not_an_object_is_400() -> None:
 
 
 def test_headers_become_passthrough_headers() -> None:
-    request = FMT.parse_request(body(), headers={"Anthropic-Beta": "interleaved-thinking-2025-05-14",
-                                                 "anthropic-version": "2023-06-01", "x-api-key": "k"})
-    assert request.passthrough_headers == {"anthropic-beta": "interleaved-thinking-2025-05-14",
-                                           "anthropic-version": "2023-06-01"}
+    request = FMT.parse_request(
+        body(),
+        headers={
+            "Anthropic-Beta": "interleaved-thinking-2025-05-14",
+            "anthropic-version": "2023-06-01",
+            "x-api-key": "k",
+        },
+    )
+    assert request.passthrough_headers == {
+        "anthropic-beta": "interleaved-thinking-2025-05-14",
+        "anthropic-version": "2023-06-01",
+    }
 
 
 def test_count_tokens_request_needs_no_max_tokens() -> None:
@@ -215,11 +283,20 @@ def test_claude_code_request_parses_with_tool_names_unchanged() -> None:
 # --- results -----------------------------------------------------------------------------------------
 
 RESULT = ChatResult(
-    id="abc", model="claude-x", finish_reason="tool_calls",
-    parts=[ReasoningPart(text="think", signature="SIG"), ReasoningPart(redacted="RED"),
-           TextPart(text="Let me look."),
-           ToolCallPart(id="toolu_9", name="Read", arguments={"path": "a"},
-                        provider_metadata={"gemini": {"thought_signature": "GSIG"}})],
+    id="abc",
+    model="claude-x",
+    finish_reason="tool_calls",
+    parts=[
+        ReasoningPart(text="think", signature="SIG"),
+        ReasoningPart(redacted="RED"),
+        TextPart(text="Let me look."),
+        ToolCallPart(
+            id="toolu_9",
+            name="Read",
+            arguments={"path": "a"},
+            provider_metadata={"gemini": {"thought_signature": "GSIG"}},
+        ),
+    ],
     usage=Usage(input_tokens=120, output_tokens=30, cached_tokens=100, cache_creation_tokens=5),
 )
 
@@ -233,14 +310,18 @@ def test_render_result_is_a_valid_sdk_message() -> None:
     assert (message.usage.cache_read_input_tokens, message.usage.cache_creation_input_tokens) == (100, 5)
 
 
-STOP_REASONS = [("stop", "end_turn"), ("length", "max_tokens"), ("tool_calls", "tool_use"),
-                ("stop_sequence", "stop_sequence"), ("content_filter", "refusal")]
+STOP_REASONS = [
+    ("stop", "end_turn"),
+    ("length", "max_tokens"),
+    ("tool_calls", "tool_use"),
+    ("stop_sequence", "stop_sequence"),
+    ("content_filter", "refusal"),
+]
 
 
 @pytest.mark.parametrize("reason, stop_reason", STOP_REASONS)
 def test_render_result_stop_reasons(reason: str, stop_reason: str) -> None:
-    result = ChatResult(id="msg_1", model="m", finish_reason=reason, stop_sequence="END",
-                        parts=[TextPart(text="x")])
+    result = ChatResult(id="msg_1", model="m", finish_reason=reason, stop_sequence="END", parts=[TextPart(text="x")])
     rendered = FMT.render_result(result, THINKING_REQUEST)
     assert rendered["stop_reason"] == stop_reason
     assert rendered["stop_sequence"] == ("END" if reason == "stop_sequence" else None)
@@ -249,18 +330,22 @@ def test_render_result_stop_reasons(reason: str, stop_reason: str) -> None:
 
 def test_signatures_survive_a_round_trip() -> None:
     rendered = FMT.render_result(RESULT, THINKING_REQUEST)
-    again = FMT.parse_request(body(messages=[user({"type": "text", "text": "q"}),
-                                             {"role": "assistant", "content": rendered["content"]}]))
+    again = FMT.parse_request(
+        body(messages=[user({"type": "text", "text": "q"}), {"role": "assistant", "content": rendered["content"]}])
+    )
     assert again.messages[1].parts == RESULT.parts
 
 
 # --- streams -----------------------------------------------------------------------------------------
 
 GOLDEN_EVENTS: list[StreamEvent] = [
-    ReasoningDelta(text="Let me"), ReasoningDelta(text=" think."), ReasoningDelta(signature="SIG=="),
+    ReasoningDelta(text="Let me"),
+    ReasoningDelta(text=" think."),
+    ReasoningDelta(signature="SIG=="),
     TextDelta(text="Reading."),
     ToolCallStart(index=0, id="toolu_1", name="Read"),
-    ToolCallDelta(index=0, arguments='{"pa'), ToolCallDelta(index=0, arguments='th": "a"}'),
+    ToolCallDelta(index=0, arguments='{"pa'),
+    ToolCallDelta(index=0, arguments='th": "a"}'),
     UsageEvent(usage=Usage(input_tokens=50, output_tokens=20, cached_tokens=10)),
     Finish(reason="tool_calls"),
 ]
@@ -277,8 +362,9 @@ def test_stream_golden_thinking_text_and_fragmented_tool_use() -> None:
 
 
 def test_message_start_carries_the_input_estimate_and_message_delta_the_real_usage() -> None:
-    decoded = SSEDecoder().feed(render_stream(GOLDEN_EVENTS + [UsageEvent(usage=Usage(input_tokens=42,
-                                                                                      output_tokens=7))]))
+    decoded = SSEDecoder().feed(
+        render_stream(GOLDEN_EVENTS + [UsageEvent(usage=Usage(input_tokens=42, output_tokens=7))])
+    )
     events = {e.event: json.loads(e.data) for e in decoded}
     estimate = estimate_input_tokens(THINKING_REQUEST)
     assert estimate > 0 and events["message_start"]["message"]["usage"]["input_tokens"] == estimate
@@ -295,16 +381,22 @@ def test_stream_events_are_valid_sdk_events() -> None:
 
 
 def test_stream_error_mid_stream_ends_without_message_stop() -> None:
-    out = render_stream([TextDelta(text="Hel"), StreamError(kind="overloaded", message="busy", status=529),
-                         TextDelta(text="lo")]).decode()
-    assert out.endswith('event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
-                        '"message":"busy"}}\n\n')
+    out = render_stream(
+        [TextDelta(text="Hel"), StreamError(kind="overloaded", message="busy", status=529), TextDelta(text="lo")]
+    ).decode()
+    assert out.endswith('event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n')
     assert "message_stop" not in out and '"lo"' not in out
 
 
 def test_stream_redacted_thinking_and_new_block_after_signature() -> None:
-    out = render_stream([ReasoningDelta(redacted="RED"), ReasoningDelta(text="a", signature="S1"),
-                         ReasoningDelta(text="b"), Finish(reason="stop")])
+    out = render_stream(
+        [
+            ReasoningDelta(redacted="RED"),
+            ReasoningDelta(text="a", signature="S1"),
+            ReasoningDelta(text="b"),
+            Finish(reason="stop"),
+        ]
+    )
     events = [json.loads(e.data) for e in SSEDecoder().feed(out)]
     starts = [e["content_block"]["type"] for e in events if e["type"] == "content_block_start"]
     assert starts == ["redacted_thinking", "thinking", "thinking"]
@@ -319,10 +411,12 @@ def test_stream_accumulates_like_the_canonical_result() -> None:
         assert request.url.path == "/v1/messages"
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=payload)
 
-    client = anthropic.Anthropic(api_key="k", base_url="http://bridge.test",
-                                 http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
-    with client.messages.stream(model="claude-x", max_tokens=100,
-                                messages=[{"role": "user", "content": "hi"}]) as stream:
+    client = anthropic.Anthropic(
+        api_key="k", base_url="http://bridge.test", http_client=httpx2.Client(transport=httpx2.MockTransport(handler))
+    )
+    with client.messages.stream(
+        model="claude-x", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
         message = stream.get_final_message()
     accumulator = StreamAccumulator("r1", "claude-x")
     accumulator.feed_all(GOLDEN_EVENTS)
@@ -340,8 +434,9 @@ def test_error_after_start_is_an_error_event() -> None:
     renderer = FMT.stream_renderer(THINKING_REQUEST, "r", "m")
     renderer.start()
     out = renderer.error(errors.RateLimited("slow down"))
-    assert out == (b'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error",'
-                   b'"message":"slow down"}}\n\n')
+    assert out == (
+        b'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}\n\n'
+    )
     assert renderer.close() == b""
 
 
@@ -374,8 +469,10 @@ def test_error_shapes(error: errors.BridgeError, status: int, kind: str) -> None
 
 
 def test_render_models() -> None:
-    models = [ModelInfo(id="claude-a", provider="kiro", display_name="Claude A", context_window=200000),
-              ModelInfo(id="gemini-b", provider="gemini-cli")]
+    models = [
+        ModelInfo(id="claude-a", provider="kiro", display_name="Claude A", context_window=200000),
+        ModelInfo(id="gemini-b", provider="gemini-cli"),
+    ]
     rendered = FMT.render_models(models)
     summary = (rendered["has_more"], rendered["first_id"], rendered["last_id"])
     assert summary == (False, "claude-a", "gemini-b")
@@ -394,6 +491,10 @@ def test_thinking_is_not_shown_to_clients_that_did_not_enable_it():
     assert [b["type"] for b in FMT.render_result(RESULT, plain)["content"]] == ["text", "tool_use"]
     assert "thinking" in [b["type"] for b in FMT.render_result(RESULT, THINKING_REQUEST)["content"]]
     renderer = FMT.stream_renderer(plain, "r", "m")
-    out = renderer.start() + renderer.feed(ReasoningDelta(text="secret musing")) + renderer.feed(
-        TextDelta(text="answer")) + renderer.close()
+    out = (
+        renderer.start()
+        + renderer.feed(ReasoningDelta(text="secret musing"))
+        + renderer.feed(TextDelta(text="answer"))
+        + renderer.close()
+    )
     assert b"secret musing" not in out and b"thinking" not in out and b"answer" in out

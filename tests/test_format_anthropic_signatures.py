@@ -40,14 +40,22 @@ CLAUDE_SIG = "EqQBCkYIBxgCKkClaudeSignature=="
 
 def request(thinking: bool = True) -> ChatRequest:
     extra: dict[str, Any] = {"thinking": {"type": "enabled", "budget_tokens": 2048}} if thinking else {}
-    return FMT.parse_request({"model": "gemini-3-pro-preview", "max_tokens": 4000,
-                              "messages": [{"role": "user", "content": "hi"}], **extra})
+    return FMT.parse_request(
+        {"model": "gemini-3-pro-preview", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}], **extra}
+    )
 
 
-def call(index: int = 0, call_id: str = "call_1", name: str = "get_weather", meta: dict | None = None,
-         args: str = '{"city":"Paris"}') -> list[StreamEvent]:
-    return [ToolCallStart(index=index, id=call_id, name=name, provider_metadata=meta or {}),
-            ToolCallDelta(index=index, arguments=args)]
+def call(
+    index: int = 0,
+    call_id: str = "call_1",
+    name: str = "get_weather",
+    meta: dict | None = None,
+    args: str = '{"city":"Paris"}',
+) -> list[StreamEvent]:
+    return [
+        ToolCallStart(index=index, id=call_id, name=name, provider_metadata=meta or {}),
+        ToolCallDelta(index=index, arguments=args),
+    ]
 
 
 def render_stream(events: list[StreamEvent], thinking: bool = True) -> list[dict[str, Any]]:
@@ -64,8 +72,9 @@ def sdk_message(events: list[StreamEvent], thinking: bool = True) -> anthropic.t
     def handler(_: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=payload)
 
-    client = anthropic.Anthropic(api_key="k", base_url="http://bridge.test",
-                                 http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    client = anthropic.Anthropic(
+        api_key="k", base_url="http://bridge.test", http_client=httpx2.Client(transport=httpx2.MockTransport(handler))
+    )
     with client.messages.stream(model="m", max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as s:
         return s.get_final_message()
 
@@ -98,36 +107,73 @@ def blocks_of(events: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
 
 
 def signature_deltas(events: list[dict[str, Any]]) -> list[str]:
-    return [e["delta"]["signature"] for e in events
-            if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta"]
+    return [
+        e["delta"]["signature"]
+        for e in events
+        if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta"
+    ]
 
 
 # --- answers -----------------------------------------------------------------------------------------
 
 CASES: dict[str, list[StreamEvent]] = {
-    "thought then signed call": [ResponseMeta(response_id="r1", model="gemini-3-pro-preview"),
-                                 ReasoningDelta(text="Plan: "), ReasoningDelta(text="call it."),
-                                 *call(meta=GSIG), Finish(reason="tool_calls")],
+    "thought then signed call": [
+        ResponseMeta(response_id="r1", model="gemini-3-pro-preview"),
+        ReasoningDelta(text="Plan: "),
+        ReasoningDelta(text="call it."),
+        *call(meta=GSIG),
+        Finish(reason="tool_calls"),
+    ],
     "signed call, no thoughts": [*call(meta=GSIG), Finish(reason="tool_calls")],
-    "parallel calls, first signed": [ReasoningDelta(text="two"), *call(0, "call_1", meta=GSIG),
-                                     *call(1, "call_2", args='{"city":"Rome"}'), Finish(reason="tool_calls")],
-    "text then signed call": [ReasoningDelta(text="hm"), TextDelta(text="Checking."), *call(meta=GSIG),
-                              Finish(reason="tool_calls")],
-    "signed thought part": [ReasoningDelta(text="deep", signature="R2VtaW5pU2ln", provider_metadata=GSIG),
-                            TextDelta(text="Answer."), Finish(reason="stop")],
-    "signature-only thought part": [ReasoningDelta(text="deep"),
-                                    ReasoningDelta(signature="R2VtaW5pU2ln", provider_metadata=GSIG),
-                                    TextDelta(text="Answer."), Finish(reason="stop")],
-    "signed first text": [ReasoningDelta(text="deep"), TextDelta(text="", provider_metadata=GSIG),
-                          TextDelta(text="Ans"), TextDelta(text="wer."), Finish(reason="stop")],
-    "signature after the text": [ReasoningDelta(text="deep"), TextDelta(text="Answer."),
-                                 TextDelta(text="", provider_metadata=GSIG), Finish(reason="stop")],
-    "thought-signed, then signed call": [ReasoningDelta(text="a", signature="VGhvdWdodA==",
-                                                        provider_metadata={"gemini": {"thought_signature":
-                                                                                      "VGhvdWdodA=="}}),
-                                         *call(meta=GSIG), Finish(reason="tool_calls")],
-    "anthropic thinking": [ReasoningDelta(text="Claude thinks"), ReasoningDelta(signature=CLAUDE_SIG),
-                           TextDelta(text="Hi."), Finish(reason="stop")],
+    "parallel calls, first signed": [
+        ReasoningDelta(text="two"),
+        *call(0, "call_1", meta=GSIG),
+        *call(1, "call_2", args='{"city":"Rome"}'),
+        Finish(reason="tool_calls"),
+    ],
+    "text then signed call": [
+        ReasoningDelta(text="hm"),
+        TextDelta(text="Checking."),
+        *call(meta=GSIG),
+        Finish(reason="tool_calls"),
+    ],
+    "signed thought part": [
+        ReasoningDelta(text="deep", signature="R2VtaW5pU2ln", provider_metadata=GSIG),
+        TextDelta(text="Answer."),
+        Finish(reason="stop"),
+    ],
+    "signature-only thought part": [
+        ReasoningDelta(text="deep"),
+        ReasoningDelta(signature="R2VtaW5pU2ln", provider_metadata=GSIG),
+        TextDelta(text="Answer."),
+        Finish(reason="stop"),
+    ],
+    "signed first text": [
+        ReasoningDelta(text="deep"),
+        TextDelta(text="", provider_metadata=GSIG),
+        TextDelta(text="Ans"),
+        TextDelta(text="wer."),
+        Finish(reason="stop"),
+    ],
+    "signature after the text": [
+        ReasoningDelta(text="deep"),
+        TextDelta(text="Answer."),
+        TextDelta(text="", provider_metadata=GSIG),
+        Finish(reason="stop"),
+    ],
+    "thought-signed, then signed call": [
+        ReasoningDelta(
+            text="a", signature="VGhvdWdodA==", provider_metadata={"gemini": {"thought_signature": "VGhvdWdodA=="}}
+        ),
+        *call(meta=GSIG),
+        Finish(reason="tool_calls"),
+    ],
+    "anthropic thinking": [
+        ReasoningDelta(text="Claude thinks"),
+        ReasoningDelta(signature=CLAUDE_SIG),
+        TextDelta(text="Hi."),
+        Finish(reason="stop"),
+    ],
     "unsigned reasoning (openai, kiro)": [ReasoningDelta(text="r"), TextDelta(text="Hi."), Finish(reason="stop")],
 }
 
@@ -135,38 +181,71 @@ EXPECTED: dict[str, tuple[list[tuple[str, list[str]]], list[str], list[str]]] = 
     # case: (blocks with their delta types, signature deltas in order, tool_use ids)
     "thought then signed call": (
         [("thinking", ["thinking_delta", "thinking_delta", "signature_delta"]), ("tool_use", ["input_json_delta"])],
-        [mark_gemini("call", "R2VtaW5pU2ln")], ["call_1"]),
+        [mark_gemini("call", "R2VtaW5pU2ln")],
+        ["call_1"],
+    ),
     "signed call, no thoughts": (
         [("thinking", ["signature_delta"]), ("tool_use", ["input_json_delta"])],
-        [mark_gemini("call", "R2VtaW5pU2ln")], ["call_1"]),
+        [mark_gemini("call", "R2VtaW5pU2ln")],
+        ["call_1"],
+    ),
     "parallel calls, first signed": (
-        [("thinking", ["thinking_delta", "signature_delta"]), ("tool_use", ["input_json_delta"]),
-         ("tool_use", ["input_json_delta"])],
-        [mark_gemini("call", "R2VtaW5pU2ln")], ["call_1", "call_2"]),
+        [
+            ("thinking", ["thinking_delta", "signature_delta"]),
+            ("tool_use", ["input_json_delta"]),
+            ("tool_use", ["input_json_delta"]),
+        ],
+        [mark_gemini("call", "R2VtaW5pU2ln")],
+        ["call_1", "call_2"],
+    ),
     "text then signed call": (  # too late for the thinking block: the id carries it, as without thinking
-        [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta"]),
-         ("tool_use", ["input_json_delta"])],
-        [UNSIGNED], ["call_1__thought__R2VtaW5pU2ln"]),
+        [
+            ("thinking", ["thinking_delta", "signature_delta"]),
+            ("text", ["text_delta"]),
+            ("tool_use", ["input_json_delta"]),
+        ],
+        [UNSIGNED],
+        ["call_1__thought__R2VtaW5pU2ln"],
+    ),
     "signed thought part": (
         [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta"])],
-        [mark_gemini("thought", "R2VtaW5pU2ln")], []),
+        [mark_gemini("thought", "R2VtaW5pU2ln")],
+        [],
+    ),
     "signature-only thought part": (
         [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta"])],
-        [mark_gemini("thought", "R2VtaW5pU2ln")], []),
+        [mark_gemini("thought", "R2VtaW5pU2ln")],
+        [],
+    ),
     "signed first text": (
         [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta", "text_delta"])],
-        [mark_gemini("text", "R2VtaW5pU2ln")], []),
+        [mark_gemini("text", "R2VtaW5pU2ln")],
+        [],
+    ),
     "signature after the text": (  # nowhere to put it (Gemini does not check text signatures)
         [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta"])],
-        [UNSIGNED], []),
+        [UNSIGNED],
+        [],
+    ),
     "thought-signed, then signed call": (
-        [("thinking", ["thinking_delta", "signature_delta"]), ("thinking", ["signature_delta"]),
-         ("tool_use", ["input_json_delta"])],
-        [mark_gemini("thought", "VGhvdWdodA=="), mark_gemini("call", "R2VtaW5pU2ln")], ["call_1"]),
+        [
+            ("thinking", ["thinking_delta", "signature_delta"]),
+            ("thinking", ["signature_delta"]),
+            ("tool_use", ["input_json_delta"]),
+        ],
+        [mark_gemini("thought", "VGhvdWdodA=="), mark_gemini("call", "R2VtaW5pU2ln")],
+        ["call_1"],
+    ),
     "anthropic thinking": (
-        [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta"])], [CLAUDE_SIG], []),
+        [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta"])],
+        [CLAUDE_SIG],
+        [],
+    ),
     "unsigned reasoning (openai, kiro)": (
-        [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta"])], [UNSIGNED], []),
+        [("thinking", ["thinking_delta", "signature_delta"]), ("text", ["text_delta"])],
+        [UNSIGNED],
+        [],
+    ),
 }
 
 
@@ -209,9 +288,17 @@ def test_markers_read_back() -> None:
 
 
 def parse_assistant(*blocks: dict[str, Any]) -> list[Any]:
-    parsed = FMT.parse_request({"model": "m", "max_tokens": 10, "messages": [
-        {"role": "user", "content": "q"}, {"role": "assistant", "content": list(blocks)},
-        {"role": "user", "content": "next"}]})
+    parsed = FMT.parse_request(
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": list(blocks)},
+                {"role": "user", "content": "next"},
+            ],
+        }
+    )
     return parsed.messages[1].parts
 
 
@@ -220,49 +307,78 @@ def test_call_signature_goes_back_on_the_first_tool_call() -> None:
         {"type": "thinking", "thinking": "plan", "signature": mark_gemini("call", "S1")},
         {"type": "text", "text": "Two calls."},
         {"type": "tool_use", "id": "call_1", "name": "f", "input": {}},
-        {"type": "tool_use", "id": "call_2", "name": "g", "input": {}})
-    assert parts == [ReasoningPart(text="plan"), TextPart(text="Two calls."),
-                     ToolCallPart(id="call_1", name="f", provider_metadata={"gemini": {"thought_signature": "S1"}}),
-                     ToolCallPart(id="call_2", name="g")]
+        {"type": "tool_use", "id": "call_2", "name": "g", "input": {}},
+    )
+    assert parts == [
+        ReasoningPart(text="plan"),
+        TextPart(text="Two calls."),
+        ToolCallPart(id="call_1", name="f", provider_metadata={"gemini": {"thought_signature": "S1"}}),
+        ToolCallPart(id="call_2", name="g"),
+    ]
 
 
 def test_thought_and_text_signatures_go_back_to_their_parts() -> None:
     parts = parse_assistant(
         {"type": "thinking", "thinking": "a", "signature": mark_gemini("thought", "T1")},
         {"type": "thinking", "thinking": "", "signature": mark_gemini("text", "X1")},
-        {"type": "text", "text": "answer"}, {"type": "text", "text": "more"})
-    assert parts == [ReasoningPart(text="a", provider_metadata={"gemini": {"thought_signature": "T1"}}),
-                     ReasoningPart(),
-                     TextPart(text="answer", provider_metadata={"gemini": {"thought_signature": "X1"}}),
-                     TextPart(text="more")]
+        {"type": "text", "text": "answer"},
+        {"type": "text", "text": "more"},
+    )
+    assert parts == [
+        ReasoningPart(text="a", provider_metadata={"gemini": {"thought_signature": "T1"}}),
+        ReasoningPart(),
+        TextPart(text="answer", provider_metadata={"gemini": {"thought_signature": "X1"}}),
+        TextPart(text="more"),
+    ]
 
 
 def test_placeholder_and_claude_signatures() -> None:
-    parts = parse_assistant({"type": "thinking", "thinking": "r", "signature": UNSIGNED},
-                            {"type": "thinking", "thinking": "c", "signature": CLAUDE_SIG},
-                            {"type": "text", "text": "x"})
+    parts = parse_assistant(
+        {"type": "thinking", "thinking": "r", "signature": UNSIGNED},
+        {"type": "thinking", "thinking": "c", "signature": CLAUDE_SIG},
+        {"type": "text", "text": "x"},
+    )
     assert parts == [ReasoningPart(text="r"), ReasoningPart(text="c", signature=CLAUDE_SIG), TextPart(text="x")]
 
 
 def test_a_signature_in_the_id_wins_over_the_thinking_block() -> None:
-    parts = parse_assistant({"type": "thinking", "thinking": "", "signature": mark_gemini("call", "OLD")},
-                            {"type": "tool_use", "id": "call_1__thought__NEW", "name": "f", "input": {}})
+    parts = parse_assistant(
+        {"type": "thinking", "thinking": "", "signature": mark_gemini("call", "OLD")},
+        {"type": "tool_use", "id": "call_1__thought__NEW", "name": "f", "input": {}},
+    )
     assert parts[1] == ToolCallPart(id="call_1", name="f", provider_metadata={"gemini": {"thought_signature": "NEW"}})
 
 
 def test_a_placement_with_no_part_to_take_it_is_dropped() -> None:
-    parts = parse_assistant({"type": "thinking", "thinking": "t", "signature": mark_gemini("call", "S")},
-                            {"type": "text", "text": "no call"})
+    parts = parse_assistant(
+        {"type": "thinking", "thinking": "t", "signature": mark_gemini("call", "S")},
+        {"type": "text", "text": "no call"},
+    )
     assert parts == [ReasoningPart(text="t"), TextPart(text="no call")]
 
 
 def model_turn(result: ChatResult, *, thinking: bool = True) -> list[dict[str, Any]]:
     """Render for an Anthropic client, send it back as history, build Gemini 3 contents."""
     content = FMT.render_result(result, request(thinking))["content"]
-    parsed = FMT.parse_request({"model": "m", "max_tokens": 10, "messages": [
-        {"role": "user", "content": "q"}, {"role": "assistant", "content": content},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": b["id"], "content": "ok"}
-                                     for b in content if b["type"] == "tool_use"] or "next"}]})
+    parsed = FMT.parse_request(
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": content},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": b["id"], "content": "ok"}
+                        for b in content
+                        if b["type"] == "tool_use"
+                    ]
+                    or "next",
+                },
+            ],
+        }
+    )
     return build_contents(parsed.messages, gemini3=True)[1]["parts"]
 
 
@@ -279,9 +395,11 @@ def decoded(*parts: dict[str, Any]) -> ChatResult:
 
 @pytest.mark.parametrize("thinking", [True, False])
 def test_gemini_round_trip_puts_the_signature_back_on_the_function_call(thinking: bool) -> None:
-    result = decoded({"text": "plan", "thought": True},
-                     {"functionCall": {"name": "f", "args": {"a": 1}, "id": "c1"}, "thoughtSignature": "S1"},
-                     {"functionCall": {"name": "g", "args": {}, "id": "c2"}})
+    result = decoded(
+        {"text": "plan", "thought": True},
+        {"functionCall": {"name": "f", "args": {"a": 1}, "id": "c1"}, "thoughtSignature": "S1"},
+        {"functionCall": {"name": "g", "args": {}, "id": "c2"}},
+    )
     parts = model_turn(result, thinking=thinking)
     calls = [p for p in parts if "functionCall" in p]
     assert calls[0] == {"functionCall": {"name": "f", "args": {"a": 1}, "id": "c1"}, "thoughtSignature": "S1"}
@@ -290,20 +408,30 @@ def test_gemini_round_trip_puts_the_signature_back_on_the_function_call(thinking
 
 
 def test_gemini_round_trip_of_thought_and_text_signatures() -> None:
-    thought = model_turn(decoded({"text": "plan", "thought": True}, {"text": "", "thought": True,
-                                                                    "thoughtSignature": "T1"},
-                                 {"text": "answer"}))
+    thought = model_turn(
+        decoded(
+            {"text": "plan", "thought": True},
+            {"text": "", "thought": True, "thoughtSignature": "T1"},
+            {"text": "answer"},
+        )
+    )
     assert thought == [{"text": "plan", "thought": True, "thoughtSignature": "T1"}, {"text": "answer"}]
     text = model_turn(decoded({"text": "plan", "thought": True}, {"text": "answer", "thoughtSignature": "X1"}))
     assert text == [{"text": "plan", "thought": True}, {"text": "answer", "thoughtSignature": "X1"}]
 
 
 def test_claude_thinking_is_sent_to_gemini_without_its_signature() -> None:
-    result = ChatResult(id="r", model="claude", finish_reason="tool_calls", parts=[
-        ReasoningPart(text="Claude plan", signature=CLAUDE_SIG), ToolCallPart(id="toolu_1", name="f")])
+    result = ChatResult(
+        id="r",
+        model="claude",
+        finish_reason="tool_calls",
+        parts=[ReasoningPart(text="Claude plan", signature=CLAUDE_SIG), ToolCallPart(id="toolu_1", name="f")],
+    )
     parts = model_turn(result)
-    assert parts == [{"text": "Claude plan", "thought": True},
-                     {"functionCall": {"name": "f", "args": {}, "id": "toolu_1"}, "thoughtSignature": SKIP_SIGNATURE}]
+    assert parts == [
+        {"text": "Claude plan", "thought": True},
+        {"functionCall": {"name": "f", "args": {}, "id": "toolu_1"}, "thoughtSignature": SKIP_SIGNATURE},
+    ]
 
 
 def test_bridge_made_signatures_never_reach_anthropic() -> None:
@@ -311,14 +439,25 @@ def test_bridge_made_signatures_never_reach_anthropic() -> None:
     the anthropic provider leaves thinking off rather than send a tool turn without it)."""
     from llmbridge.providers.anthropic_api.request import build_body
 
-    parsed = FMT.parse_request({"model": "claude-x", "max_tokens": 4000, "messages": [
-        {"role": "user", "content": "q"},
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "plan", "signature": mark_gemini("call", "S1")},
-            {"type": "thinking", "thinking": "more", "signature": UNSIGNED},
-            {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "ok"}]}],
-        "thinking": {"type": "enabled", "budget_tokens": 2048}})
+    parsed = FMT.parse_request(
+        {
+            "model": "claude-x",
+            "max_tokens": 4000,
+            "messages": [
+                {"role": "user", "content": "q"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "plan", "signature": mark_gemini("call", "S1")},
+                        {"type": "thinking", "thinking": "more", "signature": UNSIGNED},
+                        {"type": "tool_use", "id": "call_1", "name": "f", "input": {}},
+                    ],
+                },
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "ok"}]},
+            ],
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+        }
+    )
     body = build_body(parsed, "claude-x")
     assert body["messages"][1]["content"] == [{"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]
     assert "llmbridge:" not in json.dumps(body) and "S1" not in json.dumps(body)

@@ -63,11 +63,15 @@ class EchoFormat(ClientFormat):
     id_prefix = "echo-"
 
     def parse_request(self, body: Any, model: str | None = None, stream: bool | None = None) -> ChatRequest:
-        return ChatRequest(model=model or body["model"], stream=bool(stream),
-                           messages=[Message(role="user", parts=[TextPart(text=body["say"])])])
+        return ChatRequest(
+            model=model or body["model"],
+            stream=bool(stream),
+            messages=[Message(role="user", parts=[TextPart(text=body["say"])])],
+        )
 
-    def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
-                        options: RenderOptions = DEFAULT_OPTIONS) -> StreamRenderer:
+    def stream_renderer(
+        self, request: ChatRequest, response_id: str, model: str, options: RenderOptions = DEFAULT_OPTIONS
+    ) -> StreamRenderer:
         return EchoRenderer(response_id, options)
 
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]:
@@ -151,8 +155,11 @@ def test_every_endpoint_of_a_registered_door_routes_to_itself(door):
     for endpoint in door.endpoints:
         target = endpoint.path.replace("{model}", "some/model")
         routes = [bridge.route(endpoint.method, target + query, headers) for headers, query in hints]
-        assert any((r.client_format.name, r.action, r.stream, r.options) == (
-            door.name, endpoint.action, endpoint.stream, endpoint.options) for r in routes), endpoint
+        assert any(
+            (r.client_format.name, r.action, r.stream, r.options)
+            == (door.name, endpoint.action, endpoint.stream, endpoint.options)
+            for r in routes
+        ), endpoint
         assert all(r.model in (None, "some/model") for r in routes)
 
 

@@ -29,9 +29,15 @@ def req(**kw) -> ChatRequest:
 
 
 def test_body_is_the_code_assist_inner_request_without_session():
-    request = req(system=[TextPart(text="sys")], temperature=0.3, max_tokens=99, stop=["x"],
-                  tools=[Tool(name="get", parameters={"type": "object", "properties": {}})],
-                  tool_choice=ToolChoice(mode="required"), reasoning=Reasoning(budget_tokens=2048))
+    request = req(
+        system=[TextPart(text="sys")],
+        temperature=0.3,
+        max_tokens=99,
+        stop=["x"],
+        tools=[Tool(name="get", parameters={"type": "object", "properties": {}})],
+        tool_choice=ToolChoice(mode="required"),
+        reasoning=Reasoning(budget_tokens=2048),
+    )
     body = build_body(request, "gemini-2.5-flash")
     inner = build_request(request, "gemini-2.5-flash", "p", "id", "s")["request"]
     inner.pop("session_id")
@@ -47,13 +53,18 @@ def test_thinking_defaults_to_the_model():
 
 
 def test_tool_turns_are_valid_for_the_fake():
-    messages = [Message(role="user", parts=[TextPart(text="q")]),
-                Message(role="assistant", parts=[ToolCallPart(id="c1", name="get", arguments={"a": 1})]),
-                Message(role="user", parts=[ToolResultPart(tool_call_id="c1", content=[TextPart(text="r")])])]
+    messages = [
+        Message(role="user", parts=[TextPart(text="q")]),
+        Message(role="assistant", parts=[ToolCallPart(id="c1", name="get", arguments={"a": 1})]),
+        Message(role="user", parts=[ToolResultPart(tool_call_id="c1", content=[TextPart(text="r")])]),
+    ]
     body = build_body(req(messages=messages), "gemini-2.5-flash")
     assert check_contents(body["contents"]) is None
-    assert body["contents"][2]["parts"][0]["functionResponse"] == {"name": "get", "response": {"output": "r"},
-                                                                   "id": "c1"}
+    assert body["contents"][2]["parts"][0]["functionResponse"] == {
+        "name": "get",
+        "response": {"output": "r"},
+        "id": "c1",
+    }
 
 
 def test_count_body_holds_the_whole_prompt():
@@ -74,8 +85,9 @@ def test_check_request_names_this_api():
 
 
 def test_provider_urls_and_headers():
-    provider = GeminiAPIProvider(AccountConfig(name="g", provider="gemini", api_key="AIza1",
-                                               base_url="http://h:1/v1beta/"), None)  # type: ignore[arg-type]
+    provider = GeminiAPIProvider(
+        AccountConfig(name="g", provider="gemini", api_key="AIza1", base_url="http://h:1/v1beta/"), None
+    )  # type: ignore[arg-type]
     assert provider.url("gemini-2.5-pro", "countTokens") == "http://h:1/v1beta/models/gemini-2.5-pro:countTokens"
     assert provider.headers()["x-goog-api-key"] == "AIza1"
     assert provider.upstream_model("models/gemini-2.5-pro") == "gemini-2.5-pro"

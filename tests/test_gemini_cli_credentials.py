@@ -40,8 +40,12 @@ def test_five_concurrent_requests_cause_one_refresh(fake, tmp_path):
     assert fake.refresh_count == 1
     assert creds.access_token != old["access_token"] and creds.access_token in fake.access_tokens
     form = fake.calls("/token")[0].body
-    assert form == {"refresh_token": old["refresh_token"], "client_id": CLIENT_ID,
-                    "client_secret": form["client_secret"], "grant_type": "refresh_token"}
+    assert form == {
+        "refresh_token": old["refresh_token"],
+        "client_id": CLIENT_ID,
+        "client_secret": form["client_secret"],
+        "grant_type": "refresh_token",
+    }
 
 
 def test_refresh_writes_atomically_keeping_other_fields(fake, tmp_path):

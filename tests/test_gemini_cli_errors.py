@@ -14,8 +14,9 @@ from tests.fakes.code_assist import rpc_error
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
-def forbidden(message: str = "m", reason: str | None = None, meta: dict | None = None,
-              extra: list | None = None) -> bytes:
+def forbidden(
+    message: str = "m", reason: str | None = None, meta: dict | None = None, extra: list | None = None
+) -> bytes:
     details = list(extra or [])
     if reason:
         details.append({"@type": ERROR_INFO, "reason": reason, "metadata": meta or {}})
@@ -23,19 +24,24 @@ def forbidden(message: str = "m", reason: str | None = None, meta: dict | None =
 
 
 def test_validation_required_names_the_link():
-    help_link = {"@type": "type.googleapis.com/google.rpc.Help",
-                 "links": [{"description": "verify", "url": "https://accounts.google.com/verify?x=1"}]}
+    help_link = {
+        "@type": "type.googleapis.com/google.rpc.Help",
+        "links": [{"description": "verify", "url": "https://accounts.google.com/verify?x=1"}],
+    }
     error = classify(403, forbidden(reason="VALIDATION_REQUIRED", extra=[help_link]))
     assert isinstance(error, AccountUnusable) and "https://accounts.google.com/verify?x=1" in error.message
     meta = classify(403, forbidden(reason="VALIDATION_REQUIRED", meta={"validation_link": "https://v.example"}))
     assert "https://v.example" in meta.message
 
 
-@pytest.mark.parametrize("message,needle", [
-    ("This client is no longer supported for Gemini Code Assist for individuals.", "no longer serves"),
-    ("Cloud Code Private API has not been used in project 123 before or it is disabled.", "enable it"),
-    ("User location is not supported for the API use.", "refused access"),
-])
+@pytest.mark.parametrize(
+    "message,needle",
+    [
+        ("This client is no longer supported for Gemini Code Assist for individuals.", "no longer serves"),
+        ("Cloud Code Private API has not been used in project 123 before or it is disabled.", "enable it"),
+        ("User location is not supported for the API use.", "refused access"),
+    ],
+)
 def test_forbidden_variants_are_account_unusable(message, needle):
     error = classify(403, forbidden(message))
     assert isinstance(error, AccountUnusable) and needle in error.message
@@ -58,6 +64,8 @@ def test_401_is_a_rejected_access_token():
 def test_messages_name_code_assist():
     rate = classify(429, json.dumps(rpc_error(429, "slow", "RESOURCE_EXHAUSTED")))
     assert isinstance(rate, RateLimited) and rate.message.startswith("Code Assist rate limit hit")
-    quota = classify(429, json.dumps(rpc_error(429, "gone", "RESOURCE_EXHAUSTED", [
-        {"@type": ERROR_INFO, "reason": "QUOTA_EXHAUSTED"}])))
+    quota = classify(
+        429,
+        json.dumps(rpc_error(429, "gone", "RESOURCE_EXHAUSTED", [{"@type": ERROR_INFO, "reason": "QUOTA_EXHAUSTED"}])),
+    )
     assert isinstance(quota, QuotaExhausted) and quota.message.startswith("The Code Assist quota of this account")

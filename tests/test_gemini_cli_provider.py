@@ -52,8 +52,9 @@ def creds(fake, tmp_path) -> Path:
 
 
 def account(fake: FakeCodeAssist, creds: Path, **kw) -> AccountConfig:
-    return AccountConfig(name="g1", provider="gemini-cli", credentials=str(creds), base_url=fake.base_url,
-                         token_url=fake.token_url, **kw)
+    return AccountConfig(
+        name="g1", provider="gemini-cli", credentials=str(creds), base_url=fake.base_url, token_url=fake.token_url, **kw
+    )
 
 
 def chat(*messages: Message, model: str = "gemini-2.5-pro", **kw) -> ChatRequest:
@@ -81,6 +82,7 @@ def with_provider(acc: AccountConfig, body, transport: httpx.AsyncBaseTransport 
             provider = GeminiCodeAssistProvider(acc, http)
             provider.onboard_poll_interval = 0.01
             return await body(provider)
+
     return asyncio.run(go())
 
 
@@ -89,8 +91,7 @@ def test_registry_resolves_the_provider():
 
 
 def test_success_sends_the_cli_request_and_records_the_attempt(fake, creds):
-    fake.enqueue(text_reply("ignored"),
-                 text_reply("Hel", "lo!", thoughts=("let me think",), signature="sig-A"))
+    fake.enqueue(text_reply("ignored"), text_reply("Hel", "lo!", thoughts=("let me think",), signature="sig-A"))
 
     async def body(provider):
         request = chat(passthrough_headers={"x-stainless-os": "Linux"})
@@ -101,8 +102,16 @@ def test_success_sends_the_cli_request_and_records_the_attempt(fake, creds):
     attempt, result = with_provider(account(fake, creds), body)
     sent = fake.calls(":streamGenerateContent")[0]
     assert sent.path == "/v1internal:streamGenerateContent?alt=sse"
-    assert set(sent.headers) == {"host", "accept", "connection", "content-type", "authorization",
-                                 "user-agent", "accept-encoding", "content-length"}
+    assert set(sent.headers) == {
+        "host",
+        "accept",
+        "connection",
+        "content-type",
+        "authorization",
+        "user-agent",
+        "accept-encoding",
+        "content-length",
+    }
     assert sent.headers["accept-encoding"] == "identity"
     agent = sent.headers["user-agent"]
     assert agent.startswith("GeminiCLI/") and "/gemini-2.5-pro (" in agent and agent.endswith("; terminal)")
@@ -127,8 +136,10 @@ def test_project_discovery_with_onboarding_polls_and_cache(fake, creds):
     assert first.text() and second.text()
     assert len(fake.calls(":loadCodeAssist")) == 1  # cached in memory afterwards
     onboard = fake.calls(":onboardUser")
-    assert len(onboard) == 1 and onboard[0].body == {"tierId": "free-tier", "metadata": {
-        "ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}}
+    assert len(onboard) == 1 and onboard[0].body == {
+        "tierId": "free-tier",
+        "metadata": {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"},
+    }
     polls = [r for r in fake.requests if r.method == "GET"]
     assert len(polls) == 3 and polls[0].path.startswith("/v1internal/operations/")
     assert all(b["project"] == "fake-project-0001" for b in fake.generate_requests)
@@ -140,8 +151,13 @@ def test_configured_project_skips_discovery(fake, creds):
 
 
 def test_ineligible_account_is_unusable_with_googles_reason(fake, creds):
-    fake.ineligible_tiers = [{"reasonCode": "INELIGIBLE_ACCOUNT", "tierId": "free-tier", "reasonMessage":
-                              "This client is no longer supported for Gemini Code Assist for individuals."}]
+    fake.ineligible_tiers = [
+        {
+            "reasonCode": "INELIGIBLE_ACCOUNT",
+            "tierId": "free-tier",
+            "reasonMessage": "This client is no longer supported for Gemini Code Assist for individuals.",
+        }
+    ]
     with pytest.raises(AccountUnusable) as info:
         with_provider(account(fake, creds), lambda p: complete(p, chat()))
     assert "no longer supported" in info.value.message
@@ -208,10 +224,17 @@ def test_unknown_model_upstream_is_model_not_found(fake, creds):
 
 
 def test_tool_round_trip_on_gemini3_passes_the_strict_server(fake, creds):
-    fake.enqueue(tool_call_reply("read_file", {"path": "a.py"}, signature="sig-call"),
-                 tool_call_reply("read_file", {"path": "b.py"}), text_reply("done"))
-    tools = [Tool(name="read_file", parameters={"type": "object", "additionalProperties": False,
-                                                "properties": {"path": {"type": "string"}}})]
+    fake.enqueue(
+        tool_call_reply("read_file", {"path": "a.py"}, signature="sig-call"),
+        tool_call_reply("read_file", {"path": "b.py"}),
+        text_reply("done"),
+    )
+    tools = [
+        Tool(
+            name="read_file",
+            parameters={"type": "object", "additionalProperties": False, "properties": {"path": {"type": "string"}}},
+        )
+    ]
 
     async def body(provider):
         history = [Message(role="user", parts=[TextPart(text="read a.py")])]
@@ -221,8 +244,12 @@ def test_tool_round_trip_on_gemini3_passes_the_strict_server(fake, creds):
             calls = result.tool_calls()
             if not calls:
                 return result
-            history.append(Message(role="user", parts=[
-                ToolResultPart(tool_call_id=c.id, content=[TextPart(text="content")]) for c in calls]))
+            history.append(
+                Message(
+                    role="user",
+                    parts=[ToolResultPart(tool_call_id=c.id, content=[TextPart(text="content")]) for c in calls],
+                )
+            )
 
     result = with_provider(account(fake, creds), body)
     assert result.text() == "done"
@@ -233,14 +260,22 @@ def test_tool_round_trip_on_gemini3_passes_the_strict_server(fake, creds):
 
 
 def test_strict_server_rejects_unsigned_gemini3_calls(fake, creds):
-    bad = {"model": "gemini-3-pro-preview", "project": "fake-project-0001", "request": {"contents": [
-        {"role": "user", "parts": [{"text": "x"}]},
-        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
-        {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"output": ""}}}]}]}}
+    bad = {
+        "model": "gemini-3-pro-preview",
+        "project": "fake-project-0001",
+        "request": {
+            "contents": [
+                {"role": "user", "parts": [{"text": "x"}]},
+                {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
+                {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"output": ""}}}]},
+            ]
+        },
+    }
     problem = fake.check_generate(bad)
     assert problem and problem[0] == 400 and "thought_signature" in problem[1]["error"]["message"]
     assert fake.check_generate({**bad, "extra": 1})[1]["error"]["message"].startswith(
-        "Invalid JSON payload received. Unknown name \"extra\"")
+        'Invalid JSON payload received. Unknown name "extra"'
+    )
 
 
 def test_bad_request_from_upstream_stops(fake, creds):
@@ -251,8 +286,9 @@ def test_bad_request_from_upstream_stops(fake, creds):
 
 
 def test_cut_stream_and_midstream_error(fake, creds):
-    fake.enqueue(cut_reply("par", "tial"), midstream_error_reply("a", code=503, message="overloaded",
-                                                                  status="UNAVAILABLE"))
+    fake.enqueue(
+        cut_reply("par", "tial"), midstream_error_reply("a", code=503, message="overloaded", status="UNAVAILABLE")
+    )
 
     async def body(provider):
         return await complete(provider, chat()), await complete(provider, chat())
@@ -269,8 +305,11 @@ def test_count_tokens(fake, creds):
 
 
 def test_count_tokens_adds_system_and_tools(fake, creds):
-    tool = Tool(name="lookup", description="Look a word up in the dictionary " * 20,
-                parameters={"type": "object", "properties": {"word": {"type": "string"}}})
+    tool = Tool(
+        name="lookup",
+        description="Look a word up in the dictionary " * 20,
+        parameters={"type": "object", "properties": {"word": {"type": "string"}}},
+    )
     bare = with_provider(account(fake, creds), lambda p: p.count_tokens(chat(), "gemini-2.5-pro"))
     full = chat(system=[TextPart(text="You are a careful assistant. " * 40)], tools=[tool])
     counted = with_provider(account(fake, creds), lambda p: p.count_tokens(full, "gemini-2.5-pro"))
@@ -278,8 +317,9 @@ def test_count_tokens_adds_system_and_tools(fake, creds):
 
 
 def test_connect_error_is_unavailable(creds):
-    acc = AccountConfig(name="g", provider="gemini-cli", credentials=str(creds), base_url="http://127.0.0.1:9",
-                        project="p")
+    acc = AccountConfig(
+        name="g", provider="gemini-cli", credentials=str(creds), base_url="http://127.0.0.1:9", project="p"
+    )
     with pytest.raises(UpstreamUnavailable) as info:
         with_provider(acc, lambda p: p.open(chat(), "gemini-2.5-pro"))
     assert info.value.attempt is not None and info.value.attempt.status is None

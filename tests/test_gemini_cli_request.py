@@ -33,5 +33,6 @@ def test_thinking_is_the_clis_default():
 
 def test_count_request_holds_only_the_contents():
     body = build_count_request(req(system=[TextPart(text="sys")], tools=[Tool(name="t")]), "gemini-2.5-pro")
-    assert body == {"request": {"model": "models/gemini-2.5-pro",
-                                "contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}
+    assert body == {
+        "request": {"model": "models/gemini-2.5-pro", "contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    }

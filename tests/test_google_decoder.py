@@ -91,22 +91,46 @@ def test_nonstream_sample_as_one_event():
 
 def test_thoughts_with_signature_and_model_version():
     thought = {"text": "thinking...", "thought": True, "thoughtSignature": "SIG=="}
-    data = sse(wrap({"candidates": [{"content": {"role": "model", "parts": [thought]}}],
-                     "modelVersion": "gemini-3-pro"}),
-               wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "Answer"}]},
-                                     "finishReason": "STOP"}], "modelVersion": "gemini-3-pro"}))
+    data = sse(
+        wrap({"candidates": [{"content": {"role": "model", "parts": [thought]}}], "modelVersion": "gemini-3-pro"}),
+        wrap(
+            {
+                "candidates": [{"content": {"role": "model", "parts": [{"text": "Answer"}]}, "finishReason": "STOP"}],
+                "modelVersion": "gemini-3-pro",
+            }
+        ),
+    )
     events = decode(data)
     assert events[0] == ResponseMeta(response_id="trace-1", model="gemini-3-pro")
-    assert events[1] == ReasoningDelta(text="thinking...", signature="SIG==",
-                                       provider_metadata={"gemini": {"thought_signature": "SIG=="}})
+    assert events[1] == ReasoningDelta(
+        text="thinking...", signature="SIG==", provider_metadata={"gemini": {"thought_signature": "SIG=="}}
+    )
     assert events[2] == TextDelta(text="Answer")
     assert sum(isinstance(e, ResponseMeta) for e in events) == 1
 
 
 def test_function_call_gives_start_and_full_arguments_and_tool_calls_finish():
-    data = sse(wrap({"candidates": [{"content": {"role": "model", "parts": [
-        {"functionCall": {"name": "read_file", "args": {"path": "a.py", "n": 2}}, "thoughtSignature": "S1"},
-        {"functionCall": {"name": "ls", "args": {}, "id": "given-id"}}]}, "finishReason": "STOP"}]}))
+    data = sse(
+        wrap(
+            {
+                "candidates": [
+                    {
+                        "content": {
+                            "role": "model",
+                            "parts": [
+                                {
+                                    "functionCall": {"name": "read_file", "args": {"path": "a.py", "n": 2}},
+                                    "thoughtSignature": "S1",
+                                },
+                                {"functionCall": {"name": "ls", "args": {}, "id": "given-id"}},
+                            ],
+                        },
+                        "finishReason": "STOP",
+                    }
+                ]
+            }
+        )
+    )
     events = decode(data)
     starts = [e for e in events if isinstance(e, ToolCallStart)]
     deltas = [e for e in events if isinstance(e, ToolCallDelta)]
@@ -118,20 +142,37 @@ def test_function_call_gives_start_and_full_arguments_and_tool_calls_finish():
 
 
 def test_empty_text_part_with_signature_is_kept():
-    data = sse(wrap({"candidates": [{"content": {"role": "model", "parts": [
-        {"text": "", "thoughtSignature": "END"}]}, "finishReason": "STOP"}]}))
+    data = sse(
+        wrap(
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": "", "thoughtSignature": "END"}]},
+                        "finishReason": "STOP",
+                    }
+                ]
+            }
+        )
+    )
     assert TextDelta(text="", provider_metadata={"gemini": {"thought_signature": "END"}}) in decode(data)
 
 
-@pytest.mark.parametrize("raw,reason", [
-    ("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"),
-    ("RECITATION", "content_filter"),
-    ("PROHIBITED_CONTENT", "content_filter"), ("BLOCKLIST", "content_filter"), ("SPII", "content_filter"),
-    ("MALFORMED_FUNCTION_CALL", "error"), ("SOMETHING_NEW", "error"),
-])
+@pytest.mark.parametrize(
+    "raw,reason",
+    [
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("BLOCKLIST", "content_filter"),
+        ("SPII", "content_filter"),
+        ("MALFORMED_FUNCTION_CALL", "error"),
+        ("SOMETHING_NEW", "error"),
+    ],
+)
 def test_finish_reasons(raw, reason):
-    data = sse(wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]},
-                                     "finishReason": raw}]}))
+    data = sse(wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]}, "finishReason": raw}]}))
     assert decode(data)[-1] == Finish(reason=reason, raw_reason=raw)
 
 
@@ -148,18 +189,29 @@ def test_stream_without_finish_reports_cut():
 
 
 def test_error_object_mid_stream():
-    data = sse(wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "a"}]}}]}),
-               {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED",
-                          "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                                       "reason": "QUOTA_EXHAUSTED"}]}})
+    data = sse(
+        wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "a"}]}}]}),
+        {
+            "error": {
+                "code": 429,
+                "message": "quota",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "QUOTA_EXHAUSTED"}],
+            }
+        },
+    )
     events = decode(data)
     errors = [e for e in events if isinstance(e, StreamError)]
     assert len(errors) == 1 and errors[0].kind == "quota_exhausted" and errors[0].status == 429
 
 
 def test_unparsable_event_is_dropped_and_final_event_without_blank_line_is_kept():
-    data = b"data: {not json\r\n\r\n" + sse(wrap({"candidates": [{"content": {"role": "model", "parts": [
-        {"text": "ok"}]}, "finishReason": "STOP"}]}))[:-4]
+    data = (
+        b"data: {not json\r\n\r\n"
+        + sse(
+            wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}]})
+        )[:-4]
+    )
     events = decode(data)
     assert TextDelta(text="ok") in events and events[-1].type == "finish"
 

@@ -32,11 +32,19 @@ def samples() -> list[dict]:
     return [{"error": s["error"]} for s in entries]
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("539.477544ms", 0.539477544), ("13h19m1.2s", 13 * 3600 + 19 * 60 + 1.2), ("0.5s", 0.5),
-    ("19h14m47s", 69287),
-    ("0s", 0.0), ("2m", 120.0), ("1500us", 0.0015), ("0.539477544s", 0.539477544),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("539.477544ms", 0.539477544),
+        ("13h19m1.2s", 13 * 3600 + 19 * 60 + 1.2),
+        ("0.5s", 0.5),
+        ("19h14m47s", 69287),
+        ("0s", 0.0),
+        ("2m", 120.0),
+        ("1500us", 0.0015),
+        ("0.539477544s", 0.539477544),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -65,12 +73,19 @@ def test_g1_credits_sample_is_quota():
     assert isinstance(error, QuotaExhausted) and error.code == "INSUFFICIENT_G1_CREDITS_BALANCE"
 
 
-def status(code: int, reason: str | None = None, message: str = "m", extra: list | None = None,
-           meta: dict | None = None, name: str = "X") -> bytes:
+def status(
+    code: int,
+    reason: str | None = None,
+    message: str = "m",
+    extra: list | None = None,
+    meta: dict | None = None,
+    name: str = "X",
+) -> bytes:
     details = list(extra or [])
     if reason:
-        details.append({"@type": ERROR_INFO, "reason": reason, "domain": "cloudcode-pa.googleapis.com",
-                        "metadata": meta or {}})
+        details.append(
+            {"@type": ERROR_INFO, "reason": reason, "domain": "cloudcode-pa.googleapis.com", "metadata": meta or {}}
+        )
     error = {"code": code, "message": message, "status": name, "details": details}
     return json.dumps({"error": error}).encode()
 
@@ -81,8 +96,10 @@ def test_long_rate_limit_delay_is_treated_as_quota():
 
 
 def test_per_day_quota_violation_is_quota():
-    violation = {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                 "violations": [{"quotaId": "GenerateRequestsPerDayPerProjectPerModel"}]}
+    violation = {
+        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+        "violations": [{"quotaId": "GenerateRequestsPerDayPerProjectPerModel"}],
+    }
     error = classify(429, status(429, extra=[violation]))
     assert isinstance(error, QuotaExhausted)
 
@@ -94,25 +111,28 @@ def test_capacity_and_unknown_429():
 
 
 def test_array_wrapped_error_body():
-    body = json.dumps([{"error": {"code": 404, "message": "Requested entity was not found.",
-                                  "status": "NOT_FOUND"}}])
+    body = json.dumps([{"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}])
     error = classify(404, body)
     assert isinstance(error, ModelNotFound) and "Requested entity was not found." in error.message
 
 
-@pytest.mark.parametrize("message", [
-    "This client is no longer supported for Gemini Code Assist for individuals.",
-    "Cloud Code Private API has not been used in project 123 before or it is disabled.",
-    "User location is not supported for the API use.",
-    "The account has been suspended.",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "This client is no longer supported for Gemini Code Assist for individuals.",
+        "Cloud Code Private API has not been used in project 123 before or it is disabled.",
+        "User location is not supported for the API use.",
+        "The account has been suspended.",
+    ],
+)
 def test_forbidden_account_phrases_are_dead(message):
     error = classify(403, status(403, message=message))
     assert isinstance(error, AccountUnusable) and error.message == f"Google refused access for this account: {message}"
 
 
-@pytest.mark.parametrize("reason", ["UNSUPPORTED_LOCATION", "SERVICE_DISABLED", "INELIGIBLE_TIER",
-                                    "VALIDATION_REQUIRED"])
+@pytest.mark.parametrize(
+    "reason", ["UNSUPPORTED_LOCATION", "SERVICE_DISABLED", "INELIGIBLE_TIER", "VALIDATION_REQUIRED"]
+)
 def test_forbidden_account_reasons_are_dead(reason):
     assert isinstance(classify(403, status(403, reason, message="denied")), AccountUnusable)
 
@@ -123,31 +143,45 @@ def test_other_forbidden_rotates_without_retiring_the_account():
     assert error.status == 403 and error.action == "rotate" and "does not have permission" in error.message
 
 
-@pytest.mark.parametrize("code,body,kind", [
-    (401, status(401, name="UNAUTHENTICATED"), UpstreamAuthError),
-    (400, status(400, message="Invalid JSON payload received. Unknown name \"foo\""), UpstreamBadRequest),
-    (400, status(400, message="The input token count (1200000) exceeds the maximum number of tokens allowed "
-                              "(1048576)."), ContextTooLong),
-    (404, status(404), ModelNotFound),
-    (500, status(500), UpstreamUnavailable),
-    (499, status(499, name="CANCELLED"), UpstreamUnavailable),
-    (503, status(503, message="The model is overloaded."), CapacityExhausted),
-    (504, status(504), UpstreamTimeout),
-    (502, b"<html>bad gateway</html>", UpstreamUnavailable),
-])
+@pytest.mark.parametrize(
+    "code,body,kind",
+    [
+        (401, status(401, name="UNAUTHENTICATED"), UpstreamAuthError),
+        (400, status(400, message='Invalid JSON payload received. Unknown name "foo"'), UpstreamBadRequest),
+        (
+            400,
+            status(
+                400, message="The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
+            ),
+            ContextTooLong,
+        ),
+        (404, status(404), ModelNotFound),
+        (500, status(500), UpstreamUnavailable),
+        (499, status(499, name="CANCELLED"), UpstreamUnavailable),
+        (503, status(503, message="The model is overloaded."), CapacityExhausted),
+        (504, status(504), UpstreamTimeout),
+        (502, b"<html>bad gateway</html>", UpstreamUnavailable),
+    ],
+)
 def test_status_mapping(code, body, kind):
     assert type(classify(code, body)) is kind
 
 
 def test_bad_request_keeps_googles_message():
-    error = classify(400, status(400, message="Please ensure that multiturn requests alternate between user "
-                                              "and model."))
+    error = classify(
+        400, status(400, message="Please ensure that multiturn requests alternate between user and model.")
+    )
     assert "alternate between user and model" in error.message and error.action == "stop"
 
 
-@pytest.mark.parametrize(("service", "start"), [("Google", "Google rate limit hit"),
-                                                ("Code Assist", "Code Assist rate limit hit"),
-                                                ("the Gemini API", "The Gemini API rate limit hit")])
+@pytest.mark.parametrize(
+    ("service", "start"),
+    [
+        ("Google", "Google rate limit hit"),
+        ("Code Assist", "Code Assist rate limit hit"),
+        ("the Gemini API", "The Gemini API rate limit hit"),
+    ],
+)
 def test_messages_name_the_service(service, start):
     assert classify(429, status(429), service=service).message.startswith(start)
     quota = classify(429, status(429, "QUOTA_EXHAUSTED"), service=service)

@@ -38,9 +38,7 @@ def test_expiry_format_round_trip() -> None:
 
 def test_social_refresh_rotates_and_persists(tmp_path: Path) -> None:
     with FakeKiro() as fake:
-        path = fake.write_token_file(
-            tmp_path / "kiro-auth-token.json", expires_at=expiry_in(120), customField="kept"
-        )
+        path = fake.write_token_file(tmp_path / "kiro-auth-token.json", expires_at=expiry_in(120), customField="kept")
         old_refresh = fake.refresh_token
 
         async def main() -> None:
@@ -109,9 +107,7 @@ def test_idc_without_registration_is_a_config_error(tmp_path: Path) -> None:
 
 def test_missing_file_and_bad_method(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
-        KiroProvider.validate_account(
-            AccountConfig(name="k", provider="kiro", credentials=str(tmp_path / "nope.json"))
-        )
+        KiroProvider.validate_account(AccountConfig(name="k", provider="kiro", credentials=str(tmp_path / "nope.json")))
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"accessToken": "a", "refreshToken": "r", "authMethod": "external_idp"}))
     with pytest.raises(ConfigError, match="not supported"):

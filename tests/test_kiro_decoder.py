@@ -110,18 +110,13 @@ def test_tool_use_fragments_streamed_and_joined(chunk) -> None:
     calls = result.tool_calls()
     assert calls[0].arguments == {"path": "a.txt", "content": "hi"}
     assert calls[1].arguments == {}
-    assert (
-        json.loads("".join(e.arguments for e in events if isinstance(e, ToolCallDelta) and e.index == 1))
-        == {}
-    )
+    assert json.loads("".join(e.arguments for e in events if isinstance(e, ToolCallDelta) and e.index == 1)) == {}
     assert result.finish_reason == "tool_calls"
     assert result.text() == "Let me write."
 
 
 def test_native_reasoning_event() -> None:
-    events, result = run(
-        stream(Reasoning("Thinking about it."), Reasoning("", signature="sig-1"), Text("Answer"))
-    )
+    events, result = run(stream(Reasoning("Thinking about it."), Reasoning("", signature="sig-1"), Text("Answer")))
     reasoning = [e for e in events if isinstance(e, ReasoningDelta)]
     assert reasoning[0].text == "Thinking about it." and reasoning[-1].signature == "sig-1"
     assert result.reasoning_text() == "Thinking about it." and result.text() == "Answer"
@@ -162,9 +157,7 @@ def test_thinking_parser_unterminated_and_partial_prefix() -> None:
 
 
 def test_exception_frame_mid_stream() -> None:
-    events, result = run(
-        stream(Text("partial"), StreamException("ThrottlingException", "slow down"), Text("ignored"))
-    )
+    events, result = run(stream(Text("partial"), StreamException("ThrottlingException", "slow down"), Text("ignored")))
     errors = [e for e in events if isinstance(e, StreamError)]
     assert len(errors) == 1 and errors[0].status == 429 and errors[0].kind == "rate_limited"
     assert result.text() == "partial" and result.finish_reason == "error"
@@ -172,9 +165,7 @@ def test_exception_frame_mid_stream() -> None:
 
 
 def test_error_message_type_frame() -> None:
-    frame = encode_frame(
-        {":message-type": "error", ":error-code": "InternalError", ":error-message": "boom"}, b""
-    )
+    frame = encode_frame({":message-type": "error", ":error-code": "InternalError", ":error-message": "boom"}, b"")
     events, result = run(stream(Text("a")) + frame)
     assert isinstance(events[-1], StreamError) and "boom" in events[-1].message
 

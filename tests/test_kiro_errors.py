@@ -58,13 +58,9 @@ def test_every_sample_body_classified() -> None:
 def test_details() -> None:
     bad = classify(400, b'{"message":"Improperly formed request.","reason":null}')
     assert bad.action == "stop" and bad.status == 400
-    limited = classify(
-        429, b'{"message":"slow down","reason":"USER_REQUEST_RATE_EXCEEDED"}', {"retry-after": "3"}
-    )
+    limited = classify(429, b'{"message":"slow down","reason":"USER_REQUEST_RATE_EXCEEDED"}', {"retry-after": "3"})
     assert limited.retry_after == 3 and limited.code == "USER_REQUEST_RATE_EXCEEDED"
-    capacity = classify(
-        429, b'{"message":"busy","reason":"INSUFFICIENT_MODEL_CAPACITY"}', {"Retry-After": "5"}
-    )
+    capacity = classify(429, b'{"message":"busy","reason":"INSUFFICIENT_MODEL_CAPACITY"}', {"Retry-After": "5"})
     assert isinstance(capacity, CapacityExhausted) and capacity.retry_after == 5
     quota = classify(402, b'{"message":"You have reached the limit.","reason":"MONTHLY_REQUEST_COUNT"}')
     assert abs(quota.retry_after - seconds_until_next_month()) < 5
@@ -77,9 +73,7 @@ def test_details() -> None:
     )
     assert isinstance(classify(401, b""), UpstreamAuthError)
     assert isinstance(classify(500, b"oops"), UpstreamUnavailable)
-    assert isinstance(
-        classify(400, b'{"message":"x","__type":"a#ServiceQuotaExceededException"}'), QuotaExhausted
-    )
+    assert isinstance(classify(400, b'{"message":"x","__type":"a#ServiceQuotaExceededException"}'), QuotaExhausted)
 
 
 def test_seconds_until_next_month() -> None:
@@ -96,9 +90,7 @@ def test_exception_frames() -> None:
         ),
         ContextTooLong,
     )
-    assert isinstance(
-        classify_exception_frame("InternalServerException", b'{"message":"x"}'), UpstreamUnavailable
-    )
+    assert isinstance(classify_exception_frame("InternalServerException", b'{"message":"x"}'), UpstreamUnavailable)
 
 
 @pytest.fixture
@@ -142,9 +134,7 @@ def test_model_list_and_restriction(provider: KiroProvider) -> None:
 
 
 def req(**kwargs) -> ChatRequest:
-    return ChatRequest(
-        model="claude-sonnet-4-5", messages=[Message(role="user", parts=[TextPart(text="x")])], **kwargs
-    )
+    return ChatRequest(model="claude-sonnet-4-5", messages=[Message(role="user", parts=[TextPart(text="x")])], **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,7 @@ NAMES = [
     "kiro-eventstream-medium-text",
     "kiro-eventstream-text-then-tooluse-start",
 ]
-LINE = re.compile(
-    r"total=(\d+) headers=(\d+) prelude_crc=([0-9a-f]{8}) msg_crc=([0-9a-f]{8}) \| (.*?) \| (.*)$"
-)
+LINE = re.compile(r"total=(\d+) headers=(\d+) prelude_crc=([0-9a-f]{8}) msg_crc=([0-9a-f]{8}) \| (.*?) \| (.*)$")
 
 
 def sample_bytes(name: str) -> bytes:
@@ -96,10 +94,7 @@ def test_sample_byte_by_byte_through_decoder() -> None:
     for i in range(len(data)):
         events.extend(decoder.feed(data[i : i + 1]))
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    assert (
-        text
-        == "我将为您创建一个高级天气展示卡片，完全符合您的要求。让我先创建一个包含所有功能的单一HTML文件。"
-    )
+    assert text == "我将为您创建一个高级天气展示卡片，完全符合您的要求。让我先创建一个包含所有功能的单一HTML文件。"
     starts = [e for e in events if isinstance(e, ToolCallStart)]
     assert [(s.name, s.id) for s in starts] == [("Write", "tooluse_1DCqyICMR-CfTS36UNNiwA")]
     end = decoder.close()  # the capture stops after the tool start: arguments close as {}

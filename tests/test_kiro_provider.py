@@ -136,15 +136,11 @@ def test_multi_turn_tool_conversation(tmp_path: Path) -> None:
                 results.append(result)
                 if tool_id:
                     messages.append(assistant(*result.parts))
-                    messages.append(
-                        user(ToolResultPart(tool_call_id=tool_id, content=[TextPart(text=output)]))
-                    )
+                    messages.append(user(ToolResultPart(tool_call_id=tool_id, content=[TextPart(text=output)])))
             return results
 
         first, second, third = run(fake, tmp_path, conversation)
-        assert [r.rejection for r in fake.requests] == [None, None, None], [
-            r.rejection for r in fake.requests
-        ]
+        assert [r.rejection for r in fake.requests] == [None, None, None], [r.rejection for r in fake.requests]
         assert first.text() == "I'll write it." and first.finish_reason == "tool_calls"
         assert first.tool_calls()[0].arguments == {"path": "a.txt"}
         assert first.usage.estimated and first.usage.input_tokens > 0
@@ -155,9 +151,7 @@ def test_multi_turn_tool_conversation(tmp_path: Path) -> None:
         assert body["history"][0]["userInputMessage"]["content"].startswith("SYS\n\nwrite a.txt")
         assert body["history"][3]["assistantResponseMessage"]["toolUses"][0]["name"] == short
         assert (
-            body["currentMessage"]["userInputMessage"]["userInputMessageContext"]["toolResults"][0][
-                "toolUseId"
-            ]
+            body["currentMessage"]["userInputMessage"]["userInputMessageContext"]["toolResults"][0]["toolUseId"]
             == "tu_2"
         )
         assert fake.requests[0].body["profileArn"] == fake.profile_arn
@@ -168,9 +162,7 @@ def test_headers(tmp_path: Path) -> None:
 
         async def two(provider: KiroProvider):
             await drain(provider, ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]))
-            call = await provider.open(
-                ChatRequest(model="claude-haiku-4-5", messages=[user("b")]), "claude-haiku-4.5"
-            )
+            call = await provider.open(ChatRequest(model="claude-haiku-4-5", messages=[user("b")]), "claude-haiku-4.5")
             await call.aclose()
             return call.attempt
 
@@ -200,14 +192,10 @@ def test_stale_token_then_forced_refresh(tmp_path: Path) -> None:
         async def flow(provider: KiroProvider):
             fake.expire_access_token()
             with pytest.raises(UpstreamAuthError) as info:
-                await provider.open(
-                    ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]), "claude-sonnet-4.5"
-                )
+                await provider.open(ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]), "claude-sonnet-4.5")
             assert info.value.attempt.status == 403
             assert b"bearer token" in bytes(info.value.attempt.response_body)
-            await asyncio.gather(
-                provider.refresh_credentials(force=True), provider.refresh_credentials(force=True)
-            )
+            await asyncio.gather(provider.refresh_credentials(force=True), provider.refresh_credentials(force=True))
             await provider.refresh_credentials(force=True)  # rejected token already replaced: no refresh
             return await drain(provider, ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]))
 
@@ -231,9 +219,7 @@ def test_expiring_token_refreshed_before_request_once(tmp_path: Path) -> None:
 
 def test_idc_account_without_profile_arn(tmp_path: Path) -> None:
     with FakeKiro(auth_method="idc") as fake:
-        result = run(
-            fake, tmp_path, lambda p: drain(p, ChatRequest(model="claude-opus-4-5", messages=[user("a")]))
-        )
+        result = run(fake, tmp_path, lambda p: drain(p, ChatRequest(model="claude-opus-4-5", messages=[user("a")])))
         assert result.text() and "profileArn" not in fake.requests[0].body
 
 
@@ -241,9 +227,7 @@ def test_idc_account_without_profile_arn(tmp_path: Path) -> None:
     "error, expected, retry_after",
     [
         (
-            HttpError(
-                429, {"message": "slow down", "reason": "USER_REQUEST_RATE_EXCEEDED"}, {"Retry-After": "3"}
-            ),
+            HttpError(429, {"message": "slow down", "reason": "USER_REQUEST_RATE_EXCEEDED"}, {"Retry-After": "3"}),
             RateLimited,
             3.0,
         ),
@@ -261,9 +245,7 @@ def test_http_errors_classified_with_attempt(tmp_path: Path, error, expected, re
 
         async def flow(provider: KiroProvider):
             with pytest.raises(expected) as info:
-                await provider.open(
-                    ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]), "claude-sonnet-4.5"
-                )
+                await provider.open(ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]), "claude-sonnet-4.5")
             return info.value
 
         err = run(fake, tmp_path, flow)
@@ -289,9 +271,7 @@ def test_improperly_formed_is_bad_request(tmp_path: Path) -> None:
 
         async def flow(provider: KiroProvider):
             with pytest.raises(UpstreamBadRequest) as info:
-                await provider.open(
-                    ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]), "claude-sonnet-4.5"
-                )
+                await provider.open(ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]), "claude-sonnet-4.5")
             assert info.value.action == "stop"
 
         run(fake, tmp_path, flow)
@@ -331,9 +311,7 @@ def test_connect_error_and_timeout(tmp_path: Path) -> None:
 
 def test_thinking_end_to_end(tmp_path: Path) -> None:
     with FakeKiro() as fake:
-        fake.enqueue(
-            Text("<think"), Text("ing>Let me see"), Delay(0.01), Text(".</thi"), Text("nking>\n\nHi!")
-        )
+        fake.enqueue(Text("<think"), Text("ing>Let me see"), Delay(0.01), Text(".</thi"), Text("nking>\n\nHi!"))
         result = run(
             fake,
             tmp_path,
@@ -354,9 +332,7 @@ def test_thinking_end_to_end(tmp_path: Path) -> None:
 def test_exception_mid_stream(tmp_path: Path) -> None:
     with FakeKiro() as fake:
         fake.enqueue(Text("par"), StreamException("ThrottlingException", "slow"))
-        result = run(
-            fake, tmp_path, lambda p: drain(p, ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]))
-        )
+        result = run(fake, tmp_path, lambda p: drain(p, ChatRequest(model="claude-sonnet-4-5", messages=[user("a")])))
         assert result.text() == "par" and result.error.kind == "rate_limited"
 
 
@@ -368,9 +344,7 @@ def test_image_request_accepted(tmp_path: Path) -> None:
         run(
             fake,
             tmp_path,
-            lambda p: drain(
-                p, ChatRequest(model="claude-sonnet-4-5", messages=[user(ImagePart(data=png), "what?")])
-            ),
+            lambda p: drain(p, ChatRequest(model="claude-sonnet-4-5", messages=[user(ImagePart(data=png), "what?")])),
         )
         assert fake.requests[0].rejection is None
         assert fake.requests[0].body["conversationState"]["currentMessage"]["userInputMessage"]["images"]

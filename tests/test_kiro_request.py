@@ -254,9 +254,7 @@ def test_tool_history_without_tools_sent_as_text(kwargs) -> None:
     built = build(TOOL_HISTORY, **kwargs)
     history = state(built)["history"]
     assert "toolUses" not in history[1]["assistantResponseMessage"]
-    assert history[1]["assistantResponseMessage"]["content"] == (
-        'checking\n\n[tool call get_weather {"city":"Oslo"}]'
-    )
+    assert history[1]["assistantResponseMessage"]["content"] == ('checking\n\n[tool call get_weather {"city":"Oslo"}]')
     current = state(built)["currentMessage"]["userInputMessage"]
     assert "userInputMessageContext" not in current
     assert current["content"] == "[tool result for get_weather: sunny, 20C]\n\nand tomorrow?"
@@ -278,9 +276,7 @@ def test_images() -> None:
             user(ImagePart(url=f"data:image/jpeg;base64,{PNG}"), "and this?"),
         ]
     )
-    assert state(built)["history"][0]["userInputMessage"]["images"] == [
-        {"format": "png", "source": {"bytes": PNG}}
-    ]
+    assert state(built)["history"][0]["userInputMessage"]["images"] == [{"format": "png", "source": {"bytes": PNG}}]
     assert state(built)["currentMessage"]["userInputMessage"]["images"] == [
         {"format": "jpeg", "source": {"bytes": PNG}}
     ]
@@ -314,8 +310,7 @@ def test_thinking_prefix(reasoning, budget) -> None:
     assert contents(built) == [
         (
             "current",
-            f"<thinking_mode>enabled</thinking_mode><max_thinking_length>"
-            f"{budget}</max_thinking_length>\n\nSYS\n\nhi",
+            f"<thinking_mode>enabled</thinking_mode><max_thinking_length>{budget}</max_thinking_length>\n\nSYS\n\nhi",
         )
     ]
 

@@ -21,18 +21,42 @@ MITMDUMP = Path("/venv/bin/mitmdump")
 
 
 def test_given_options_reads_every_spelling():
-    args = ["--set", "listen_port=9000", "--set=listen_host=::1", "-m", "reverse:http://x", "--flag",
-            "--listen-port=9100", "--set", "bridge_config=a=b.toml"]
-    assert given_options(args) == {"listen_port": "9100", "listen_host": "::1", "mode": "reverse:http://x",
-                                   "bridge_config": "a=b.toml"}
+    args = [
+        "--set",
+        "listen_port=9000",
+        "--set=listen_host=::1",
+        "-m",
+        "reverse:http://x",
+        "--flag",
+        "--listen-port=9100",
+        "--set",
+        "bridge_config=a=b.toml",
+    ]
+    assert given_options(args) == {
+        "listen_port": "9100",
+        "listen_host": "::1",
+        "mode": "reverse:http://x",
+        "bridge_config": "a=b.toml",
+    }
     assert given_options(["-p", "7000"]) == {"listen_port": "7000"}
 
 
 def test_defaults_go_on_the_command_line_before_the_script(monkeypatch, tmp_path):
     monkeypatch.setenv("LLMBRIDGE_HOME", str(tmp_path))
     launch = build(MITMDUMP, [])
-    assert launch.argv == [str(MITMDUMP), "--set", f"confdir={tmp_path / 'mitmproxy'}", "--set", f"mode={DEAD_TARGET}",
-                           "--set", "listen_host=127.0.0.1", "--set", "listen_port=8418", "-s", str(addon_path())]
+    assert launch.argv == [
+        str(MITMDUMP),
+        "--set",
+        f"confdir={tmp_path / 'mitmproxy'}",
+        "--set",
+        f"mode={DEAD_TARGET}",
+        "--set",
+        "listen_host=127.0.0.1",
+        "--set",
+        "listen_port=8418",
+        "-s",
+        str(addon_path()),
+    ]
     assert (launch.host, launch.port) == ("127.0.0.1", 8418)
 
 
@@ -41,7 +65,7 @@ def test_options_the_user_sets_are_left_to_the_user(monkeypatch, tmp_path):
     user = ["--set", "listen_port=9000", "--mode", "reverse:http://127.0.0.1:9@9001"]
     launch = build(MITMDUMP, user, config_path=tmp_path / "my.toml")
     assert "listen_port=8418" not in launch.argv and f"mode={DEAD_TARGET}" not in " ".join(launch.argv)
-    assert launch.argv[-len(user):] == user  # the user's arguments come last and win
+    assert launch.argv[-len(user) :] == user  # the user's arguments come last and win
     assert f"bridge_config={tmp_path / 'my.toml'}" in launch.argv
     assert launch.port == 9000
 
@@ -96,9 +120,14 @@ def test_serve_on_a_busy_port_says_which_option_to_change(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([str(LLMBRIDGE), "serve", "--set", f"listen_port={port}", "--set",
-                               f"bridge_config={config}"], capture_output=True, text=True, timeout=30,
-                              env=dict(os.environ, LLMBRIDGE_HOME=str(tmp_path / "home")), cwd=tmp_path)
+        done = subprocess.run(
+            [str(LLMBRIDGE), "serve", "--set", f"listen_port={port}", "--set", f"bridge_config={config}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=dict(os.environ, LLMBRIDGE_HOME=str(tmp_path / "home")),
+            cwd=tmp_path,
+        )
     assert done.returncode != 0
     assert f"127.0.0.1:{port} is already in use" in done.stderr and "--set listen_port=" in done.stderr
     assert "--mode" not in done.stderr and "Traceback" not in done.stderr
@@ -109,9 +138,12 @@ def test_console_is_one_line_per_exchange_flushed_at_once(tmp_path):
     with one time stamp and none of mitmproxy's per-connection lines."""
     config = write_config(tmp_path / "bridge.toml", [], record=False)
     with BridgeProcess(tmp_path, config) as bridge:
-        response = httpx.post(bridge.base_url + "/v1/chat/completions", timeout=10,
-                              headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                              json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]})
+        response = httpx.post(
+            bridge.base_url + "/v1/chat/completions",
+            timeout=10,
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert response.status_code == 503  # no accounts configured
         lines: list[str] = []
         for _ in range(50):

@@ -21,12 +21,12 @@ from llmbridge.providers.openai_api.request import build_body, check_request
 
 
 def request(reasoning: Reasoning | None) -> ChatRequest:
-    return ChatRequest(model="m", messages=[Message(role="user", parts=[TextPart(text="hi")])],
-                       reasoning=reasoning)
+    return ChatRequest(model="m", messages=[Message(role="user", parts=[TextPart(text="hi")])], reasoning=reasoning)
 
 
-@pytest.mark.parametrize(("budget", "effort"), [(1024, "low"), (4096, "low"), (8192, "medium"),
-                                                (10_000, "medium"), (31_999, "high")])
+@pytest.mark.parametrize(
+    ("budget", "effort"), [(1024, "low"), (4096, "low"), (8192, "medium"), (10_000, "medium"), (31_999, "high")]
+)
 def test_thinking_budget_becomes_the_nearest_reasoning_effort(budget, effort):
     # an Anthropic `thinking: {budget_tokens}` or Gemini `thinkingBudget` client must not lose its thinking
     assert build_body(request(Reasoning(budget_tokens=budget)), "m")["reasoning_effort"] == effort
@@ -72,8 +72,11 @@ def test_tool_result_images_follow_in_a_user_message():
 
 
 def test_reasoning_is_not_sent_back():
-    messages = [user("hi"), Message(role="assistant", parts=[ReasoningPart(text="hmm"), TextPart(text="hello")]),
-                user("again")]
+    messages = [
+        user("hi"),
+        Message(role="assistant", parts=[ReasoningPart(text="hmm"), TextPart(text="hello")]),
+        user("again"),
+    ]
     sent = build_body(ChatRequest(model="m", messages=messages), "m")["messages"]
     assert sent[1] == {"role": "assistant", "content": "hello"}
 
@@ -85,21 +88,29 @@ def test_max_tokens_field_depends_on_the_server():
     assert legacy["max_tokens"] == 99 and "max_completion_tokens" not in legacy
 
 
-@pytest.mark.parametrize(("base_url", "legacy"), [(None, False), ("https://api.openai.com/v1/", False),
-                                                  ("http://127.0.0.1:8000/v1", True)])
+@pytest.mark.parametrize(
+    ("base_url", "legacy"), [(None, False), ("https://api.openai.com/v1/", False), ("http://127.0.0.1:8000/v1", True)]
+)
 def test_provider_picks_the_max_tokens_field_from_base_url(base_url, legacy):
     account = AccountConfig(name="o", provider="openai", api_key="k", base_url=base_url)
     assert OpenAIProvider(account, http=None).is_openai is not legacy
 
 
-@pytest.mark.parametrize(("body", "kind"), [
-    (b'{"error":{"message":"Project proj_1 does not have access to model gpt-5","code":"model_not_found"}}',
-     PermissionDenied),
-    (b'{"error":{"message":"Your account has been deactivated.","code":"account_deactivated"}}',
-     AccountUnusable),
-    (b'{"error":{"message":"Country, region, or territory not supported","code":'
-     b'"unsupported_country_region_territory"}}', AccountUnusable),
-])
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (
+            b'{"error":{"message":"Project proj_1 does not have access to model gpt-5","code":"model_not_found"}}',
+            PermissionDenied,
+        ),
+        (b'{"error":{"message":"Your account has been deactivated.","code":"account_deactivated"}}', AccountUnusable),
+        (
+            b'{"error":{"message":"Country, region, or territory not supported","code":'
+            b'"unsupported_country_region_territory"}}',
+            AccountUnusable,
+        ),
+    ],
+)
 def test_forbidden_is_dead_only_when_the_account_is(body, kind):
     error = classify(403, body, None)
     assert type(error) is kind and error.status == 403

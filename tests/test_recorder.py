@@ -72,8 +72,9 @@ def test_full_queue_drops_loudly_and_counts(db_path: Path, caplog: pytest.LogCap
     assert count(db_path, "exchanges") == stats["written"]
 
 
-def test_write_failure_is_logged_and_counted(recorder: Recorder, db_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_write_failure_is_logged_and_counted(
+    recorder: Recorder, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     recorder.submit(exchange([user("before")]))
     recorder.flush()
     with sqlite3.connect(db_path) as other:

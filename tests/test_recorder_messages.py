@@ -56,8 +56,13 @@ def test_response_links_to_request_chain_rooted_at_system_prompt(recorder: Recor
         text = next(db["parts"].rows_where("message_hash = ?", [digest]))["text"]
         chain.append((message["role"], text))
         digest = message["parent_hash"]
-    assert chain[::-1] == [("system", "You are a terse assistant."), ("user", "question 0"),
-                           ("assistant", "answer 0"), ("user", "question 1"), ("assistant", "answer 1")]
+    assert chain[::-1] == [
+        ("system", "You are a terse assistant."),
+        ("user", "question 0"),
+        ("assistant", "answer 0"),
+        ("user", "question 1"),
+        ("assistant", "answer 1"),
+    ]
 
 
 def test_same_history_under_another_system_prompt_is_a_new_chain(recorder: Recorder, db_path: Path) -> None:
@@ -68,9 +73,13 @@ def test_same_history_under_another_system_prompt_is_a_new_chain(recorder: Recor
 
 
 def test_dump_with_or_without_defaults_hashes_the_same() -> None:
-    parts = [TextPart(text="t"), ReasoningPart(text="r", signature="s"),
-             ToolCallPart(id="c1", name="f", arguments={"a": 1}),
-             ToolResultPart(tool_call_id="c1", content=[TextPart(text="out")]), ImagePart(data="AAAA")]
+    parts = [
+        TextPart(text="t"),
+        ReasoningPart(text="r", signature="s"),
+        ToolCallPart(id="c1", name="f", arguments={"a": 1}),
+        ToolResultPart(tool_call_id="c1", content=[TextPart(text="out")]),
+        ImagePart(data="AAAA"),
+    ]
     for part in parts:
         full, lean = part.model_dump(mode="json"), part.model_dump(mode="json", exclude_defaults=True)
         assert normalize_part(full) == normalize_part(lean), part.type
@@ -81,11 +90,23 @@ def test_parts_keep_tool_calls_results_reasoning_and_images_once(recorder: Recor
     png = base64.b64encode(b"\x89PNG fake image bytes").decode()
     history = [
         Message(role="user", parts=[TextPart(text="look"), ImagePart(data=png, media_type="image/png")]),
-        Message(role="assistant", parts=[ReasoningPart(text="hmm", signature="sig"),
-                                         ToolCallPart(id="c1", name="lookup", arguments={"q": "x"})]),
-        Message(role="user", parts=[ToolResultPart(tool_call_id="c1", name="lookup",
-                                                   content=[TextPart(text="found"),
-                                                            ImagePart(data=png, media_type="image/png")])]),
+        Message(
+            role="assistant",
+            parts=[
+                ReasoningPart(text="hmm", signature="sig"),
+                ToolCallPart(id="c1", name="lookup", arguments={"q": "x"}),
+            ],
+        ),
+        Message(
+            role="user",
+            parts=[
+                ToolResultPart(
+                    tool_call_id="c1",
+                    name="lookup",
+                    content=[TextPart(text="found"), ImagePart(data=png, media_type="image/png")],
+                )
+            ],
+        ),
     ]
     recorder.submit(exchange(history, "done"))
     recorder.flush()

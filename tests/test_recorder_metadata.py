@@ -44,8 +44,9 @@ def recorded(tmp_path: Path) -> Path:
 
 def latest_answer_hash(path: Path) -> str:
     db = sqlite_utils.Database(path)
-    return next(db.query("SELECT response_message_hash AS h FROM exchanges WHERE status = 200 "
-                         "ORDER BY started_at DESC LIMIT 1"))["h"]
+    return next(
+        db.query("SELECT response_message_hash AS h FROM exchanges WHERE status = 200 ORDER BY started_at DESC LIMIT 1")
+    )["h"]
 
 
 async def run_queries(path: Path, params: dict[str, str]) -> dict[str, Any]:
@@ -72,15 +73,20 @@ def test_every_canned_query_returns_the_recorded_rows(recorded: Path) -> None:
     assert recent[1]["prompt"] == "question 2"
     thread = results["conversation"]
     assert [(m["role"], m["content"]) for m in thread] == [
-        ("system", "You are a terse assistant."), ("user", "question 0"), ("assistant", "answer 0"),
-        ("user", "question 1"), ("assistant", "answer 1"), ("user", "question 2"), ("assistant", "answer 2")]
+        ("system", "You are a terse assistant."),
+        ("user", "question 0"),
+        ("assistant", "answer 0"),
+        ("user", "question 1"),
+        ("assistant", "answer 1"),
+        ("user", "question 2"),
+        ("assistant", "answer 2"),
+    ]
     (failure,) = results["failures_by_account"]
     assert (failure["account"], failure["failure"], failure["attempts"]) == ("acct-bad", "rate_limited", 1)
     (day,) = results["tokens_per_model_per_day"]
     assert (day["requests"], day["input_tokens"], day["output_tokens"]) == (4, 10 + 10 + 30 + 50, 6)
     assert results["slowest_ttfb"][0]["ttfb_ms"] == 900.0
-    assert sorted(r["snippet"] for r in results["search"]) == [
-        "[question] 0", "[question] 1", "[question] 2"]
+    assert sorted(r["snippet"] for r in results["search"]) == ["[question] 0", "[question] 1", "[question] 2"]
 
 
 def test_conversation_accepts_an_exchange_id(recorded: Path) -> None:
@@ -112,8 +118,10 @@ def chromium_or_skip() -> str:
     for name in BROWSERS:
         if found := shutil.which(name):
             return found
-    pytest.skip(f"no Chromium: none of {', '.join(BROWSERS)} is on PATH. This browser test needs it; "
-                "install it (Debian/Ubuntu: `apt-get install chromium`) and run the tests again.")
+    pytest.skip(
+        f"no Chromium: none of {', '.join(BROWSERS)} is on PATH. This browser test needs it; "
+        "install it (Debian/Ubuntu: `apt-get install chromium`) and run the tests again."
+    )
 
 
 def free_port() -> int:
@@ -142,18 +150,38 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 30)
 def test_canned_query_page_renders_in_headless_chromium(recorded: Path, tmp_path: Path) -> None:
     chromium = chromium_or_skip()
     port = free_port()
-    command = [sys.executable, "-c", "from llmbridge.cli import main; main()",
-               "browse", "--db", str(recorded), "--port", str(port)]
-    server = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    command = [
+        sys.executable,
+        "-c",
+        "from llmbridge.cli import main; main()",
+        "browse",
+        "--db",
+        str(recorded),
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}/{recorded.stem}"
         wait_until_serving(f"{base}.json", server)
         dom = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", f"{base}/recent_exchanges"],
-            capture_output=True, text=True, timeout=120).stdout
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--dump-dom",
+                f"{base}/recent_exchanges",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # browse and the Datasette it started
         server.wait(timeout=10)

@@ -32,25 +32,40 @@ def secret_laden_record():
     sse = b'data: {"text": "sunny", "token": "' + s["sse_token"].encode() + b'"}\n\n'
     record = exchange([user("what is the weather")], "sunny", stream=True, upstream_body=sse)
     record.endpoint = f"POST /v1beta/models/gemini:streamGenerateContent?alt=sse&key={s['query_key']}"
-    record.request_raw = {"model": "m", "api_key": s["body_api_key"],
-                          "nested": {"refresh_token": s["body_token"]},
-                          "contents": [{"parts": [{"text": "what is the weather"}]}]}
+    record.request_raw = {
+        "model": "m",
+        "api_key": s["body_api_key"],
+        "nested": {"refresh_token": s["body_token"]},
+        "contents": [{"parts": [{"text": "what is the weather"}]}],
+    }
     record.request_canonical["passthrough_headers"] = {"x-api-key": s["passthrough"], "anthropic-beta": "b1"}
     record.error_message = f"Client error '403' for url 'https://x.test/v1?key={s['error_url_key']}'"
     attempt = record.attempts[0]
     attempt.url = f"https://user:{s['userinfo']}@upstream.test/v1/chat?key={s['query_key']}&alt=sse"
-    attempt.request_headers = {"Authorization": f"Bearer {s['upstream_bearer']}", "Cookie": s["cookie"],
-                               "X-Amz-Security-Token": s["amz"], "content-type": "application/json"}
+    attempt.request_headers = {
+        "Authorization": f"Bearer {s['upstream_bearer']}",
+        "Cookie": s["cookie"],
+        "X-Amz-Security-Token": s["amz"],
+        "content-type": "application/json",
+    }
     attempt.request_body = {"project": "p", "access_token": s["body_token"], "request": {"contents": []}}
     attempt.response_headers = {"set-cookie": s["cookie"], "content-type": "text/event-stream"}
     attempt.error_message = f"retrying after Bearer {s['upstream_bearer']}"
-    failed = AttemptRecord(account="acct-0", provider="fake", url="https://upstream.test/v1/chat",
-                           request_headers={"x-goog-api-key": s["query_key"]}, status=401,
-                           response_body=bytearray(json.dumps({"error": "bad", "access_token":
-                                                               s["response_token"]}).encode()))
-    refresh = AttemptRecord(account="acct-0", provider="fake", url="https://oauth2.googleapis.com/token",
-                            request_body={"grant_type": "refresh_token", "client_id": "c"},
-                            response_body=bytearray(json.dumps({"id": s["refresh_traffic"]}).encode()))
+    failed = AttemptRecord(
+        account="acct-0",
+        provider="fake",
+        url="https://upstream.test/v1/chat",
+        request_headers={"x-goog-api-key": s["query_key"]},
+        status=401,
+        response_body=bytearray(json.dumps({"error": "bad", "access_token": s["response_token"]}).encode()),
+    )
+    refresh = AttemptRecord(
+        account="acct-0",
+        provider="fake",
+        url="https://oauth2.googleapis.com/token",
+        request_body={"grant_type": "refresh_token", "client_id": "c"},
+        response_body=bytearray(json.dumps({"id": s["refresh_traffic"]}).encode()),
+    )
     record.attempts[:0] = [refresh, failed]
     return record
 

@@ -32,7 +32,10 @@ def test_exchange_and_attempt_rows_hold_route_timings_and_usage(recorder: Record
     db = sqlite_utils.Database(db_path)
     row = db["exchanges"].get(record.id)
     assert (row["client_format"], row["model_requested"], row["model_served"]) == (
-        "openai", "test-model", "test-model-served")
+        "openai",
+        "test-model",
+        "test-model-served",
+    )
     route = (row["account"], row["provider"], row["attempt_count"], row["status"])
     assert route == ("acct-1", "fake", 1, 200)
     timing = (row["ttfb_ms"], row["duration_ms"], row["stream"], row["finish_reason"])

@@ -24,8 +24,10 @@ def test_normalize_ignores_volatile_fields_only():
     a = {"model": "m", "user_prompt_id": "x########1", "request": {"session_id": "s1", "contents": [1]}}
     b = {"model": "m", "user_prompt_id": "y########7", "request": {"session_id": "s2", "contents": [1]}}
     assert normalize(a) == normalize(b)
-    assert first_difference(normalize(a), {"model": "m", "request": {"contents": [2]}}) == \
-        "body.request.contents[0] is 2, the fixture has 1"
+    assert (
+        first_difference(normalize(a), {"model": "m", "request": {"contents": [2]}})
+        == "body.request.contents[0] is 2, the fixture has 1"
+    )
 
 
 class ReplayThread:
@@ -48,8 +50,15 @@ class ReplayThread:
 
 
 def account(fake_or_replay_url: str, creds: Path, project: str, token_url: str) -> dict:
-    return {"name": "g", "provider": "gemini-cli", "credentials": str(creds), "base_url": fake_or_replay_url,
-            "token_url": token_url, "project": project, "requests_per_minute": 1000}
+    return {
+        "name": "g",
+        "provider": "gemini-cli",
+        "credentials": str(creds),
+        "base_url": fake_or_replay_url,
+        "token_url": token_url,
+        "project": project,
+        "requests_per_minute": 1000,
+    }
 
 
 QUESTION = [{"role": "user", "content": "Name a colour."}]
@@ -63,16 +72,23 @@ def recorded_fixture(tmp_path) -> Path:
         creds = tmp_path / "creds.json"
         fake.write_credentials(creds)
         fake.enqueue(text_reply("Teal", ", of course.", thoughts=("Pick one.",), signature="SIG"))
-        config = write_config(tmp_path / "record.toml", [account(fake.base_url, creds, fake.project, fake.token_url)],
-                              database=str(database))
+        config = write_config(
+            tmp_path / "record.toml",
+            [account(fake.base_url, creds, fake.project, fake.token_url)],
+            database=str(database),
+        )
         with BridgeProcess(tmp_path, config) as bridge:
             client = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
             reply = client.chat.completions.create(model="gemini-2.5-flash", messages=QUESTION)
             assert reply.choices[0].message.content == "Teal, of course."
     exchange_id = sqlite3.connect(database).execute("SELECT id FROM exchanges").fetchone()[0]
     out = tmp_path / "replay"
-    subprocess.run([str(LLMBRIDGE), "export-fixture", exchange_id, "--db", str(database), "--out", str(out)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [str(LLMBRIDGE), "export-fixture", exchange_id, "--db", str(database), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     (path,) = out.glob("*.json")
     return path
 
@@ -81,11 +97,17 @@ def test_recorded_exchange_replays_offline_through_the_bridge(tmp_path, recorded
     fixture = json.loads(recorded_fixture.read_text())
     assert fixture["provider"] == "gemini-cli" and "Bearer" not in json.dumps(fixture)
     creds = tmp_path / "replay-creds.json"
-    creds.write_text(json.dumps({"access_token": "replay-token", "refresh_token": "r", "token_type": "Bearer",
-                                 "expiry_date": 4102444800000}))
+    creds.write_text(
+        json.dumps(
+            {"access_token": "replay-token", "refresh_token": "r", "token_type": "Bearer", "expiry_date": 4102444800000}
+        )
+    )
     with ReplayThread(load_fixtures([recorded_fixture])) as replay:
-        config = write_config(tmp_path / "replay.toml", [account(
-            replay.base_url, creds, fixture["request"]["body"]["project"], replay.base_url + "/token")], record=False)
+        config = write_config(
+            tmp_path / "replay.toml",
+            [account(replay.base_url, creds, fixture["request"]["body"]["project"], replay.base_url + "/token")],
+            record=False,
+        )
         workdir = tmp_path / "second"
         workdir.mkdir()
         with BridgeProcess(workdir, config) as bridge:
@@ -96,8 +118,9 @@ def test_recorded_exchange_replays_offline_through_the_bridge(tmp_path, recorded
             assert replay.unused() == []
             # a request the fixtures do not hold fails loudly, naming the difference
             with pytest.raises(openai.APIStatusError) as info:
-                client.chat.completions.create(model="gemini-2.5-flash",
-                                               messages=[{"role": "user", "content": "Name a fruit."}])
+                client.chat.completions.create(
+                    model="gemini-2.5-flash", messages=[{"role": "user", "content": "Name a fruit."}]
+                )
             assert "no fixture matches" in str(info.value) or replay.mismatches
             assert replay.mismatches and "contents" in replay.mismatches[0]
 
@@ -126,16 +149,23 @@ def test_printed_base_url_is_used_as_is_for_an_openai_fixture(tmp_path):
     question = [{"role": "user", "content": "Say hi."}]
     with FakeOpenAI() as fake:
         fake.enqueue(openai_text("Hi from the record"))
-        config = write_config(tmp_path / "record.toml", [{"name": "o", "provider": "openai", "api_key": fake.api_key,
-                                                          "base_url": fake.base_url, "models": ["m"]}],
-                              database=str(database))
+        config = write_config(
+            tmp_path / "record.toml",
+            [{"name": "o", "provider": "openai", "api_key": fake.api_key, "base_url": fake.base_url, "models": ["m"]}],
+            database=str(database),
+        )
         with BridgeProcess(tmp_path, config) as bridge:
             openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY).chat.completions.create(
-                model="m", messages=question)
+                model="m", messages=question
+            )
     exchange_id = sqlite3.connect(database).execute("SELECT id FROM exchanges").fetchone()[0]
     out = tmp_path / "fixtures"
-    subprocess.run([str(LLMBRIDGE), "export-fixture", exchange_id, "--db", str(database), "--out", str(out)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [str(LLMBRIDGE), "export-fixture", exchange_id, "--db", str(database), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     replay = subprocess.Popen([str(LLMBRIDGE), "replay", str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert replay.stdout is not None
@@ -143,13 +173,17 @@ def test_printed_base_url_is_used_as_is_for_an_openai_fixture(tmp_path):
         assert header[1].startswith("  provider 'openai': base_url = "), header
         base_url = header[1].split(" = ", 1)[1].strip().strip('"')
         assert base_url.endswith("/v1")
-        config = write_config(tmp_path / "replay.toml", [{"name": "o", "provider": "openai", "api_key": "sk-replayed",
-                                                          "base_url": base_url, "models": ["m"]}], record=False)
+        config = write_config(
+            tmp_path / "replay.toml",
+            [{"name": "o", "provider": "openai", "api_key": "sk-replayed", "base_url": base_url, "models": ["m"]}],
+            record=False,
+        )
         workdir = tmp_path / "second"
         workdir.mkdir()
         with BridgeProcess(workdir, config) as bridge:
             reply = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY).chat.completions.create(
-                model="m", messages=question)
+                model="m", messages=question
+            )
             assert reply.choices[0].message.content == "Hi from the record"
     finally:
         replay.terminate()

@@ -29,8 +29,13 @@ SKIP_SUFFIXES = (".pyc", ".db", ".db-wal", ".db-shm", ".db-journal")
 def repository_files() -> list[Path]:
     """Tracked files plus new ones not ignored (so a file is checked before it is committed)."""
     try:
-        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                                capture_output=True, check=True, timeout=60).stdout
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         listed = None
     if listed is not None:
@@ -56,12 +61,17 @@ def test_no_file_points_at_folders_beside_the_checkout() -> None:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, (
         "files point outside the checkout (a clean clone has nothing beside it: copy the data into tests/data/ "
-        "or docs/ and link to that):\n" + "\n".join(offenders))
+        "or docs/ and link to that):\n" + "\n".join(offenders)
+    )
 
 
 def test_the_data_the_tests_read_is_in_the_repository() -> None:
-    for name in ("gemini-codeassist-429-errors.json", "gemini-codeassist-nonstream-unwrapped.json",
-                 "gemini-codeassist-stream-chunks-unwrapped.ndjson", "README.md"):
+    for name in (
+        "gemini-codeassist-429-errors.json",
+        "gemini-codeassist-nonstream-unwrapped.json",
+        "gemini-codeassist-stream-chunks-unwrapped.ndjson",
+        "README.md",
+    ):
         assert (ROOT / "tests" / "data" / "gemini_cli" / name).is_file(), name
     assert (ROOT / "docs" / "architecture.md").is_file()
 
@@ -78,12 +88,20 @@ def run_guarded(tmp_path: Path, test_source: str, *pytest_args: str) -> subproce
     (tmp_path / ".hidden").write_text("")
     (checkout / "tests" / "inside.json").write_text("{}")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *pytest_args, "tests"],
-                          cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *pytest_args, "tests"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_guard_fails_a_test_that_reads_beside_the_checkout(tmp_path: Path) -> None:
-    done = run_guarded(tmp_path, """
+    done = run_guarded(
+        tmp_path,
+        """
         import glob
         import os
         from pathlib import Path
@@ -102,7 +120,8 @@ def test_guard_fails_a_test_that_reads_beside_the_checkout(tmp_path: Path) -> No
         def test_lists_a_sibling_folder():
             assert os.listdir(os.path.join(HERE, "..", "..", "sibling")) == ["sample.json"]
             assert glob.glob(str(HERE.parents[1] / "sibling" / "*.json"))
-    """)
+    """,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "2 failed, 1 passed" in output, output
@@ -114,14 +133,17 @@ def test_guard_fails_a_test_that_reads_beside_the_checkout(tmp_path: Path) -> No
 
 
 def test_guard_fails_the_run_when_a_module_reads_beside_the_checkout_at_import(tmp_path: Path) -> None:
-    done = run_guarded(tmp_path, """
+    done = run_guarded(
+        tmp_path,
+        """
         from pathlib import Path
 
         SAMPLE = (Path(__file__).parents[2] / "sibling" / "sample.json").read_text()
 
         def test_passes():
             assert SAMPLE == "{}"
-    """)
+    """,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "1 passed" in output, output
@@ -129,12 +151,15 @@ def test_guard_fails_the_run_when_a_module_reads_beside_the_checkout_at_import(t
 
 
 def test_guard_passes_a_clean_run(tmp_path: Path) -> None:
-    done = run_guarded(tmp_path, """
+    done = run_guarded(
+        tmp_path,
+        """
         from pathlib import Path
 
         def test_reads_inside():
             assert (Path(__file__).parent / "inside.json").read_text() == "{}"
-    """)
+    """,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "READ OUTSIDE" not in done.stdout
 

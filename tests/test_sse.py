@@ -8,11 +8,9 @@ import pytest
 
 from llmbridge.sse import SSEDecoder, encode_event
 
-STREAM = ("data: {\"a\":1}\r\n\r\n"
-          ": comment\n\n"
-          "event: ping\ndata: x\ndata: y\n\n"
-          "data: é漢\r\r"
-          "id: 7\ndata:no-space\n\n").encode()
+STREAM = (
+    'data: {"a":1}\r\n\r\n: comment\n\nevent: ping\ndata: x\ndata: y\n\ndata: é漢\r\rid: 7\ndata:no-space\n\n'
+).encode()
 EXPECTED = [("message", '{"a":1}'), ("ping", "x\ny"), ("message", "é漢"), ("message", "no-space")]
 
 

@@ -28,8 +28,10 @@ def test_everything_the_model_reads_counts() -> None:
     full = request(
         Message(role="user", parts=[TextPart(text="hi"), ImagePart(data="QUJD")]),
         Message(role="assistant", parts=[ToolCallPart(id="c", name="read", arguments={"path": "a" * 100})]),
-        Message(role="user", parts=[ToolResultPart(tool_call_id="c", content=[TextPart(text="y" * 200),
-                                                                                ImagePart(url="u")])]),
+        Message(
+            role="user",
+            parts=[ToolResultPart(tool_call_id="c", content=[TextPart(text="y" * 200), ImagePart(url="u")])],
+        ),
         system=[TextPart(text="s" * 400)],
         tools=[Tool(name="read", description="d" * 400)],
     )

@@ -14,20 +14,47 @@ from llmbridge.formats.openai import OpenAIFormat
 from llmbridge.providers.openai_api.decoder import ChatCompletionChunkDecoder
 from llmbridge.translate import Translation
 
-UPSTREAM = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in [
-    {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
-    {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {"reasoning_content": "think "}}]},
-    {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {"content": "Hé"}}]},
-    {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
-        {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"q":'}}]}}]},
-    {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
-        {"index": 0, "function": {"arguments": '"漢"}'}}]}}]},
-    {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
-    {"id": "u1", "model": "m", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 6}},
-]) + b"data: [DONE]\n\n"
+UPSTREAM = (
+    b"".join(
+        b"data: " + json.dumps(c).encode() + b"\n\n"
+        for c in [
+            {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+            {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {"reasoning_content": "think "}}]},
+            {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {"content": "Hé"}}]},
+            {
+                "id": "u1",
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": "c1",
+                                    "type": "function",
+                                    "function": {"name": "f", "arguments": '{"q":'},
+                                }
+                            ]
+                        },
+                    }
+                ],
+            },
+            {
+                "id": "u1",
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '"漢"}'}}]}}],
+            },
+            {"id": "u1", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+            {"id": "u1", "model": "m", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 6}},
+        ]
+    )
+    + b"data: [DONE]\n\n"
+)
 
-REQUEST = ChatRequest(model="m", messages=[Message(role="user", parts=[TextPart(text="q")])], stream=True,
-                      stream_usage=True)
+REQUEST = ChatRequest(
+    model="m", messages=[Message(role="user", parts=[TextPart(text="q")])], stream=True, stream_usage=True
+)
 
 
 def translate(chunks: list[bytes]) -> tuple[bytes, Translation]:
@@ -40,8 +67,11 @@ def translate(chunks: list[bytes]) -> tuple[bytes, Translation]:
 
 
 def normalize(out: bytes) -> list:
-    return [json.loads(line[6:])["choices"] if line != "data: [DONE]" else "DONE"
-            for line in out.decode().split("\n") if line.startswith("data: ")]
+    return [
+        json.loads(line[6:])["choices"] if line != "data: [DONE]" else "DONE"
+        for line in out.decode().split("\n")
+        if line.startswith("data: ")
+    ]
 
 
 @pytest.mark.parametrize("seed", range(25))

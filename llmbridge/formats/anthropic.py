@@ -39,26 +39,30 @@ class AnthropicFormat(ClientFormat):
     prefixes = ("/v1/messages",)
     id_prefix = "msg_"
 
-    def parse_request(self, body: Any, model: str | None = None, stream: bool | None = None,
-                      headers: Mapping[str, str] | None = None) -> ChatRequest:
+    def parse_request(
+        self, body: Any, model: str | None = None, stream: bool | None = None, headers: Mapping[str, str] | None = None
+    ) -> ChatRequest:
         """`headers`: the client's request headers; anthropic-version and anthropic-beta are kept in
         `passthrough_headers`."""
         return parse_messages_request(body, model=model, stream=stream, headers=headers)
 
-    def parse_count_tokens(self, body: Any, model: str | None = None,
-                           headers: Mapping[str, str] | None = None) -> ChatRequest:
+    def parse_count_tokens(
+        self, body: Any, model: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> ChatRequest:
         """A `/v1/messages/count_tokens` body: a Messages request without max_tokens."""
         return parse_messages_request(body, model=model, stream=False, headers=headers, require_max_tokens=False)
 
     def render_count_tokens(self, input_tokens: int) -> dict[str, Any]:
         return {"input_tokens": input_tokens}
 
-    def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
-                        options: RenderOptions = DEFAULT_OPTIONS) -> AnthropicStreamRenderer:
+    def stream_renderer(
+        self, request: ChatRequest, response_id: str, model: str, options: RenderOptions = DEFAULT_OPTIONS
+    ) -> AnthropicStreamRenderer:
         """`message_start` carries `input_tokens`: the local estimate, as the provider's count only
         arrives at the end (clients such as Claude Code read it at once)."""
-        return AnthropicStreamRenderer(response_id, model, estimate_input_tokens(request),
-                                       show_thinking=wants_thinking(request))
+        return AnthropicStreamRenderer(
+            response_id, model, estimate_input_tokens(request), show_thinking=wants_thinking(request)
+        )
 
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]:
         return render_message(result, show_thinking=wants_thinking(request))
@@ -68,13 +72,21 @@ class AnthropicFormat(ClientFormat):
 
     def render_models(self, models: list[ModelInfo]) -> dict[str, Any]:
         data = [self.render_model(m) for m in models]
-        return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None}
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
 
     def render_model(self, model: ModelInfo) -> dict[str, Any]:
-        rendered: dict[str, Any] = {"type": "model", "id": model.id,
-                                    "display_name": model.display_name or model.id,
-                                    "created_at": MODEL_CREATED_AT, "lifecycle": "active"}
+        rendered: dict[str, Any] = {
+            "type": "model",
+            "id": model.id,
+            "display_name": model.display_name or model.id,
+            "created_at": MODEL_CREATED_AT,
+            "lifecycle": "active",
+        }
         if model.context_window:
             rendered["max_input_tokens"] = model.context_window
         if model.max_output_tokens:

@@ -52,14 +52,24 @@ from llmbridge.formats.openai_parse import split_tool_call_id
 
 PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
 TOOL_CHOICES: dict[str, ToolChoiceMode] = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
-EFFORTS: dict[str, ReasoningEffort] = {"low": "low", "medium": "medium", "high": "high",
-                                       "xhigh": "xhigh", "max": "xhigh"}
+EFFORTS: dict[str, ReasoningEffort] = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "xhigh",
+}
 DEFAULT_MAX_TOKENS = 4096  # count_tokens requests carry no max_tokens
 
 
-def parse_messages_request(body: Any, *, model: str | None = None, stream: bool | None = None,
-                           headers: Mapping[str, str] | None = None,
-                           require_max_tokens: bool = True) -> ChatRequest:
+def parse_messages_request(
+    body: Any,
+    *,
+    model: str | None = None,
+    stream: bool | None = None,
+    headers: Mapping[str, str] | None = None,
+    require_max_tokens: bool = True,
+) -> ChatRequest:
     """The canonical request; `model`/`stream` override the body where given."""
     body = root(body)
     if body.get("mcp_servers"):
@@ -109,8 +119,7 @@ def _text_block(block: dict[str, Any], path: str) -> TextPart:
     kind = get_str(block, "type", path, required=True)
     if kind != "text":
         raise invalid(at(path, "type"), f"expected 'text', got {kind!r}")
-    return TextPart(text=get_str(block, "text", path, required=True) or "",
-                    provider_metadata=_cache_meta(block))
+    return TextPart(text=get_str(block, "text", path, required=True) or "", provider_metadata=_cache_meta(block))
 
 
 # --- messages --------------------------------------------------------------------------------------
@@ -174,12 +183,14 @@ def _image(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
     kind = get_str(source, "type", where, required=True)
     meta = _cache_meta(block)
     if kind == "base64":
-        return ImagePart(media_type=get_str(source, "media_type", where, required=True) or "",
-                         data=get_str(source, "data", where, required=True), provider_metadata=meta)
+        return ImagePart(
+            media_type=get_str(source, "media_type", where, required=True) or "",
+            data=get_str(source, "data", where, required=True),
+            provider_metadata=meta,
+        )
     if kind == "url":
         url = get_str(source, "url", where, required=True) or ""
-        return ImagePart(url=url, media_type=mimetypes.guess_type(url)[0] or "image/png",
-                         provider_metadata=meta)
+        return ImagePart(url=url, media_type=mimetypes.guess_type(url)[0] or "image/png", provider_metadata=meta)
     if kind == "text" and block.get("type") == "document":
         return TextPart(text=get_str(source, "data", where, required=True) or "", provider_metadata=meta)
     raise invalid(at(where, "type"), f"source type {kind!r} is not supported")
@@ -190,8 +201,9 @@ def _tool_use(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
     name = get_str(block, "name", path, required=True) or ""
     names[call_id] = name
     meta = with_gemini_signature(_cache_meta(block), signature)
-    return ToolCallPart(id=call_id, name=name, arguments=field(block, "input", path, dict) or {},
-                        provider_metadata=meta)
+    return ToolCallPart(
+        id=call_id, name=name, arguments=field(block, "input", path, dict) or {}, provider_metadata=meta
+    )
 
 
 def _tool_result(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
@@ -202,9 +214,13 @@ def _tool_result(block: dict[str, Any], path: str, names: dict[str, str]) -> Par
     else:
         where = at(path, "content")
         parts = [_result_part(b, at(where, i)) for i, b in enumerate(as_list(content, where))]
-    return ToolResultPart(tool_call_id=call_id, name=names.get(call_id), content=parts,
-                          is_error=bool(get_bool(block, "is_error", path)),
-                          provider_metadata=_cache_meta(block))
+    return ToolResultPart(
+        tool_call_id=call_id,
+        name=names.get(call_id),
+        content=parts,
+        is_error=bool(get_bool(block, "is_error", path)),
+        provider_metadata=_cache_meta(block),
+    )
 
 
 def _result_part(raw: Any, path: str) -> TextPart | ImagePart:
@@ -220,8 +236,9 @@ def _result_part(raw: Any, path: str) -> TextPart | ImagePart:
 
 
 def _thinking(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
-    return ReasoningPart(text=get_str(block, "thinking", path) or "",
-                         signature=get_str(block, "signature", path) or None)
+    return ReasoningPart(
+        text=get_str(block, "thinking", path) or "", signature=get_str(block, "signature", path) or None
+    )
 
 
 def _redacted_thinking(block: dict[str, Any], path: str, names: dict[str, str]) -> Part:
@@ -229,11 +246,20 @@ def _redacted_thinking(block: dict[str, Any], path: str, names: dict[str, str]) 
 
 
 _BLOCK_PARSERS: dict[str, Callable[[dict[str, Any], str, dict[str, str]], Part]] = {
-    "text": _text, "image": _image, "document": _image, "tool_use": _tool_use,
-    "tool_result": _tool_result, "thinking": _thinking, "redacted_thinking": _redacted_thinking,
+    "text": _text,
+    "image": _image,
+    "document": _image,
+    "tool_use": _tool_use,
+    "tool_result": _tool_result,
+    "thinking": _thinking,
+    "redacted_thinking": _redacted_thinking,
 }
-_BLOCK_ROLES = {"tool_use": "assistant", "thinking": "assistant", "redacted_thinking": "assistant",
-                "tool_result": "user"}
+_BLOCK_ROLES = {
+    "tool_use": "assistant",
+    "thinking": "assistant",
+    "redacted_thinking": "assistant",
+    "tool_result": "user",
+}
 
 
 # --- tools and generation options ------------------------------------------------------------------
@@ -244,11 +270,15 @@ def _tool(raw: Any, path: str) -> Tool:
     kind = tool.get("type")
     if kind not in (None, "custom"):
         name = tool.get("name") or kind
-        raise invalid(at(path, "type"), f"server tool {name!r} (type {kind!r}) is not supported; "
-                                        "only custom tools with an input_schema are")
-    return Tool(name=get_str(tool, "name", path, required=True) or "",
-                description=get_str(tool, "description", path) or "",
-                parameters=field(tool, "input_schema", path, dict, required=True))
+        raise invalid(
+            at(path, "type"),
+            f"server tool {name!r} (type {kind!r}) is not supported; only custom tools with an input_schema are",
+        )
+    return Tool(
+        name=get_str(tool, "name", path, required=True) or "",
+        description=get_str(tool, "description", path) or "",
+        parameters=field(tool, "input_schema", path, dict, required=True),
+    )
 
 
 def _tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:

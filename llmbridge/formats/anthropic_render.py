@@ -42,13 +42,26 @@ from llmbridge.formats.base import StreamRenderer, dumps
 from llmbridge.formats.openai_parse import join_tool_call_id
 
 STOP_REASONS: dict[FinishReason, str] = {
-    "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-    "stop_sequence": "stop_sequence", "content_filter": "refusal", "error": "end_turn",
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "stop_sequence": "stop_sequence",
+    "content_filter": "refusal",
+    "error": "end_turn",
 }
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-               500: "api_error", 502: "api_error", 503: "overloaded_error", 504: "timeout_error",
-               529: "overloaded_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 BlockKind = Literal["text", "thinking", "tool_use"]
 
@@ -72,9 +85,12 @@ def render_usage(usage: Usage | None) -> dict[str, int]:
     from nor written to the cache (its total is the sum of the three)."""
     usage = usage or Usage()
     fresh = usage.input_tokens - usage.cached_tokens - usage.cache_creation_tokens
-    return {"input_tokens": max(0, fresh), "output_tokens": usage.output_tokens,
-            "cache_read_input_tokens": usage.cached_tokens,
-            "cache_creation_input_tokens": usage.cache_creation_tokens}
+    return {
+        "input_tokens": max(0, fresh),
+        "output_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_tokens,
+    }
 
 
 def tool_use_id(call_id: str, provider_metadata: dict[str, Any]) -> str:
@@ -88,8 +104,9 @@ def thinking_signature(signature: str | None, provider_metadata: dict[str, Any])
     return mark_gemini("thought", gemini) if gemini else signature
 
 
-def render_content(parts: list[TextPart | ReasoningPart | ToolCallPart],
-                   show_thinking: bool = True) -> list[dict[str, Any]]:
+def render_content(
+    parts: list[TextPart | ReasoningPart | ToolCallPart], show_thinking: bool = True
+) -> list[dict[str, Any]]:
     """The content blocks of a whole message, by the stream's rules (module docstring)."""
     blocks: list[dict[str, Any]] = []
     thinking: dict[str, Any] | None = None  # the last block, while it is a thinking block
@@ -137,7 +154,10 @@ def render_content(parts: list[TextPart | ReasoningPart | ToolCallPart],
 
 def render_message(result: ChatResult, show_thinking: bool = True) -> dict[str, Any]:
     return {
-        "id": message_id(result.id), "type": "message", "role": "assistant", "model": result.model,
+        "id": message_id(result.id),
+        "type": "message",
+        "role": "assistant",
+        "model": result.model,
         "content": render_content(result.parts, show_thinking),
         "stop_reason": STOP_REASONS[result.finish_reason],
         "stop_sequence": result.stop_sequence if result.finish_reason == "stop_sequence" else None,
@@ -152,8 +172,9 @@ def frame(kind: str, payload: dict[str, Any]) -> bytes:
 class AnthropicStreamRenderer(StreamRenderer):
     """One response's canonical events as Anthropic's SSE event sequence."""
 
-    def __init__(self, response_id: str, model: str, input_tokens: int | None = None,
-                 show_thinking: bool = True) -> None:
+    def __init__(
+        self, response_id: str, model: str, input_tokens: int | None = None, show_thinking: bool = True
+    ) -> None:
         self.id = message_id(response_id)
         # Some backends think whether asked or not (Gemini CLI); Anthropic clients that did not
         # enable thinking must not get thinking blocks they do not expect.
@@ -171,9 +192,21 @@ class AnthropicStreamRenderer(StreamRenderer):
 
     def start(self) -> bytes:
         usage = {"input_tokens": self.input_tokens, "output_tokens": 0}
-        return frame("message_start", {"message": {
-            "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": usage}})
+        return frame(
+            "message_start",
+            {
+                "message": {
+                    "id": self.id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": usage,
+                }
+            },
+        )
 
     def feed(self, event: StreamEvent) -> bytes:
         if self._ended:
@@ -201,11 +234,15 @@ class AnthropicStreamRenderer(StreamRenderer):
             return b""
         self._ended = True
         stop = self._stop_reason()
-        delta = {"stop_reason": STOP_REASONS[stop],
-                 "stop_sequence": self._finish.stop_sequence if self._finish and stop == "stop_sequence"
-                 else None}
-        return (self._close_block() + frame("message_delta", {"delta": delta, "usage": self._final_usage()})
-                + frame("message_stop", {}))
+        delta = {
+            "stop_reason": STOP_REASONS[stop],
+            "stop_sequence": self._finish.stop_sequence if self._finish and stop == "stop_sequence" else None,
+        }
+        return (
+            self._close_block()
+            + frame("message_delta", {"delta": delta, "usage": self._final_usage()})
+            + frame("message_stop", {})
+        )
 
     def _final_usage(self) -> dict[str, int]:
         """The provider's counts; without any, the message_start input figure (not a 0 that would
@@ -244,8 +281,7 @@ class AnthropicStreamRenderer(StreamRenderer):
         return out + frame("content_block_start", {"index": self._index, "content_block": block})
 
     def _delta(self, delta: dict[str, Any], index: int | None = None) -> bytes:
-        return frame("content_block_delta", {"index": self._index if index is None else index,
-                                             "delta": delta})
+        return frame("content_block_delta", {"index": self._index if index is None else index, "delta": delta})
 
     def _sign(self, signature: str) -> bytes:
         """Sign the open thinking block, or a new empty one when none is open or it is signed."""
@@ -290,8 +326,7 @@ class AnthropicStreamRenderer(StreamRenderer):
         signature = self._into_thinking(event.provider_metadata)
         out = self._sign(mark_gemini("call", signature)) if signature else b""
         call_id = event.id if signature else tool_use_id(event.id, event.provider_metadata)
-        out += self._start_block("tool_use", {"type": "tool_use", "id": call_id, "name": event.name,
-                                              "input": {}})
+        out += self._start_block("tool_use", {"type": "tool_use", "id": call_id, "name": event.name, "input": {}})
         self._started = True
         self._tool_blocks[event.index] = self._index
         return out

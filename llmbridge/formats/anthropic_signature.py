@@ -40,7 +40,7 @@ def read_gemini(signature: str) -> tuple[Placement, str] | None:
     """(placement, Gemini signature) of a marked signature; None for anything else."""
     if not signature.startswith(GEMINI_PREFIX):
         return None
-    placement, sep, value = signature[len(GEMINI_PREFIX):].partition(":")
+    placement, sep, value = signature[len(GEMINI_PREFIX) :].partition(":")
     if not sep or not value or placement not in PLACEMENTS:
         return None
     return cast(Placement, placement), value

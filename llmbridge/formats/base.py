@@ -134,8 +134,9 @@ class ClientFormat(ABC):
         return self.parse_request(body, model=model)
 
     @abstractmethod
-    def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
-                        options: RenderOptions = DEFAULT_OPTIONS) -> StreamRenderer:
+    def stream_renderer(
+        self, request: ChatRequest, response_id: str, model: str, options: RenderOptions = DEFAULT_OPTIONS
+    ) -> StreamRenderer:
         """The renderer of one answer's stream; `options` come from the route."""
 
     @abstractmethod

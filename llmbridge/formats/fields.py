@@ -15,8 +15,14 @@ from pydantic import ValidationError
 
 from llmbridge.errors import InvalidRequest
 
-_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer",
-               float: "a number", bool: "a boolean"}
+_JSON_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+}
 
 
 def at(path: str, key: str | int) -> str:
@@ -83,8 +89,9 @@ def get_str(obj: dict[str, Any], key: str, path: str, *, required: bool = False)
     return field(obj, key, path, str, required=required)
 
 
-def get_int(obj: dict[str, Any], key: str, path: str, *, required: bool = False,
-            minimum: int | None = None) -> int | None:
+def get_int(
+    obj: dict[str, Any], key: str, path: str, *, required: bool = False, minimum: int | None = None
+) -> int | None:
     value = obj.get(key)
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON numbers written 1024.0 by some clients

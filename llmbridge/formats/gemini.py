@@ -72,16 +72,16 @@ class GeminiFormat(ClientFormat):
             inner = camel_keys(body).get("generateContentRequest")
             if inner is not None:
                 if not isinstance(inner, dict):
-                    raise InvalidRequest("generateContentRequest: expected an object",
-                                         param="generateContentRequest")
+                    raise InvalidRequest("generateContentRequest: expected an object", param="generateContentRequest")
                 return parse_generate_request(inner, model=model, stream=False)
         return parse_generate_request(body, model=model, stream=False)
 
     def render_count_tokens(self, total_tokens: int) -> dict[str, Any]:
         return {"totalTokens": total_tokens}
 
-    def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
-                        options: RenderOptions = DEFAULT_OPTIONS) -> GeminiStreamRenderer:
+    def stream_renderer(
+        self, request: ChatRequest, response_id: str, model: str, options: RenderOptions = DEFAULT_OPTIONS
+    ) -> GeminiStreamRenderer:
         """`options.json_array`: for `:streamGenerateContent` without `alt=sse`."""
         return GeminiStreamRenderer(request, response_id, model, json_array=options.json_array)
 
@@ -96,9 +96,11 @@ class GeminiFormat(ClientFormat):
 
     def render_model(self, model: ModelInfo) -> dict[str, Any]:
         """One model, as listed and as `GET /v1beta/models/{model}` answers."""
-        rendered: dict[str, Any] = {"name": f"models/{model_name(model.id)}",
-                                    "displayName": model.display_name or model.id,
-                                    "supportedGenerationMethods": list(GENERATION_METHODS)}
+        rendered: dict[str, Any] = {
+            "name": f"models/{model_name(model.id)}",
+            "displayName": model.display_name or model.id,
+            "supportedGenerationMethods": list(GENERATION_METHODS),
+        }
         if model.context_window:
             rendered["inputTokenLimit"] = model.context_window
         if model.max_output_tokens:

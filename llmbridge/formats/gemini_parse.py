@@ -46,11 +46,19 @@ from llmbridge.formats.fields import (
     validation_as_invalid,
 )
 
-UNSUPPORTED_TOOLS = ("googleSearch", "googleSearchRetrieval", "codeExecution", "urlContext",
-                     "retrieval", "computerUse", "fileSearch", "googleMaps", "enterpriseWebSearch")
+UNSUPPORTED_TOOLS = (
+    "googleSearch",
+    "googleSearchRetrieval",
+    "codeExecution",
+    "urlContext",
+    "retrieval",
+    "computerUse",
+    "fileSearch",
+    "googleMaps",
+    "enterpriseWebSearch",
+)
 UNSUPPORTED_PARTS = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
-THINKING_LEVELS: dict[str, ReasoningEffort] = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium",
-                                               "HIGH": "high"}
+THINKING_LEVELS: dict[str, ReasoningEffort] = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
 SCHEMA_CHILDREN = ("items", "anyOf", "oneOf", "allOf", "not", "additionalProperties", "prefixItems")
 
 GEMINI_ROLES: dict[str, Role] = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}
@@ -157,8 +165,9 @@ def _part(raw: Any, path: str, role: str, ledger: CallLedger) -> Part | None:
         return TextPart(text=part["text"], provider_metadata=meta)
     if get(part, "inlineData") is not None:
         data = as_dict(get(part, "inlineData"), at(path, "inlineData"))
-        return ImagePart(media_type=get(data, "mimeType") or "image/png", data=str(data.get("data", "")),
-                         provider_metadata=meta)
+        return ImagePart(
+            media_type=get(data, "mimeType") or "image/png", data=str(data.get("data", "")), provider_metadata=meta
+        )
     if get(part, "fileData") is not None:
         data = as_dict(get(part, "fileData"), at(path, "fileData"))
         uri = get(data, "fileUri")
@@ -168,8 +177,7 @@ def _part(raw: Any, path: str, role: str, ledger: CallLedger) -> Part | None:
     if get(part, "functionCall") is not None:
         return _function_call(get(part, "functionCall"), at(path, "functionCall"), role, ledger, meta)
     if get(part, "functionResponse") is not None:
-        return _function_response(get(part, "functionResponse"), at(path, "functionResponse"), role,
-                                  ledger)
+        return _function_response(get(part, "functionResponse"), at(path, "functionResponse"), role, ledger)
     # A part carrying only a signature (or a bare thought flag) keeps the signature as empty thinking.
     return ReasoningPart(provider_metadata=meta) if meta else None
 
@@ -179,14 +187,17 @@ def _name(obj: dict[str, Any], path: str) -> str:
     return str(name)
 
 
-def _function_call(raw: Any, path: str, role: str, ledger: CallLedger,
-                   meta: dict[str, Any]) -> ToolCallPart:
+def _function_call(raw: Any, path: str, role: str, ledger: CallLedger, meta: dict[str, Any]) -> ToolCallPart:
     if role != "assistant":
         raise invalid(path, "functionCall parts belong in model turns")
     call = as_dict(raw, path)
     name = _name(call, path)
-    return ToolCallPart(id=ledger.call(name, field(call, "id", path, str)), name=name,
-                        arguments=field(call, "args", path, dict) or {}, provider_metadata=meta)
+    return ToolCallPart(
+        id=ledger.call(name, field(call, "id", path, str)),
+        name=name,
+        arguments=field(call, "args", path, dict) or {},
+        provider_metadata=meta,
+    )
 
 
 def _function_response(raw: Any, path: str, role: str, ledger: CallLedger) -> ToolResultPart:
@@ -200,11 +211,16 @@ def _function_response(raw: Any, path: str, role: str, ledger: CallLedger) -> To
     for i, extra in enumerate(as_list(response.get("parts") or [], at(path, "parts"))):
         inline = get(as_dict(extra, at(at(path, "parts"), i)), "inlineData")
         if isinstance(inline, dict):
-            content.append(ImagePart(media_type=get(inline, "mimeType") or "image/png",
-                                     data=str(inline.get("data", ""))))
+            content.append(
+                ImagePart(media_type=get(inline, "mimeType") or "image/png", data=str(inline.get("data", "")))
+            )
     is_error = isinstance(value, dict) and set(value) == {"error"}
-    return ToolResultPart(tool_call_id=ledger.answer(name, field(response, "id", path, str)), name=name,
-                          content=content, is_error=is_error)
+    return ToolResultPart(
+        tool_call_id=ledger.answer(name, field(response, "id", path, str)),
+        name=name,
+        content=content,
+        is_error=is_error,
+    )
 
 
 # --- tools -----------------------------------------------------------------------------------------
@@ -285,8 +301,7 @@ def _tool_choice(raw: Any) -> tuple[ToolChoice | None, list[str]]:
     if mode == "NONE":
         return ToolChoice(mode="none"), allowed
     if mode == "ANY":
-        return (ToolChoice(mode="tool", name=allowed[0]) if len(allowed) == 1
-                else ToolChoice(mode="required")), allowed
+        return (ToolChoice(mode="tool", name=allowed[0]) if len(allowed) == 1 else ToolChoice(mode="required")), allowed
     if mode in ("AUTO", "VALIDATED", "MODE_UNSPECIFIED"):
         return ToolChoice(mode="auto"), allowed
     raise invalid(at(path, "mode"), f"expected AUTO, ANY, NONE or VALIDATED, got {mode!r}")
@@ -338,8 +353,7 @@ def _response_format(config: dict[str, Any]) -> ResponseFormat | None:
     if mime in (None, "text/plain") and schema is None:
         return None
     if mime not in (None, "application/json"):
-        raise invalid(at(path, "responseMimeType"), f"{mime!r} is not supported (text/plain or "
-                                                    "application/json)")
+        raise invalid(at(path, "responseMimeType"), f"{mime!r} is not supported (text/plain or application/json)")
     if schema is None:
         return ResponseFormat(type="json_object")
     schema = as_dict(schema, at(path, "responseJsonSchema"))
@@ -367,5 +381,4 @@ def _thinking(raw: Any) -> Reasoning | None:
     elif budget is not None and budget < -1:
         raise invalid(at(path, "thinkingBudget"), "expected -1 (dynamic), 0 (off) or a positive budget")
     include = get_bool(config, "includeThoughts", path)
-    return Reasoning(effort=effort, budget_tokens=budget if budget and budget > 0 else None,
-                     include_thoughts=include)
+    return Reasoning(effort=effort, budget_tokens=budget if budget and budget > 0 else None, include_thoughts=include)

@@ -34,12 +34,25 @@ from llmbridge.errors import BridgeError
 from llmbridge.formats.base import StreamRenderer, dumps
 
 FINISH_REASONS: dict[FinishReason, str] = {
-    "stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY",
-    "stop_sequence": "STOP", "error": "OTHER",
+    "stop": "STOP",
+    "length": "MAX_TOKENS",
+    "tool_calls": "STOP",
+    "content_filter": "SAFETY",
+    "stop_sequence": "STOP",
+    "error": "OTHER",
 }
-STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-            413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE",
-            503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 def error_payload(status: int, message: str) -> dict[str, Any]:
@@ -59,9 +72,11 @@ def signed(part: dict[str, Any], provider_metadata: dict[str, Any]) -> dict[str,
 def render_usage(usage: Usage | None) -> dict[str, int]:
     """Gemini's candidatesTokenCount excludes thinking, which it counts apart."""
     usage = usage or Usage()
-    rendered = {"promptTokenCount": usage.input_tokens,
-                "candidatesTokenCount": max(0, usage.output_tokens - usage.reasoning_tokens),
-                "totalTokenCount": usage.total_tokens}
+    rendered = {
+        "promptTokenCount": usage.input_tokens,
+        "candidatesTokenCount": max(0, usage.output_tokens - usage.reasoning_tokens),
+        "totalTokenCount": usage.total_tokens,
+    }
     if usage.reasoning_tokens:
         rendered["thoughtsTokenCount"] = usage.reasoning_tokens
     if usage.cached_tokens:
@@ -84,8 +99,9 @@ def render_part(part: TextPart | ReasoningPart | ToolCallPart, thoughts: bool) -
     return signed({"text": part.text, "thought": True}, part.provider_metadata)
 
 
-def chunk(response_id: str, model: str, parts: list[dict[str, Any]], finish: str | None = None,
-          usage: Usage | None = None) -> dict[str, Any]:
+def chunk(
+    response_id: str, model: str, parts: list[dict[str, Any]], finish: str | None = None, usage: Usage | None = None
+) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
@@ -106,8 +122,7 @@ def render_response(result: ChatResult, request: ChatRequest) -> dict[str, Any]:
 class GeminiStreamRenderer(StreamRenderer):
     """One response as Gemini stream chunks, SSE-framed or as a JSON array (`json_array=True`)."""
 
-    def __init__(self, request: ChatRequest, response_id: str, model: str,
-                 json_array: bool = False) -> None:
+    def __init__(self, request: ChatRequest, response_id: str, model: str, json_array: bool = False) -> None:
         self.id = response_id
         self.model = model
         self.json_array = json_array
@@ -189,8 +204,9 @@ class GeminiStreamRenderer(StreamRenderer):
 
     def _buffer_call(self, event: ToolCallStart | ToolCallDelta) -> None:
         if isinstance(event, ToolCallStart):
-            self._calls[event.index] = ToolCallPart(id=event.id, name=event.name,
-                                                    provider_metadata=dict(event.provider_metadata))
+            self._calls[event.index] = ToolCallPart(
+                id=event.id, name=event.name, provider_metadata=dict(event.provider_metadata)
+            )
             self._args[event.index] = []
         elif event.index in self._calls:
             self._args[event.index].append(event.arguments)

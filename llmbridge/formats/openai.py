@@ -21,18 +21,33 @@ from llmbridge.canonical import (
     ToolCallStart,
     Usage,
     UsageEvent,
+    gemini_signature,
 )
 from llmbridge.errors import BridgeError
 from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, Endpoint, RenderOptions, StreamRenderer, dumps
 from llmbridge.formats.openai_parse import join_tool_call_id, parse_chat_request
 
-FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
-                  "content_filter": "content_filter", "stop_sequence": "stop", "error": "stop"}
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "stop_sequence": "stop",
+    "error": "stop",
+}
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
-               500: "server_error", 502: "upstream_error", 503: "service_unavailable",
-               504: "timeout_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
 
 
 def render_usage(usage: Usage) -> dict[str, Any]:
@@ -48,13 +63,12 @@ def render_usage(usage: Usage) -> dict[str, Any]:
     return rendered
 
 
-def signature_of(part_metadata: dict[str, Any]) -> str | None:
-    return (part_metadata.get("gemini") or {}).get("thought_signature")
-
-
 def render_tool_call(call: ToolCallPart) -> dict[str, Any]:
-    return {"id": join_tool_call_id(call.id, signature_of(call.provider_metadata)), "type": "function",
-            "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)}}
+    return {
+        "id": join_tool_call_id(call.id, gemini_signature(call.provider_metadata)),
+        "type": "function",
+        "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)},
+    }
 
 
 class OpenAIStreamRenderer(StreamRenderer):
@@ -70,9 +84,13 @@ class OpenAIStreamRenderer(StreamRenderer):
         self.failed = False
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                 "model": self.model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
         return b"data: " + dumps(chunk) + b"\n\n"
 
     def start(self) -> bytes:
@@ -85,12 +103,21 @@ class OpenAIStreamRenderer(StreamRenderer):
             case ReasoningDelta(text=text) if text:
                 return self._chunk({"reasoning_content": text})
             case ToolCallStart():
-                call_id = join_tool_call_id(event.id, signature_of(event.provider_metadata))
-                return self._chunk({"tool_calls": [{"index": event.index, "id": call_id, "type": "function",
-                                                    "function": {"name": event.name, "arguments": ""}}]})
+                call_id = join_tool_call_id(event.id, gemini_signature(event.provider_metadata))
+                return self._chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": event.index,
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": event.name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
             case ToolCallDelta(arguments=arguments) if arguments:
-                return self._chunk({"tool_calls": [{"index": event.index,
-                                                    "function": {"arguments": arguments}}]})
+                return self._chunk({"tool_calls": [{"index": event.index, "function": {"arguments": arguments}}]})
             case UsageEvent():
                 self.usage = event.usage
             case Finish():
@@ -107,8 +134,14 @@ class OpenAIStreamRenderer(StreamRenderer):
             return b"data: [DONE]\n\n"
         out = b"" if self.finished else self._chunk({}, "stop")
         if self.include_usage and self.usage is not None:
-            chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                     "model": self.model, "choices": [], "usage": render_usage(self.usage)}
+            chunk = {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": render_usage(self.usage),
+            }
             out += b"data: " + dumps(chunk) + b"\n\n"
         return out + b"data: [DONE]\n\n"
 
@@ -118,8 +151,9 @@ class OpenAIStreamRenderer(StreamRenderer):
     def error_event(self, kind: str, message: str, status: int) -> bytes:
         # The openai SDKs raise an APIError when a stream chunk carries an "error" object.
         self.failed = True
-        body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"),
-                          "param": None, "code": kind}}
+        body = {
+            "error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": None, "code": kind}
+        }
         return b"data: " + dumps(body) + b"\n\n"
 
 
@@ -138,8 +172,9 @@ class OpenAIFormat(ClientFormat):
     def parse_request(self, body: Any, model: str | None = None, stream: bool | None = None) -> ChatRequest:
         return parse_chat_request(body)
 
-    def stream_renderer(self, request: ChatRequest, response_id: str, model: str,
-                        options: RenderOptions = DEFAULT_OPTIONS) -> StreamRenderer:
+    def stream_renderer(
+        self, request: ChatRequest, response_id: str, model: str, options: RenderOptions = DEFAULT_OPTIONS
+    ) -> StreamRenderer:
         return OpenAIStreamRenderer(response_id, model, request.stream_usage)
 
     def render_result(self, result: ChatResult, request: ChatRequest) -> dict[str, Any]:
@@ -150,17 +185,32 @@ class OpenAIFormat(ClientFormat):
         if calls:
             message["tool_calls"] = [render_tool_call(c) for c in calls]
         body: dict[str, Any] = {
-            "id": result.id, "object": "chat.completion", "created": int(time.time()), "model": result.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": FINISH_REASONS[result.finish_reason]}],
+            "id": result.id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": result.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": FINISH_REASONS[result.finish_reason],
+                }
+            ],
         }
         if result.usage is not None:
             body["usage"] = render_usage(result.usage)
         return body
 
     def error_body(self, error: BridgeError) -> dict[str, Any]:
-        return {"error": {"message": error.message, "type": ERROR_TYPES.get(error.status, "server_error"),
-                          "param": error.param, "code": error.code or error.kind}}
+        return {
+            "error": {
+                "message": error.message,
+                "type": ERROR_TYPES.get(error.status, "server_error"),
+                "param": error.param,
+                "code": error.code or error.kind,
+            }
+        }
 
     def render_models(self, models: list[ModelInfo]) -> dict[str, Any]:
         return {"object": "list", "data": [self.render_model(m) for m in models]}

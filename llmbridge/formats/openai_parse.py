@@ -30,15 +30,43 @@ from llmbridge.errors import InvalidRequest
 from llmbridge.formats.fields import validation_as_invalid
 
 # Accepted and deliberately not forwarded: they do not change what the model generates.
-IGNORED_PARAMS = frozenset({
-    "user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
-    "stream_options", "modalities",
-})
-HANDLED_PARAMS = frozenset({
-    "model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens",
-    "max_completion_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "response_format",
-    "reasoning_effort", "stream", "n", "logprobs", "top_k", "functions", "function_call", "parallel_tool_calls",
-})
+IGNORED_PARAMS = frozenset(
+    {
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+        "stream_options",
+        "modalities",
+    }
+)
+HANDLED_PARAMS = frozenset(
+    {
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+        "reasoning_effort",
+        "stream",
+        "n",
+        "logprobs",
+        "top_k",
+        "functions",
+        "function_call",
+        "parallel_tool_calls",
+    }
+)
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>.*)$", re.S)
 
@@ -76,8 +104,14 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _json_type(names: str) -> str:
-    return (names.replace("str", "string").replace("dict", "object").replace("list", "array")
-            .replace("int", "integer").replace("float", "number").replace("bool", "boolean"))
+    return (
+        names.replace("str", "string")
+        .replace("dict", "object")
+        .replace("list", "array")
+        .replace("int", "integer")
+        .replace("float", "number")
+        .replace("bool", "boolean")
+    )
 
 
 def parse_chat_request(body: Any) -> ChatRequest:
@@ -120,16 +154,18 @@ def _build(body: dict[str, Any], model: str, raw_messages: list[Any]) -> ChatReq
 def _reject_unknown(body: dict[str, Any]) -> None:
     unknown = sorted(set(body) - IGNORED_PARAMS - HANDLED_PARAMS)
     if unknown:
-        raise InvalidRequest(f"unsupported parameter '{unknown[0]}': this bridge does not know it and "
-                             "will not drop it silently; remove it from the request", param=unknown[0])
+        raise InvalidRequest(
+            f"unsupported parameter '{unknown[0]}': this bridge does not know it and "
+            "will not drop it silently; remove it from the request",
+            param=unknown[0],
+        )
 
 
 def _reject_unhonourable(body: dict[str, Any]) -> None:
     if body.get("n") not in (None, 1):
         raise InvalidRequest("'n' must be 1: the backends behind this bridge return one choice", param="n")
     if body.get("logprobs"):
-        raise InvalidRequest("'logprobs' is not supported by the backends behind this bridge",
-                             param="logprobs")
+        raise InvalidRequest("'logprobs' is not supported by the backends behind this bridge", param="logprobs")
     if "functions" in body or "function_call" in body:
         name = "functions" if "functions" in body else "function_call"
         raise InvalidRequest(f"'{name}' is deprecated; use 'tools' and 'tool_choice'", param=name)
@@ -176,8 +212,9 @@ def _parse_reasoning(effort: Any) -> Reasoning | None:
     if effort is None:
         return None
     if effort not in REASONING_EFFORTS:
-        raise InvalidRequest(f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}",
-                             param="reasoning_effort")
+        raise InvalidRequest(
+            f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}", param="reasoning_effort"
+        )
     return Reasoning(effort=effort)
 
 
@@ -191,10 +228,15 @@ def _parse_response_format(value: Any) -> ResponseFormat | None:
         spec = _typed(value.get("json_schema"), "response_format.json_schema", dict)
         schema = _typed(spec.get("schema", {}), "response_format.json_schema.schema", dict)
         where = "response_format.json_schema"
-        return ResponseFormat(type="json_schema", name=_optional(spec, "name", str, where), json_schema=schema,
-                              strict=_optional(spec, "strict", bool, where))
-    raise InvalidRequest("'response_format.type' must be text, json_object or json_schema",
-                         param="response_format.type")
+        return ResponseFormat(
+            type="json_schema",
+            name=_optional(spec, "name", str, where),
+            json_schema=schema,
+            strict=_optional(spec, "strict", bool, where),
+        )
+    raise InvalidRequest(
+        "'response_format.type' must be text, json_object or json_schema", param="response_format.type"
+    )
 
 
 def _parse_tools(tools: Any) -> list[Tool]:
@@ -209,8 +251,9 @@ def _parse_tools(tools: Any) -> list[Tool]:
         name = _typed(fn.get("name"), f"{where}.function.name", str)
         params = fn.get("parameters") or {"type": "object", "properties": {}}
         description = _optional(fn, "description", str, f"{where}.function") or ""
-        result.append(Tool(name=name, description=description,
-                           parameters=_typed(params, f"{where}.function.parameters", dict)))
+        result.append(
+            Tool(name=name, description=description, parameters=_typed(params, f"{where}.function.parameters", dict))
+        )
     return result
 
 
@@ -223,8 +266,10 @@ def _parse_tool_choice(choice: Any) -> ToolChoice | None:
         name = (choice.get("function") or {}).get("name")
         if isinstance(name, str):
             return ToolChoice(mode="tool", name=name)
-    raise InvalidRequest("'tool_choice' must be 'auto', 'none', 'required' or "
-                         "{\"type\": \"function\", \"function\": {\"name\": ...}}", param="tool_choice")
+    raise InvalidRequest(
+        "'tool_choice' must be 'auto', 'none', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+        param="tool_choice",
+    )
 
 
 def _parse_messages(raw: list[Any]) -> tuple[list[TextPart], list[Message]]:
@@ -237,8 +282,7 @@ def _parse_messages(raw: list[Any]) -> tuple[list[TextPart], list[Message]]:
             raise InvalidRequest(f"'{where}' must be an object", param=where)
         role = msg.get("role")
         if role in ("system", "developer"):
-            system += [p for p in _content_parts(msg.get("content"), where, images=False)
-                       if isinstance(p, TextPart)]
+            system += [p for p in _content_parts(msg.get("content"), where, images=False) if isinstance(p, TextPart)]
         elif role == "user":
             _append(messages, "user", _content_parts(msg.get("content"), where, images=True))
         elif role == "assistant":
@@ -248,8 +292,9 @@ def _parse_messages(raw: list[Any]) -> tuple[list[TextPart], list[Message]]:
         elif role == "tool":
             _append(messages, "user", [_tool_result(msg, where, call_names)])
         else:
-            raise InvalidRequest(f"'{where}.role' must be system, developer, user, assistant or tool",
-                                 param=f"{where}.role")
+            raise InvalidRequest(
+                f"'{where}.role' must be system, developer, user, assistant or tool", param=f"{where}.role"
+            )
     if not messages:
         raise InvalidRequest("'messages' must contain at least one user message", param="messages")
     return system, messages
@@ -296,8 +341,9 @@ def _image(url: str, where: str) -> ImagePart:
         return ImagePart(media_type=match["type"], data=match["data"])
     if url.startswith(("http://", "https://")):
         return ImagePart(url=url)
-    raise InvalidRequest("image urls must be data: URLs (data:image/png;base64,...) or http(s) URLs",
-                         param=f"{where}.image_url.url")
+    raise InvalidRequest(
+        "image urls must be data: URLs (data:image/png;base64,...) or http(s) URLs", param=f"{where}.image_url.url"
+    )
 
 
 def _assistant_parts(msg: dict[str, Any], where: str) -> list[Part]:
@@ -321,17 +367,19 @@ def _tool_call(call: Any, where: str) -> ToolCallPart:
     try:
         arguments = json.loads(raw_args) if isinstance(raw_args, str) else raw_args
     except json.JSONDecodeError:
-        raise InvalidRequest(f"'{where}.function.arguments' is not valid JSON",
-                             param=f"{where}.function.arguments") from None
+        raise InvalidRequest(
+            f"'{where}.function.arguments' is not valid JSON", param=f"{where}.function.arguments"
+        ) from None
     if not isinstance(arguments, dict):
-        raise InvalidRequest(f"'{where}.function.arguments' must be a JSON object",
-                             param=f"{where}.function.arguments")
-    return ToolCallPart(id=call_id, name=name, arguments=arguments,
-                        provider_metadata=with_gemini_signature({}, signature))
+        raise InvalidRequest(f"'{where}.function.arguments' must be a JSON object", param=f"{where}.function.arguments")
+    return ToolCallPart(
+        id=call_id, name=name, arguments=arguments, provider_metadata=with_gemini_signature({}, signature)
+    )
 
 
 def _tool_result(msg: dict[str, Any], where: str, call_names: dict[str, str]) -> ToolResultPart:
     call_id, _ = split_tool_call_id(_typed(msg.get("tool_call_id"), f"{where}.tool_call_id", str))
-    content = [p for p in _content_parts(msg.get("content"), where, images=True)
-               if isinstance(p, (TextPart, ImagePart))]
+    content = [
+        p for p in _content_parts(msg.get("content"), where, images=True) if isinstance(p, (TextPart, ImagePart))
+    ]
     return ToolResultPart(tool_call_id=call_id, name=call_names.get(call_id), content=content)

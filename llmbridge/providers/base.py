@@ -63,8 +63,6 @@ class UpstreamCall:
     response: httpx.Response
     decoder: StreamDecoder
     attempt: AttemptRecord
-    served_model: str
-    extra: dict = field(default_factory=dict)
     peeked_raw: bytes = b""
     peeked_events: list[StreamEvent] = field(default_factory=list)
     # a read the peek started and did not wait for; the one iterator over the body
@@ -164,23 +162,36 @@ class Provider(ABC):
         """One line for the startup banner (no secrets)."""
         return f"{self.account.name} ({self.name})"
 
-    async def send(self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None,
-                   classify: Classifier) -> tuple[httpx.Response, AttemptRecord]:
+    async def send(
+        self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None, classify: Classifier
+    ) -> tuple[httpx.Response, AttemptRecord]:
         """Send one upstream request in streaming mode and record it as an attempt.
 
         On a 2xx the response comes back unread. Otherwise its body is read, classified and raised
         with the attempt attached (`error.attempt`), so the bridge can record every try."""
-        attempt = AttemptRecord(account=self.account.name, provider=self.name, url=url, method=method,
-                                request_headers=redact_headers(headers), request_body=redact_json(body))
+        attempt = AttemptRecord(
+            account=self.account.name,
+            provider=self.name,
+            url=url,
+            method=method,
+            request_headers=redact_headers(headers),
+            request_body=redact_json(body),
+        )
         content = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         started = time.monotonic()
         try:
-            response = await self.http.send(self.http.build_request(method, url, headers=headers, content=content),
-                                            stream=True)
+            response = await self.http.send(
+                self.http.build_request(method, url, headers=headers, content=content), stream=True
+            )
         except httpx.TransportError as e:
-            raise failed(attempt, transport_error(
-                e, timeout=f"{self.service} did not answer in time ({type(e).__name__} on {url})",
-                broken=f"cannot reach {self.service} at {url}: {e!r}")) from e
+            raise failed(
+                attempt,
+                transport_error(
+                    e,
+                    timeout=f"{self.service} did not answer in time ({type(e).__name__} on {url})",
+                    broken=f"cannot reach {self.service} at {url}: {e!r}",
+                ),
+            ) from e
         attempt.ttfb_ms = (time.monotonic() - started) * 1000
         attempt.status = response.status_code
         attempt.response_headers = redact_headers(response.headers)
@@ -242,5 +253,4 @@ def check_providers(accounts: list[AccountConfig]) -> None:
             known = ", ".join(sorted(PROVIDERS))
             close = difflib.get_close_matches(account.provider, list(PROVIDERS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"account {account.name!r}: unknown provider {account.provider!r} "
-                              f"(known: {known}){hint}")
+            raise ConfigError(f"account {account.name!r}: unknown provider {account.provider!r} (known: {known}){hint}")

@@ -86,8 +86,7 @@ def fixture_for(db: Database, exchange_id: str, attempt: int | None = None) -> d
     }
 
 
-def export_fixture(db: Database, exchange_id: str, out_dir: str | Path = "replay",
-                   attempt: int | None = None) -> Path:
+def export_fixture(db: Database, exchange_id: str, out_dir: str | Path = "replay", attempt: int | None = None) -> Path:
     """Writes `<out_dir>/<provider>-<exchange_id>.json`; returns its path."""
     fixture = fixture_for(db, exchange_id, attempt)
     out = Path(out_dir)

@@ -63,16 +63,16 @@ def normalize_part(part: dict[str, Any]) -> dict[str, Any]:
     same part always hashes the same. Parts the canonical model does not know are kept as given."""
     data = {**part, "type": part.get("type") or infer_part_type(part)}
     if data["type"] == "tool_result" and isinstance(data.get("content"), list):
-        data["content"] = [{**c, "type": c.get("type") or infer_part_type(c)} if isinstance(c, dict) else c
-                           for c in data["content"]]
+        data["content"] = [
+            {**c, "type": c.get("type") or infer_part_type(c)} if isinstance(c, dict) else c for c in data["content"]
+        ]
     try:
         model = _PART.validate_python(data)
     except ValidationError:
         return compact_dict(data)
     out = {**model.model_dump(mode="json", exclude_defaults=True), "type": model.type}
     if model.type == "tool_result":
-        out["content"] = [{**c.model_dump(mode="json", exclude_defaults=True), "type": c.type}
-                          for c in model.content]
+        out["content"] = [{**c.model_dump(mode="json", exclude_defaults=True), "type": c.type} for c in model.content]
     if model.type == "image":
         out["media_type"] = model.media_type
     return compact_dict(out)
@@ -107,34 +107,42 @@ class MessageStore:
         chain.extend(canonical.get("messages") or [])
         return self.store_chain(chain, None, exchange_id, now)
 
-    def store_response(self, result: dict[str, Any], parent_hash: str | None, exchange_id: str,
-                       now: str) -> str | None:
+    def store_response(self, result: dict[str, Any], parent_hash: str | None, exchange_id: str, now: str) -> str | None:
         """Stores the answer (a canonical ChatResult) as an assistant message under the request."""
         if not result.get("parts"):
             return None
         message = {"role": "assistant", "parts": result["parts"]}
         return self.store_chain([message], parent_hash, exchange_id, now)
 
-    def store_chain(self, chain: list[dict[str, Any]], parent_hash: str | None, exchange_id: str,
-                    now: str) -> str | None:
+    def store_chain(
+        self, chain: list[dict[str, Any]], parent_hash: str | None, exchange_id: str, now: str
+    ) -> str | None:
         """Stores each message under the previous one; returns the hash of the last."""
         for message in chain:
             parent_hash = self._store_message(message, parent_hash, exchange_id, now)
         return parent_hash
 
-    def _store_message(self, message: dict[str, Any], parent_hash: str | None, exchange_id: str,
-                       now: str) -> str:
+    def _store_message(self, message: dict[str, Any], parent_hash: str | None, exchange_id: str, now: str) -> str:
         stored = compact(redact_json(message))
-        parts = [normalize_part(p) if isinstance(p, dict) else {"type": "unknown", "value": p}
-                 for p in stored.get("parts", [])]
+        parts = [
+            normalize_part(p) if isinstance(p, dict) else {"type": "unknown", "value": p}
+            for p in stored.get("parts", [])
+        ]
         stored["parts"] = [self._externalize_images(p, now) for p in parts]
         digest = message_hash(parent_hash, stored)
         metadata = stored.get("provider_metadata")
         cursor = self.conn.execute(
             "INSERT OR IGNORE INTO messages (hash, parent_hash, role, part_count, provider_metadata,"
             " first_exchange_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (digest, parent_hash, stored.get("role"), len(stored["parts"]),
-             canonical_json(metadata) if metadata else None, exchange_id, now),
+            (
+                digest,
+                parent_hash,
+                stored.get("role"),
+                len(stored["parts"]),
+                canonical_json(metadata) if metadata else None,
+                exchange_id,
+                now,
+            ),
         )
         if cursor.rowcount:  # new message: its parts are new too
             for position, part in enumerate(stored["parts"]):
@@ -150,9 +158,16 @@ class MessageStore:
         self.conn.execute(
             "INSERT INTO parts (message_hash, position, type, text, tool_name, tool_call_id, blob_hash,"
             " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (digest, position, kind, text if isinstance(text, str) else None, part.get("name"),
-             part.get("id") if kind == "tool_call" else part.get("tool_call_id"),
-             part.get("blob_hash"), canonical_json(payload) if payload else None),
+            (
+                digest,
+                position,
+                kind,
+                text if isinstance(text, str) else None,
+                part.get("name"),
+                part.get("id") if kind == "tool_call" else part.get("tool_call_id"),
+                part.get("blob_hash"),
+                canonical_json(payload) if payload else None,
+            ),
         )
 
     def _externalize_images(self, part: dict[str, Any], now: str) -> dict[str, Any]:
@@ -162,8 +177,9 @@ class MessageStore:
             content = _decode_base64(part["data"])
             digest = blob_hash(media_type, content)
             self.conn.execute(
-                "INSERT OR IGNORE INTO blobs (hash, media_type, size, content, created_at)"
-                " VALUES (?, ?, ?, ?, ?)", (digest, media_type, len(content), content, now))
+                "INSERT OR IGNORE INTO blobs (hash, media_type, size, content, created_at) VALUES (?, ?, ?, ?, ?)",
+                (digest, media_type, len(content), content, now),
+            )
             return {**{k: v for k, v in part.items() if k != "data"}, "blob_hash": digest}
         if part.get("type") == "tool_result" and part.get("content"):
             return {**part, "content": [self._externalize_images(c, now) for c in part["content"]]}

@@ -11,10 +11,14 @@ from typing import Any
 
 import yaml
 
-_ANSWER = ("(SELECT substr(group_concat(p.text, ''), 1, 200) FROM parts p "
-           "WHERE p.message_hash = e.response_message_hash AND p.type = 'text')")
-_PROMPT = ("(SELECT substr(group_concat(coalesce(p.text, '[' || p.type || ']'), ' '), 1, 200) FROM parts p "
-           "WHERE p.message_hash = e.request_message_hash)")
+_ANSWER = (
+    "(SELECT substr(group_concat(p.text, ''), 1, 200) FROM parts p "
+    "WHERE p.message_hash = e.response_message_hash AND p.type = 'text')"
+)
+_PROMPT = (
+    "(SELECT substr(group_concat(coalesce(p.text, '[' || p.type || ']'), ' '), 1, 200) FROM parts p "
+    "WHERE p.message_hash = e.request_message_hash)"
+)
 
 QUERIES: dict[str, dict[str, Any]] = {
     "recent_exchanges": {
@@ -29,7 +33,7 @@ FROM exchanges e ORDER BY e.started_at DESC LIMIT 200""",
     "conversation": {
         "title": "One conversation as a thread",
         "description": "Walks the parent chain from a message hash (or an exchange id: its answer), "
-                       "root (the system prompt) first.",
+        "root (the system prompt) first.",
         "sql": """WITH RECURSIVE chain(hash, parent_hash, role, depth) AS (
   SELECT hash, parent_hash, role, 0 FROM messages
   WHERE hash = :hash OR hash = (SELECT coalesce(response_message_hash, request_message_hash)
@@ -144,7 +148,7 @@ TABLES: dict[str, dict[str, Any]] = {
     "messages": {
         "title": "Messages (content-addressed)",
         "description": "Each message once: hash over parent hash, role and parts. System prompts are "
-                       "the root of each chain.",
+        "the root of each chain.",
         "columns": {
             "hash": "b2: + BLAKE2b-128 of canonical JSON {parent, message}",
             "parent_hash": "The message before this one",

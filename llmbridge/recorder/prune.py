@@ -41,8 +41,10 @@ class PruneResult:
     blobs: int = 0
 
     def describe(self) -> str:
-        return (f"deleted {self.exchanges} exchanges, {self.attempts} attempts, {self.messages} messages, "
-                f"{self.parts} parts, {self.blobs} blobs")
+        return (
+            f"deleted {self.exchanges} exchanges, {self.attempts} attempts, {self.messages} messages, "
+            f"{self.parts} parts, {self.blobs} blobs"
+        )
 
 
 def prune(db: Database, days: float, now: float | None = None, vacuum: bool = False) -> PruneResult:
@@ -53,8 +55,7 @@ def prune(db: Database, days: float, now: float | None = None, vacuum: bool = Fa
     conn.execute("BEGIN IMMEDIATE")
     try:
         old = "SELECT id FROM exchanges WHERE started_at < ?"
-        result.attempts = conn.execute(f"DELETE FROM attempts WHERE exchange_id IN ({old})",
-                                       [cutoff]).rowcount
+        result.attempts = conn.execute(f"DELETE FROM attempts WHERE exchange_id IN ({old})", [cutoff]).rowcount
         result.exchanges = conn.execute("DELETE FROM exchanges WHERE started_at < ?", [cutoff]).rowcount
         conn.execute("DROP TABLE IF EXISTS temp._keep")
         conn.execute(_KEEP_MESSAGES)

@@ -12,9 +12,11 @@ from sqlite_utils import Database
 from llmbridge.recorder.recorder import RecorderError
 from llmbridge.recorder.schema import connect
 
-_COLUMNS = ("rowid, id, started_at, client_format, coalesce(model_served, model_requested) AS model, account,"
-            " status, duration_ms, ttfb_ms, input_tokens, output_tokens, usage_estimated, error_kind,"
-            " client_disconnected")
+_COLUMNS = (
+    "rowid, id, started_at, client_format, coalesce(model_served, model_requested) AS model, account,"
+    " status, duration_ms, ttfb_ms, input_tokens, output_tokens, usage_estimated, error_kind,"
+    " client_disconnected"
+)
 
 
 def open_existing(path: str | Path) -> Database:
@@ -52,9 +54,14 @@ def format_line(row: dict[str, Any]) -> str:
         tokens = f"{row['input_tokens'] or 0}>{row['output_tokens'] or 0}"
         tokens += "~" if row["usage_estimated"] else ""
     fields = [
-        row["started_at"] or "-", f"{row['client_format'] or '-':<9}", f"{row['model'] or '-':<24}",
-        f"{row['account'] or '-':<14}", f"{row['status'] or '-'!s:>3}", f"{_ms(row['duration_ms']):>8}",
-        f"ttfb {_ms(row['ttfb_ms']):>7}", f"tok {tokens}",
+        row["started_at"] or "-",
+        f"{row['client_format'] or '-':<9}",
+        f"{row['model'] or '-':<24}",
+        f"{row['account'] or '-':<14}",
+        f"{row['status'] or '-'!s:>3}",
+        f"{_ms(row['duration_ms']):>8}",
+        f"ttfb {_ms(row['ttfb_ms']):>7}",
+        f"tok {tokens}",
     ]
     if row["error_kind"]:
         fields.append(f"! {row['error_kind']}")

@@ -101,14 +101,17 @@ class Recorder:
         with self._progress:
             target = self._accepted
             if not self._progress.wait_for(lambda: self._done >= target, timeout):
-                raise TimeoutError(f"recorder: {target - self._done} exchanges still unwritten "
-                                   f"after {timeout}s")
+                raise TimeoutError(f"recorder: {target - self._done} exchanges still unwritten after {timeout}s")
 
     @property
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"written": self._written, "failed": self._failed, "dropped": self._dropped,
-                    "queued": self._queue.qsize()}
+            return {
+                "written": self._written,
+                "failed": self._failed,
+                "dropped": self._dropped,
+                "queued": self._queue.qsize(),
+            }
 
     def _drop(self, why: str) -> None:
         now = time.monotonic()
@@ -119,8 +122,13 @@ class Recorder:
             if first:
                 self._last_overflow_log = now
         if first:  # loud, but not one line per dropped record during a burst
-            log.error("recorder: exchange not recorded: %s; %d dropped so far (written %d, failed %d)",
-                      why, dropped, self._written, self._failed)
+            log.error(
+                "recorder: exchange not recorded: %s; %d dropped so far (written %d, failed %d)",
+                why,
+                dropped,
+                self._written,
+                self._failed,
+            )
 
     # --- the writer thread -------------------------------------------------------------------------
 
@@ -138,8 +146,7 @@ class Recorder:
         try:
             return RecordWriter(connect(self.path).conn, self.record_bodies)
         except Exception:
-            log.exception("recorder: cannot open %s in the writer thread; every write will fail",
-                          self.path)
+            log.exception("recorder: cannot open %s in the writer thread; every write will fail", self.path)
             return None
 
     def _write_one(self, writer: RecordWriter | None, record: ExchangeRecord) -> None:
@@ -150,8 +157,7 @@ class Recorder:
             self._write(writer, record)
             ok = True
         except Exception as e:  # counted and logged: a write failure must never pass silently
-            log.error("recorder: writing exchange %s failed: %s: %s", getattr(record, "id", "?"),
-                      type(e).__name__, e)
+            log.error("recorder: writing exchange %s failed: %s: %s", getattr(record, "id", "?"), type(e).__name__, e)
         with self._progress:
             self._done += 1
             if ok:

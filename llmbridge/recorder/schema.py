@@ -31,22 +31,42 @@ def _m001_initial(db: Database) -> None:
         {"hash": str, "media_type": str, "size": int, "content": bytes, "created_at": str}, pk="hash"
     )
     db.table("messages").create(
-        {"hash": str, "parent_hash": str, "role": str, "part_count": int, "provider_metadata": str,
-         "first_exchange_id": str, "created_at": str},
+        {
+            "hash": str,
+            "parent_hash": str,
+            "role": str,
+            "part_count": int,
+            "provider_metadata": str,
+            "first_exchange_id": str,
+            "created_at": str,
+        },
         pk="hash",
         foreign_keys=[("parent_hash", "messages", "hash")],
     )
     db.table("parts").create(
-        {"id": int, "message_hash": str, "position": int, "type": str, "text": str, "tool_name": str,
-         "tool_call_id": str, "blob_hash": str, "payload": str},
+        {
+            "id": int,
+            "message_hash": str,
+            "position": int,
+            "type": str,
+            "text": str,
+            "tool_name": str,
+            "tool_call_id": str,
+            "blob_hash": str,
+            "payload": str,
+        },
         pk="id",
         foreign_keys=[("message_hash", "messages", "hash"), ("blob_hash", "blobs", "hash")],
     )
     db.table("parts").create_index(["message_hash", "position"], unique=True)
-    db.table("exchanges").create(_EXCHANGE_COLUMNS, pk="id", foreign_keys=[
-        ("request_message_hash", "messages", "hash"),
-        ("response_message_hash", "messages", "hash"),
-    ])
+    db.table("exchanges").create(
+        _EXCHANGE_COLUMNS,
+        pk="id",
+        foreign_keys=[
+            ("request_message_hash", "messages", "hash"),
+            ("response_message_hash", "messages", "hash"),
+        ],
+    )
     db.table("exchanges").create_index(["started_at"])
     db.table("attempts").create(_ATTEMPT_COLUMNS, pk="id", foreign_keys=[("exchange_id", "exchanges", "id")])
     db.table("attempts").create_index(["exchange_id", "position"], unique=True)

@@ -96,8 +96,9 @@ class RecordWriter:
         marks = ", ".join("?" for _ in row)
         self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
 
-    def exchange_row(self, record: ExchangeRecord, request_hash: str | None,
-                     response_hash: str | None) -> dict[str, Any]:
+    def exchange_row(
+        self, record: ExchangeRecord, request_hash: str | None, response_hash: str | None
+    ) -> dict[str, Any]:
         result = as_plain(record.result) or {}
         error = result.get("error") or {}
         usage = as_plain(record.usage) or result.get("usage") or {}

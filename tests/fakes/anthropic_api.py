@@ -19,9 +19,23 @@ from typing import Any
 
 from tests.fakes.loopback import LoopbackFake
 
-MESSAGE_FIELDS = {"model", "messages", "max_tokens", "system", "stream", "tools", "tool_choice", "thinking",
-                  "stop_sequences", "temperature", "top_p", "top_k", "metadata", "output_config",
-                  "service_tier"}
+MESSAGE_FIELDS = {
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "stream",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+    "metadata",
+    "output_config",
+    "service_tier",
+}
 COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config"}
 USAGE = {"input_tokens": 20, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3}
 
@@ -37,58 +51,91 @@ class Reply:
 
 
 def error_reply(status: int, kind: str, message: str, **headers: str) -> Reply:
-    return Reply(status=status, error_body={"type": "error", "error": {"type": kind, "message": message}},
-                 headers={k.replace("_", "-"): v for k, v in headers.items()})
+    return Reply(
+        status=status,
+        error_body={"type": "error", "error": {"type": kind, "message": message}},
+        headers={k.replace("_", "-"): v for k, v in headers.items()},
+    )
 
 
 def _start(model: str = "claude-test") -> tuple[str, dict[str, Any]]:
-    return ("message_start", {"type": "message_start", "message": {
-        "id": "msg_fake01", "type": "message", "role": "assistant", "model": model, "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": dict(USAGE, output_tokens=1)}})
+    return (
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_fake01",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": dict(USAGE, output_tokens=1),
+            },
+        },
+    )
 
 
 def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     events = [("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})]
-    events += [("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
-               for d in deltas]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas]
     return events + [("content_block_stop", {"type": "content_block_stop", "index": index})]
 
 
 def _end(stop_reason: str, output_tokens: int = 9, stop_sequence: str | None = None) -> list[tuple[str, dict]]:
-    return [("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason,
-                                                                  "stop_sequence": stop_sequence},
-                               "usage": {"output_tokens": output_tokens}}),
-            ("message_stop", {"type": "message_stop"})]
+    return [
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                "usage": {"output_tokens": output_tokens},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
 
 
 def text_events(text: str, pieces: int = 3) -> list[tuple[str, dict[str, Any]]]:
     size = max(1, len(text) // pieces)
-    deltas = [{"type": "text_delta", "text": text[i:i + size]} for i in range(0, len(text), size)]
+    deltas = [{"type": "text_delta", "text": text[i : i + size]} for i in range(0, len(text), size)]
     return _block(0, {"type": "text", "text": ""}, deltas)
 
 
 def text_reply(text: str, stop_reason: str = "end_turn", stop_sequence: str | None = None) -> Reply:
-    return Reply(events=[_start(), ("ping", {"type": "ping"}), *text_events(text),
-                         *_end(stop_reason, stop_sequence=stop_sequence)])
+    return Reply(
+        events=[
+            _start(),
+            ("ping", {"type": "ping"}),
+            *text_events(text),
+            *_end(stop_reason, stop_sequence=stop_sequence),
+        ]
+    )
 
 
 def pieces_reply(*pieces: str, thinking: str | None = None, signature: str = "c2lnLWNsYXVkZQ==") -> Reply:
     """Text streamed as exactly these text_delta pieces, after a signed thinking block when `thinking`."""
     events: list[tuple[str, dict[str, Any]]] = [_start()]
     if thinking:
-        events += _block(0, {"type": "thinking", "thinking": "", "signature": ""},
-                         [{"type": "thinking_delta", "thinking": thinking},
-                          {"type": "signature_delta", "signature": signature}])
-    events += _block(1 if thinking else 0, {"type": "text", "text": ""},
-                     [{"type": "text_delta", "text": p} for p in pieces])
+        events += _block(
+            0,
+            {"type": "thinking", "thinking": "", "signature": ""},
+            [{"type": "thinking_delta", "thinking": thinking}, {"type": "signature_delta", "signature": signature}],
+        )
+    events += _block(
+        1 if thinking else 0, {"type": "text", "text": ""}, [{"type": "text_delta", "text": p} for p in pieces]
+    )
     return Reply(events=events + _end("end_turn"))
 
 
 def thinking_reply(thinking: str, signature: str, text: str) -> Reply:
     half = len(thinking) // 2
-    deltas = [{"type": "thinking_delta", "thinking": thinking[:half]},
-              {"type": "thinking_delta", "thinking": thinking[half:]},
-              {"type": "signature_delta", "signature": signature}]
+    deltas = [
+        {"type": "thinking_delta", "thinking": thinking[:half]},
+        {"type": "thinking_delta", "thinking": thinking[half:]},
+        {"type": "signature_delta", "signature": signature},
+    ]
     events = _block(0, {"type": "thinking", "thinking": "", "signature": ""}, deltas)
     text_block = [(name, dict(payload, index=1)) for name, payload in text_events(text)]
     return Reply(events=[_start(), *events, *text_block, *_end("end_turn")])
@@ -97,21 +144,28 @@ def thinking_reply(thinking: str, signature: str, text: str) -> Reply:
 def tool_reply(name: str, call_id: str, args: dict[str, Any], text: str = "", fragments: int = 4) -> Reply:
     raw = json.dumps(args)
     size = max(1, len(raw) // fragments)
-    deltas = [{"type": "input_json_delta", "partial_json": raw[i:i + size]} for i in range(0, len(raw), size)]
+    deltas = [{"type": "input_json_delta", "partial_json": raw[i : i + size]} for i in range(0, len(raw), size)]
     events: list[tuple[str, dict[str, Any]]] = [_start()]
     index = 0
     if text:
         events += text_events(text)
         index = 1
-    events += _block(index, {"type": "tool_use", "id": call_id, "name": name, "input": {}},
-                     [{"type": "input_json_delta", "partial_json": ""}, *deltas])
+    events += _block(
+        index,
+        {"type": "tool_use", "id": call_id, "name": name, "input": {}},
+        [{"type": "input_json_delta", "partial_json": ""}, *deltas],
+    )
     return Reply(events=events + _end("tool_use"))
 
 
 def error_event_reply(kind: str = "overloaded_error", message: str = "Overloaded") -> Reply:
-    return Reply(events=[_start(), *text_events("partial"),
-                         ("error", {"type": "error", "error": {"type": kind, "message": message}})])
-
+    return Reply(
+        events=[
+            _start(),
+            *text_events("partial"),
+            ("error", {"type": "error", "error": {"type": kind, "message": message}}),
+        ]
+    )
 
 
 class FakeAnthropic(LoopbackFake[Reply]):
@@ -200,7 +254,7 @@ class FakeAnthropic(LoopbackFake[Reply]):
                 self.send_header("content-length", str(len(data := _sse(reply.events))))
                 self.end_headers()
                 for i in range(0, len(data), 97):  # in odd-sized pieces, as a network would
-                    self.wfile.write(data[i:i + 97])
+                    self.wfile.write(data[i : i + 97])
                     self.wfile.flush()
                     time.sleep(0.001)
 
@@ -251,11 +305,16 @@ def check_thinking(body: dict[str, Any]) -> str | None:
         return "`temperature` may only be set to 1 and `top_k` unset when thinking is enabled."
     last = next((m for m in reversed(body.get("messages") or []) if m.get("role") == "assistant"), None)
     blocks = (last or {}).get("content")
-    if isinstance(blocks, list) and any(b.get("type") == "tool_use" for b in blocks) \
-            and blocks[0].get("type") not in ("thinking", "redacted_thinking"):
-        return (f"messages.{body['messages'].index(last)}.content.0.type: Expected `thinking` or "
-                f"`redacted_thinking`, but found `{blocks[0].get('type')}`. When `thinking` is enabled, a "
-                "final `assistant` message must start with a thinking block.")
+    if (
+        isinstance(blocks, list)
+        and any(b.get("type") == "tool_use" for b in blocks)
+        and blocks[0].get("type") not in ("thinking", "redacted_thinking")
+    ):
+        return (
+            f"messages.{body['messages'].index(last)}.content.0.type: Expected `thinking` or "
+            f"`redacted_thinking`, but found `{blocks[0].get('type')}`. When `thinking` is enabled, a "
+            "final `assistant` message must start with a thinking block."
+        )
     return None
 
 
@@ -271,9 +330,11 @@ def _check_blocks(i: int, role: str, blocks: list[dict[str, Any]], calls: set[st
             if seen_other:
                 return f"messages.{i}: tool_result blocks must come first in the user message"
             if block.get("tool_use_id") not in calls:
-                return (f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                        f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
-                        f"`tool_use` block in the previous message.")
+                return (
+                    f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                    f"`tool_use` block in the previous message."
+                )
         else:
             seen_other = True
         if kind in ("thinking", "redacted_thinking", "tool_use") and role != "assistant":

@@ -42,13 +42,32 @@ from tests.fakes.code_assist_rules import (
 
 CLIENT_ID = "681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com"
 CLIENT_SECRET = "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"
-KNOWN_MODELS = {"gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-3-pro-preview",
-                "gemini-3.1-pro-preview", "gemini-3.1-pro-preview-customtools", "gemini-3-flash-preview",
-                "gemini-3-flash", "gemini-3.1-flash-lite", "gemma-4-31b-it", "gemma-4-26b-a4b-it"}
-STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 503: "UNAVAILABLE"}
-UNAUTHENTICATED = ("Request had invalid authentication credentials. Expected OAuth 2 access token, login "
-                   "cookie or other valid authentication credential.")
+KNOWN_MODELS = {
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-3-pro-preview",
+    "gemini-3.1-pro-preview",
+    "gemini-3.1-pro-preview-customtools",
+    "gemini-3-flash-preview",
+    "gemini-3-flash",
+    "gemini-3.1-flash-lite",
+    "gemma-4-31b-it",
+    "gemma-4-26b-a4b-it",
+}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    503: "UNAVAILABLE",
+}
+UNAUTHENTICATED = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
+    "cookie or other valid authentication credential."
+)
 
 
 # --- scripted replies ------------------------------------------------------------------------------
@@ -68,19 +87,31 @@ class Reply:
 
 
 def _parts_chunk(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"candidates": [{"content": {"role": "model", "parts": parts}}],
-            "usageMetadata": {"trafficType": "ON_DEMAND"}}
+    return {
+        "candidates": [{"content": {"role": "model", "parts": parts}}],
+        "usageMetadata": {"trafficType": "ON_DEMAND"},
+    }
 
 
 def _final(chunk: dict[str, Any], finish: str, usage: dict[str, Any] | None) -> dict[str, Any]:
     chunk["candidates"][0]["finishReason"] = finish
-    chunk["usageMetadata"] = usage or {"promptTokenCount": 12, "candidatesTokenCount": 5,
-                                       "totalTokenCount": 17, "trafficType": "ON_DEMAND"}
+    chunk["usageMetadata"] = usage or {
+        "promptTokenCount": 12,
+        "candidatesTokenCount": 5,
+        "totalTokenCount": 17,
+        "trafficType": "ON_DEMAND",
+    }
     return chunk
 
 
-def text_reply(*deltas: str, thoughts: tuple[str, ...] = (), signature: str | None = None,
-               finish: str = "STOP", usage: dict[str, Any] | None = None, **kw: Any) -> Reply:
+def text_reply(
+    *deltas: str,
+    thoughts: tuple[str, ...] = (),
+    signature: str | None = None,
+    finish: str = "STOP",
+    usage: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Reply:
     """Thought chunks (the last one signed), then one chunk per text delta, the last with finishReason."""
     chunks = [_parts_chunk([{"text": t, "thought": True}]) for t in thoughts]
     if chunks and signature:
@@ -90,8 +121,15 @@ def text_reply(*deltas: str, thoughts: tuple[str, ...] = (), signature: str | No
     return Reply(chunks=chunks, **kw)
 
 
-def tool_call_reply(name: str, args: dict[str, Any], *, signature: str | None = None,
-                    call_id: str | None = None, text: str | None = None, **kw: Any) -> Reply:
+def tool_call_reply(
+    name: str,
+    args: dict[str, Any],
+    *,
+    signature: str | None = None,
+    call_id: str | None = None,
+    text: str | None = None,
+    **kw: Any,
+) -> Reply:
     """Optional text, then one whole functionCall part (as Gemini sends them), then STOP."""
     call: dict[str, Any] = {"name": name, "args": args}
     if call_id:
@@ -124,8 +162,9 @@ def cut_reply(*deltas: str, abort: bool = False, **kw: Any) -> Reply:
     return Reply(chunks=[_parts_chunk([{"text": d}]) for d in deltas], abort=abort, **kw)
 
 
-def midstream_error_reply(*deltas: str, code: int = 500, message: str = "Internal error encountered.",
-                          status: str = "INTERNAL") -> Reply:
+def midstream_error_reply(
+    *deltas: str, code: int = 500, message: str = "Internal error encountered.", status: str = "INTERNAL"
+) -> Reply:
     chunks = [_parts_chunk([{"text": d}]) for d in deltas]
     return Reply(chunks=chunks + [rpc_error(code, message, status)])
 
@@ -142,8 +181,14 @@ class Recorded:
 
 
 class FakeCodeAssist:
-    def __init__(self, project: str = "fake-project-0001", tier: str = "free-tier", onboarded: bool = True,
-                 onboard_polls: int = 2, expires_in: int = 3600) -> None:
+    def __init__(
+        self,
+        project: str = "fake-project-0001",
+        tier: str = "free-tier",
+        onboarded: bool = True,
+        onboard_polls: int = 2,
+        expires_in: int = 3600,
+    ) -> None:
         self.project = project
         self.tier = tier
         self.onboarded = onboarded
@@ -199,9 +244,15 @@ class FakeCodeAssist:
         with self.lock:
             self.refresh_tokens.add(refresh)
         expiry = time.time() * 1000 + (-60_000 if expired else self.expires_in * 1000)
-        data = {"access_token": access, "refresh_token": refresh, "scope": "https://www.googleapis.com/auth/"
-                "cloud-platform openid", "token_type": "Bearer", "id_token": "eyJfake.id.token",
-                "expiry_date": int(expiry), **extra}
+        data = {
+            "access_token": access,
+            "refresh_token": refresh,
+            "scope": "https://www.googleapis.com/auth/cloud-platform openid",
+            "token_type": "Bearer",
+            "id_token": "eyJfake.id.token",
+            "expiry_date": int(expiry),
+            **extra,
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2))
         path.chmod(0o600)
@@ -245,14 +296,21 @@ class FakeCodeAssist:
             if self.token_error:
                 error, self.token_error = self.token_error, None
                 return error
-        if (form.get("grant_type") != "refresh_token" or form.get("client_id") != CLIENT_ID
-                or form.get("client_secret") != CLIENT_SECRET):
+        if (
+            form.get("grant_type") != "refresh_token"
+            or form.get("client_id") != CLIENT_ID
+            or form.get("client_secret") != CLIENT_SECRET
+        ):
             return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
         if form.get("refresh_token") not in self.refresh_tokens:
             return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
-        return 200, {"access_token": self.new_access_token(), "expires_in": self.expires_in,
-                     "scope": "https://www.googleapis.com/auth/cloud-platform openid", "token_type": "Bearer",
-                     "id_token": "eyJfake.id.token.refreshed"}
+        return 200, {
+            "access_token": self.new_access_token(),
+            "expires_in": self.expires_in,
+            "scope": "https://www.googleapis.com/auth/cloud-platform openid",
+            "token_type": "Bearer",
+            "id_token": "eyJfake.id.token.refreshed",
+        }
 
     def authorized(self, headers: dict[str, str]) -> bool:
         token = headers.get("authorization", "").removeprefix("Bearer ")
@@ -285,8 +343,11 @@ class FakeCodeAssist:
                 self.onboarded = True
         if not done:
             return {"name": name, "done": False}
-        return {"name": name, "done": True,
-                "response": {"cloudaicompanionProject": {"id": self.project, "name": self.project}}}
+        return {
+            "name": name,
+            "done": True,
+            "response": {"cloudaicompanionProject": {"id": self.project, "name": self.project}},
+        }
 
     def check_generate(self, body: Any) -> tuple[int, dict[str, Any]] | None:
         try:
@@ -299,8 +360,9 @@ class FakeCodeAssist:
         if model not in KNOWN_MODELS:
             return 404, rpc_error(404, "Requested entity was not found.", "NOT_FOUND")
         if body.get("project") != self.project or not self.onboarded:
-            return 403, rpc_error(403, f"Permission denied on resource project {body.get('project')}.",
-                                  "PERMISSION_DENIED")
+            return 403, rpc_error(
+                403, f"Permission denied on resource project {body.get('project')}.", "PERMISSION_DENIED"
+            )
         return None
 
     def issue(self, reply: Reply) -> None:
@@ -327,13 +389,19 @@ def envelope(chunk: dict[str, Any], model: str, trace: str) -> bytes:
 
 def merged(reply: Reply, model: str, trace: str) -> dict[str, Any]:
     """A non-stream answer: the chunks' parts joined, the last chunk's finish and usage."""
-    parts = [p for c in reply.chunks for cand in c.get("candidates", [])[:1]
-             for p in cand.get("content", {}).get("parts", [])]
+    parts = [
+        p
+        for c in reply.chunks
+        for cand in c.get("candidates", [])[:1]
+        for p in cand.get("content", {}).get("parts", [])
+    ]
     last = reply.chunks[-1] if reply.chunks else {"candidates": [{}]}
     rest = {k: v for k, v in last["candidates"][0].items() if k != "content"}
     candidate = {"content": {"role": "model", "parts": parts}, **rest}
-    return {"response": {"candidates": [candidate], "usageMetadata": last.get("usageMetadata", {}),
-                         "modelVersion": model}, "traceId": trace}
+    return {
+        "response": {"candidates": [candidate], "usageMetadata": last.get("usageMetadata", {}), "modelVersion": model},
+        "traceId": trace,
+    }
 
 
 def _handler(fake: FakeCodeAssist) -> type[BaseHTTPRequestHandler]:

@@ -17,8 +17,7 @@ if TYPE_CHECKING:
 PREFIX = "/v1internal"
 LOAD_FIELDS = {"cloudaicompanionProject", "metadata", "mode"}
 ONBOARD_FIELDS = {"tierId", "cloudaicompanionProject", "metadata"}
-METADATA_FIELDS = {"ideType", "platform", "pluginType", "duetProject", "ideVersion", "ideName",
-                   "updateChannel"}
+METADATA_FIELDS = {"ideType", "platform", "pluginType", "duetProject", "ideVersion", "ideName", "updateChannel"}
 
 
 def make_handler(fake: FakeCodeAssist) -> type[BaseHTTPRequestHandler]:

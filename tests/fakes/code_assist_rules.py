@@ -9,26 +9,90 @@ from __future__ import annotations
 from typing import Any
 
 ENVELOPE = {"model", "project", "user_prompt_id", "request", "enabled_credit_types"}
-REQUEST = {"contents", "systemInstruction", "cachedContent", "tools", "toolConfig", "labels",
-           "safetySettings", "generationConfig", "session_id"}
+REQUEST = {
+    "contents",
+    "systemInstruction",
+    "cachedContent",
+    "tools",
+    "toolConfig",
+    "labels",
+    "safetySettings",
+    "generationConfig",
+    "session_id",
+}
 CONTENT = {"role", "parts"}
-PART = {"text", "thought", "thoughtSignature", "inlineData", "fileData", "functionCall", "functionResponse",
-        "executableCode", "codeExecutionResult", "videoMetadata"}
+PART = {
+    "text",
+    "thought",
+    "thoughtSignature",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+    "executableCode",
+    "codeExecutionResult",
+    "videoMetadata",
+}
 FUNCTION_CALL = {"name", "args", "id"}
 FUNCTION_RESPONSE = {"name", "response", "id", "parts", "willContinue", "scheduling"}
 INLINE_DATA = {"mimeType", "data"}
-GENERATION_CONFIG = {"temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences",
-                     "presencePenalty", "frequencyPenalty", "seed", "responseMimeType", "responseSchema",
-                     "responseJsonSchema", "responseModalities", "mediaResolution", "speechConfig",
-                     "routingConfig", "modelSelectionConfig", "thinkingConfig", "responseLogprobs",
-                     "logprobs"}
+GENERATION_CONFIG = {
+    "temperature",
+    "topP",
+    "topK",
+    "candidateCount",
+    "maxOutputTokens",
+    "stopSequences",
+    "presencePenalty",
+    "frequencyPenalty",
+    "seed",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "responseModalities",
+    "mediaResolution",
+    "speechConfig",
+    "routingConfig",
+    "modelSelectionConfig",
+    "thinkingConfig",
+    "responseLogprobs",
+    "logprobs",
+}
 THINKING_CONFIG = {"includeThoughts", "thinkingBudget", "thinkingLevel"}
 TOOL = {"functionDeclarations", "googleSearch", "googleSearchRetrieval", "codeExecution", "urlContext"}
-DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "response", "responseJsonSchema",
-               "behavior"}
-SCHEMA = {"type", "format", "title", "description", "nullable", "default", "items", "minItems", "maxItems",
-          "enum", "properties", "propertyOrdering", "required", "minProperties", "maxProperties", "minLength",
-          "maxLength", "pattern", "example", "anyOf", "minimum", "maximum"}
+DECLARATION = {
+    "name",
+    "description",
+    "parameters",
+    "parametersJsonSchema",
+    "response",
+    "responseJsonSchema",
+    "behavior",
+}
+SCHEMA = {
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "default",
+    "items",
+    "minItems",
+    "maxItems",
+    "enum",
+    "properties",
+    "propertyOrdering",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "minimum",
+    "maximum",
+}
 SCHEMA_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
 TOOL_CONFIG = {"functionCallingConfig"}
 CALLING_CONFIG = {"mode", "allowedFunctionNames"}
@@ -36,11 +100,13 @@ SYSTEM = {"role", "parts"}
 COUNT_TOKENS = {"request"}
 COUNT_TOKENS_REQUEST = {"model", "contents", "systemInstruction", "tools", "generationConfig"}
 THINKING_LEVELS = {"MINIMAL", "LOW", "MEDIUM", "HIGH"}
-SIGNATURE_MESSAGE = ("Function call is missing a thought_signature in functionCall parts. This is required "
-                     "for tools to work correctly, and missing thought_signature may lead to degraded model "
-                     "performance. Additional data, function call `default_api:{name}` , position {pos}. "
-                     "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more "
-                     "details.")
+SIGNATURE_MESSAGE = (
+    "Function call is missing a thought_signature in functionCall parts. This is required "
+    "for tools to work correctly, and missing thought_signature may lead to degraded model "
+    "performance. Additional data, function call `default_api:{name}` , position {pos}. "
+    "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more "
+    "details."
+)
 
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"  # accepted by Gemini 3 in place of a real one
@@ -66,8 +132,7 @@ def known(obj: Any, allowed: set[str], where: str) -> dict[str, Any]:
         raise invalid(f"Invalid value at '{where}', expected an object")
     for key in obj:
         if key not in allowed:
-            raise invalid(f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': "
-                          f"Cannot find field.")
+            raise invalid(f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field.")
     return obj
 
 
@@ -135,15 +200,17 @@ def check_function_responses(content: dict[str, Any], previous: dict[str, Any] |
         return
     calls = [p["functionCall"] for p in (previous or {}).get("parts", []) if "functionCall" in p]
     if not calls:
-        raise invalid("Please ensure that function response turn comes immediately after a function call "
-                      "turn.")
+        raise invalid("Please ensure that function response turn comes immediately after a function call turn.")
     if len(responses) != len(calls):
-        raise invalid("Please ensure that the number of function response parts is equal to the number of "
-                      "function call parts of the function call turn.")
+        raise invalid(
+            "Please ensure that the number of function response parts is equal to the number of "
+            "function call parts of the function call turn."
+        )
     for response in responses:
         if not any(_pairs(call, response) for call in calls):
-            raise invalid(f"function response {response.get('name')!r} does not match any function call of "
-                          f"the previous turn.")
+            raise invalid(
+                f"function response {response.get('name')!r} does not match any function call of the previous turn."
+            )
 
 
 def _pairs(call: dict[str, Any], response: dict[str, Any]) -> bool:
@@ -176,8 +243,9 @@ def check_schema(schema: Any, where: str) -> None:
     known(schema, SCHEMA, where)
     kind = schema.get("type")
     if kind is not None and kind not in SCHEMA_TYPES:
-        raise invalid(f"Invalid value at '{where}.type' (type.googleapis.com/google.cloud.aiplatform.v1beta1."
-                      f"Type), \"{kind}\"")
+        raise invalid(
+            f"Invalid value at '{where}.type' (type.googleapis.com/google.cloud.aiplatform.v1beta1.Type), \"{kind}\""
+        )
     if kind == "OBJECT" and "properties" in schema and not schema["properties"]:
         raise invalid(f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type\n")
     if "enum" in schema and not all(isinstance(v, str) for v in schema["enum"]):
@@ -191,11 +259,13 @@ def check_schema(schema: Any, where: str) -> None:
 
 
 def check_tool_config(config: Any) -> None:
-    calling = known(known(config, TOOL_CONFIG, "request.tool_config").get("functionCallingConfig", {}),
-                    CALLING_CONFIG, "request.tool_config.function_calling_config")
+    calling = known(
+        known(config, TOOL_CONFIG, "request.tool_config").get("functionCallingConfig", {}),
+        CALLING_CONFIG,
+        "request.tool_config.function_calling_config",
+    )
     if calling.get("mode", "AUTO") not in ("AUTO", "ANY", "NONE", "VALIDATED"):
-        raise invalid(f"Invalid value at 'request.tool_config.function_calling_config.mode', "
-                      f"\"{calling.get('mode')}\"")
+        raise invalid(f"Invalid value at 'request.tool_config.function_calling_config.mode', \"{calling.get('mode')}\"")
     if calling.get("allowedFunctionNames") and calling.get("mode") != "ANY":
         raise invalid("allowed_function_names should be set only when the mode is ANY.")
 
@@ -209,8 +279,9 @@ def check_generation(config: Any, model: str) -> None:
     thinking = known(config["thinkingConfig"], THINKING_CONFIG, "request.generation_config.thinking_config")
     if "thinkingLevel" in thinking and "thinkingBudget" in thinking:
         raise invalid("You can only set only one of thinking budget and thinking level.")
-    if "thinkingLevel" in thinking and (not model.startswith("gemini-3")
-                                        or thinking["thinkingLevel"] not in THINKING_LEVELS):
+    if "thinkingLevel" in thinking and (
+        not model.startswith("gemini-3") or thinking["thinkingLevel"] not in THINKING_LEVELS
+    ):
         raise invalid("Thinking level is not supported for this model.")
     if thinking.get("thinkingBudget") == 0 and (model.startswith("gemini-3") or "pro" in model):
         raise invalid("Budget 0 is invalid. This model only works in thinking mode.")
@@ -240,8 +311,7 @@ def issue_signatures(ledger: Ledger, parts: list[Any]) -> None:
             ledger.setdefault(part["thoughtSignature"], set()).add(part_kind(part))
 
 
-def check_signatures(contents: Any, ledger: Ledger, known_only: bool = False,
-                     message: str = INVALID_SIGNATURE) -> None:
+def check_signatures(contents: Any, ledger: Ledger, known_only: bool = False, message: str = INVALID_SIGNATURE) -> None:
     """Gemini validates the signatures it issued: one that comes back must be in a model turn, on the
     kind of part it came on (a function call's on a call of that function). With `known_only`, a
     signature this server never issued (another provider's, a made-up one) is refused too, as the real

@@ -26,11 +26,30 @@ from tests.fakes.code_assist_rules import (
 )
 from tests.fakes.loopback import LoopbackFake
 
-REQUEST_FIELDS = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
-                  "cachedContent"}
-GENERATION_FIELDS = {"temperature", "topP", "topK", "maxOutputTokens", "seed", "presencePenalty",
-                     "frequencyPenalty", "stopSequences", "responseMimeType", "responseJsonSchema",
-                     "responseSchema", "thinkingConfig", "candidateCount"}
+REQUEST_FIELDS = {
+    "contents",
+    "systemInstruction",
+    "tools",
+    "toolConfig",
+    "generationConfig",
+    "safetySettings",
+    "cachedContent",
+}
+GENERATION_FIELDS = {
+    "temperature",
+    "topP",
+    "topK",
+    "maxOutputTokens",
+    "seed",
+    "presencePenalty",
+    "frequencyPenalty",
+    "stopSequences",
+    "responseMimeType",
+    "responseJsonSchema",
+    "responseSchema",
+    "thinkingConfig",
+    "candidateCount",
+}
 COUNT_FIELDS = {"model", "contents", "systemInstruction", "tools"}
 PATH = re.compile(r"^/v1beta/models/(?P<model>[^:/]+):(?P<method>\w+)$")
 CORRUPTED_SIGNATURE = "Corrupted thought signature."  # the public API's wording
@@ -51,8 +70,7 @@ def chunk(*parts: dict[str, Any], finish: str | None = None, usage: bool = False
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": list(parts)}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
-    out: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash",
-                           "responseId": "resp-fake-1"}
+    out: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "resp-fake-1"}
     if usage:
         out["usageMetadata"] = USAGE
     return out
@@ -72,11 +90,15 @@ def tool_reply(name: str, args: dict[str, Any], call_id: str | None = None) -> R
     return Reply(chunks=[chunk({"functionCall": call}, finish="STOP", usage=True)])
 
 
-def status_reply(code: int, status: str, message: str, details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> Reply:
+def status_reply(
+    code: int,
+    status: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
     error = {"code": code, "message": message, "status": status, "details": details or []}
     return Reply(status=code, error_body={"error": error}, headers=headers or {})
-
 
 
 class FakeGeminiAPI(LoopbackFake[Reply]):
@@ -102,8 +124,9 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
             return reply
         return status_reply(500, "INTERNAL", "fake: no reply scripted")
 
-    def validate(self, method: str, query: dict[str, list[str]], headers: dict[str, str],
-                 body: Any, model: str = "") -> tuple[int, str, str, str] | None:
+    def validate(
+        self, method: str, query: dict[str, list[str]], headers: dict[str, str], body: Any, model: str = ""
+    ) -> tuple[int, str, str, str] | None:
         """(HTTP status, status, reason, message) of a rejection, or None. `model` (from the path)
         turns on Gemini 3's signature rule."""
         if "key" in query:
@@ -122,8 +145,7 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
             unknown |= set(body.get("generationConfig") or {}) - GENERATION_FIELDS
         if unknown:
             return 400, "INVALID_ARGUMENT", "", f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}"'
-        contents = (body.get("contents") if method != "countTokens"
-                    else body["generateContentRequest"].get("contents"))
+        contents = body.get("contents") if method != "countTokens" else body["generateContentRequest"].get("contents")
         problem = check_contents(contents, gemini3=model.startswith("gemini-3") and method != "countTokens")
         if not problem:
             try:
@@ -166,8 +188,17 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
                 problem = fake.validate(method, parse_qs(url.query), headers, body, model=match["model"])
                 if problem:
                     fake.rejections.append(problem[3])
-                    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": problem[2],
-                                "domain": "googleapis.com"}] if problem[2] else []
+                    details = (
+                        [
+                            {
+                                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                "reason": problem[2],
+                                "domain": "googleapis.com",
+                            }
+                        ]
+                        if problem[2]
+                        else []
+                    )
                     error = {"code": problem[0], "message": problem[3], "status": problem[1], "details": details}
                     return self._json(problem[0], {"error": error})
                 if method == "countTokens":

@@ -166,18 +166,7 @@ class HttpError:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Step = (
-    Text
-    | ToolUse
-    | Reasoning
-    | ContextUsage
-    | Metering
-    | Metadata
-    | StreamException
-    | Event
-    | Delay
-    | RawBytes
-)
+Step = Text | ToolUse | Reasoning | ContextUsage | Metering | Metadata | StreamException | Event | Delay | RawBytes
 
 
 def render_step(step: Step) -> list[bytes | float]:
@@ -191,15 +180,11 @@ def render_step(step: Step) -> list[bytes | float]:
             ]
             for fragment in step.fragments:
                 frames.append(
-                    event_frame(
-                        "toolUseEvent", {"name": step.name, "toolUseId": step.tool_use_id, "input": fragment}
-                    )
+                    event_frame("toolUseEvent", {"name": step.name, "toolUseId": step.tool_use_id, "input": fragment})
                 )
             if step.stop:
                 frames.append(
-                    event_frame(
-                        "toolUseEvent", {"name": step.name, "toolUseId": step.tool_use_id, "stop": True}
-                    )
+                    event_frame("toolUseEvent", {"name": step.name, "toolUseId": step.tool_use_id, "stop": True})
                 )
             return frames
         case Reasoning():
@@ -212,9 +197,7 @@ def render_step(step: Step) -> list[bytes | float]:
         case ContextUsage():
             return [event_frame("contextUsageEvent", {"contextUsagePercentage": step.percentage})]
         case Metering():
-            return [
-                event_frame("meteringEvent", {"unit": "credit", "unitPlural": "credits", "usage": step.usage})
-            ]
+            return [event_frame("meteringEvent", {"unit": "credit", "unitPlural": "credits", "usage": step.usage})]
         case Metadata():
             meta: dict[str, Any] = {}
             if step.token_usage:
@@ -638,9 +621,7 @@ class FakeKiro:
             time.sleep(self.refresh_delay)
         body = record.body if isinstance(record.body, dict) else {}
         if "json" not in (record.headers.get("content-type") or ""):
-            return self._json(
-                h, record, 400, {"error": "invalid_request", "error_description": "expected JSON"}
-            )
+            return self._json(h, record, 400, {"error": "invalid_request", "error_description": "expected JSON"})
         with self._lock:
             if not social:
                 if body.get("clientId") != self.client_id or body.get("clientSecret") != self.client_secret:

@@ -16,9 +16,25 @@ from tests.fakes.loopback import LoopbackFake
 
 # `max_tokens` is OpenAI's older name, still accepted and the only one many compatible servers know
 # (the bridge sends it to any base_url other than api.openai.com).
-KNOWN_FIELDS = {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
-                "temperature", "top_p", "seed", "max_completion_tokens", "max_tokens", "presence_penalty",
-                "frequency_penalty", "stop", "reasoning_effort", "response_format"}
+KNOWN_FIELDS = {
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "temperature",
+    "top_p",
+    "seed",
+    "max_completion_tokens",
+    "max_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "reasoning_effort",
+    "response_format",
+}
 
 
 @dataclass
@@ -36,12 +52,10 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-
 def text_reply(text: str, pieces: int = 3, **kw: Any) -> Reply:
     size = max(1, len(text) // pieces)
-    deltas = [{"content": text[i:i + size]} for i in range(0, len(text), size)]
-    return Reply(deltas=deltas, usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-                 **kw)
+    deltas = [{"content": text[i : i + size]} for i in range(0, len(text), size)]
+    return Reply(deltas=deltas, usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}, **kw)
 
 
 class FakeOpenAI(LoopbackFake[Reply]):
@@ -123,8 +137,10 @@ class FakeOpenAI(LoopbackFake[Reply]):
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
                 base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model}
-                chunks = [dict(base, choices=[{"index": 0, "delta": d, "finish_reason": None}])
-                          for d in [{"role": "assistant", "content": ""}] + reply.deltas]
+                chunks = [
+                    dict(base, choices=[{"index": 0, "delta": d, "finish_reason": None}])
+                    for d in [{"role": "assistant", "content": ""}] + reply.deltas
+                ]
                 try:
                     for chunk in chunks:
                         self._send(b"data: " + json.dumps(chunk).encode() + b"\n\n")
@@ -132,11 +148,15 @@ class FakeOpenAI(LoopbackFake[Reply]):
                     if reply.cut:
                         self.close_connection = True
                         return self.wfile.flush()
-                    self._send(b"data: " + json.dumps(dict(base, choices=[
-                        {"index": 0, "delta": {}, "finish_reason": reply.finish}])).encode() + b"\n\n")
+                    self._send(
+                        b"data: "
+                        + json.dumps(
+                            dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": reply.finish}])
+                        ).encode()
+                        + b"\n\n"
+                    )
                     if reply.usage:
-                        self._send(b"data: " + json.dumps(dict(base, choices=[], usage=reply.usage)).encode()
-                                   + b"\n\n")
+                        self._send(b"data: " + json.dumps(dict(base, choices=[], usage=reply.usage)).encode() + b"\n\n")
                     self._send(b"data: [DONE]\n\n")
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()

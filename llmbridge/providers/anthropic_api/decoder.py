@@ -33,8 +33,13 @@ from llmbridge.providers.anthropic_api.errors import classify_error_object
 from llmbridge.sse import JsonEventStreamDecoder
 
 STOP_REASONS: dict[str, FinishReason] = {
-    "end_turn": "stop", "max_tokens": "length", "tool_use": "tool_calls", "stop_sequence": "stop_sequence",
-    "refusal": "content_filter", "pause_turn": "stop", "model_context_window_exceeded": "length",
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "stop_sequence": "stop_sequence",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+    "model_context_window_exceeded": "length",
 }
 CUT_MESSAGE = "the Anthropic stream ended before the response was complete"
 
@@ -76,8 +81,9 @@ class AnthropicDecoder(JsonEventStreamDecoder):
     def _tool_start(self, block_index: int, block: dict[str, Any]) -> list[StreamEvent]:
         index = len(self._tools)
         self._tools[block_index] = index
-        events: list[StreamEvent] = [ToolCallStart(index=index, id=str(block.get("id") or f"toolu_{index}"),
-                                                   name=str(block.get("name") or ""))]
+        events: list[StreamEvent] = [
+            ToolCallStart(index=index, id=str(block.get("id") or f"toolu_{index}"), name=str(block.get("name") or ""))
+        ]
         if block.get("input"):
             events.append(ToolCallDelta(index=index, arguments=json.dumps(block["input"], ensure_ascii=False)))
         return events
@@ -118,9 +124,12 @@ class AnthropicDecoder(JsonEventStreamDecoder):
 def usage_of(raw: dict[str, Any]) -> Usage:
     cached = int(raw.get("cache_read_input_tokens") or 0)
     created = int(raw.get("cache_creation_input_tokens") or 0)
-    return Usage(input_tokens=int(raw.get("input_tokens") or 0) + cached + created,
-                 output_tokens=int(raw.get("output_tokens") or 0), cached_tokens=cached,
-                 cache_creation_tokens=created)
+    return Usage(
+        input_tokens=int(raw.get("input_tokens") or 0) + cached + created,
+        output_tokens=int(raw.get("output_tokens") or 0),
+        cached_tokens=cached,
+        cache_creation_tokens=created,
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -1,15 +1,15 @@
 """Classifies Anthropic API failures (`{"type": "error", "error": {"type", "message"}}`).
 
-    400 invalid_request_error   UpstreamBadRequest (ContextTooLong when the prompt is too long;
-                                AccountUnusable for a credit balance too low; QuotaExhausted for the
-                                organization's own usage limit, until the date the message gives)
-    401 authentication_error    AccountUnusable: a static key does not get better by retrying
-    403 permission_error        PermissionDenied (AccountUnusable when the key/org is disabled)
-    404 not_found_error         ModelNotFound
-    413 request_too_large       RequestTooLarge
-    429 rate_limit_error        RateLimited, with the retry-after header
-    503/529 overloaded_error    CapacityExhausted
-    other 5xx                   UpstreamUnavailable
+400 invalid_request_error   UpstreamBadRequest (ContextTooLong when the prompt is too long;
+                            AccountUnusable for a credit balance too low; QuotaExhausted for the
+                            organization's own usage limit, until the date the message gives)
+401 authentication_error    AccountUnusable: a static key does not get better by retrying
+403 permission_error        PermissionDenied (AccountUnusable when the key/org is disabled)
+404 not_found_error         ModelNotFound
+413 request_too_large       RequestTooLarge
+429 rate_limit_error        RateLimited, with the retry-after header
+503/529 overloaded_error    CapacityExhausted
+other 5xx                   UpstreamUnavailable
 """
 
 from __future__ import annotations
@@ -36,9 +36,18 @@ from llmbridge.errors import (
 )
 
 # Anthropic's error types and the HTTP status each comes with (used for in-stream error events).
-TYPE_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
-               "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
-               "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
 DEAD_MARKERS = ("disabled", "revoked", "suspended", "deactivated", "banned")
 TOO_LONG_MARKERS = ("prompt is too long", "too many tokens", "context window", "exceeds the maximum")
 CREDIT_MARKER = "credit balance is too low"
@@ -97,29 +106,36 @@ def classify_parts(status: int, kind: str, message: str, delay: float | None) ->
     if status == 401:
         return AccountUnusable(f"Anthropic rejected this API key; {KEY_HINT} ({message})", code=code)
     if status == 402 or kind == "billing_error":
-        return AccountUnusable(f"Anthropic refused this account for billing reasons; check the plan and "
-                               f"credit balance of the key's organization ({message})", code=code)
+        return AccountUnusable(
+            f"Anthropic refused this account for billing reasons; check the plan and "
+            f"credit balance of the key's organization ({message})",
+            code=code,
+        )
     if status == 403:
         if any(marker in low for marker in DEAD_MARKERS):
             return AccountUnusable(f"Anthropic refused this API key: {message}", code=code)
         return PermissionDenied(f"Anthropic refused this request for this key: {message}", code=code)
     if status == 404:
-        return ModelNotFound(f"Anthropic does not know this model or the key may not use it: {message}",
-                             code=code)
+        return ModelNotFound(f"Anthropic does not know this model or the key may not use it: {message}", code=code)
     if status == 413:
         return RequestTooLarge(f"the request is too large for Anthropic: {message}", code=code)
     if status == 429:
         return RateLimited(f"Anthropic rate limit hit: {message}", code=code, retry_after=delay)
     if status in (503, 529) or kind == "overloaded_error":
-        return CapacityExhausted(f"Anthropic is overloaded; retry shortly ({message})", code=code,
-                                 retry_after=delay)
+        return CapacityExhausted(f"Anthropic is overloaded; retry shortly ({message})", code=code, retry_after=delay)
     if 400 <= status < 500:
         if CREDIT_MARKER in low:
-            return AccountUnusable(f"Anthropic refused this account: its credit balance is too low; add "
-                                   f"credits to the key's organization ({message})", code=code)
+            return AccountUnusable(
+                f"Anthropic refused this account: its credit balance is too low; add "
+                f"credits to the key's organization ({message})",
+                code=code,
+            )
         if USAGE_LIMIT_MARKER in low:
-            return QuotaExhausted(f"this account reached the API usage limit set for its organization "
-                                  f"({message})", code=code, retry_after=regain_seconds(message))
+            return QuotaExhausted(
+                f"this account reached the API usage limit set for its organization ({message})",
+                code=code,
+                retry_after=regain_seconds(message),
+            )
         if any(marker in low for marker in TOO_LONG_MARKERS):
             return ContextTooLong(f"the conversation is too long for this model: {message}", code=code)
         return UpstreamBadRequest(f"Anthropic rejected the request: {message}", code=code)

@@ -23,8 +23,11 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 # Current Claude models (ids as the Anthropic SDK lists them); `models` in the account overrides.
 DEFAULT_MODELS: tuple[tuple[str, int], ...] = (
-    ("claude-opus-4-6", 128_000), ("claude-sonnet-4-6", 64_000), ("claude-opus-4-5", 64_000),
-    ("claude-sonnet-4-5", 64_000), ("claude-haiku-4-5", 64_000),
+    ("claude-opus-4-6", 128_000),
+    ("claude-sonnet-4-6", 64_000),
+    ("claude-opus-4-5", 64_000),
+    ("claude-sonnet-4-5", 64_000),
+    ("claude-haiku-4-5", 64_000),
 )
 CONTEXT_WINDOW = 200_000
 
@@ -41,8 +44,10 @@ class AnthropicProvider(Provider):
     def models(self) -> list[ModelInfo]:
         if self.account.models is not None:
             return [ModelInfo(id=m, provider=self.name) for m in self.account.models]
-        return [ModelInfo(id=m, provider=self.name, context_window=CONTEXT_WINDOW, max_output_tokens=out)
-                for m, out in DEFAULT_MODELS]
+        return [
+            ModelInfo(id=m, provider=self.name, context_window=CONTEXT_WINDOW, max_output_tokens=out)
+            for m, out in DEFAULT_MODELS
+        ]
 
     @property
     def base_url(self) -> str:
@@ -54,19 +59,22 @@ class AnthropicProvider(Provider):
     def headers(self, request: ChatRequest) -> dict[str, str]:
         """Built from scratch: only the key, the API version and the client's beta flags go upstream."""
         passed = {k.lower(): v for k, v in request.passthrough_headers.items()}
-        headers = {"x-api-key": self.account.api_key or "",
-                   "anthropic-version": passed.get("anthropic-version") or API_VERSION,
-                   "content-type": "application/json", "accept-encoding": "identity"}
+        headers = {
+            "x-api-key": self.account.api_key or "",
+            "anthropic-version": passed.get("anthropic-version") or API_VERSION,
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+        }
         if passed.get("anthropic-beta"):
             headers["anthropic-beta"] = passed["anthropic-beta"]
         return headers
 
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         body = build_body(request, upstream_model)
-        response, attempt = await self.send("POST", f"{self.base_url}/v1/messages", self.headers(request),
-                                            body, _classify)
-        return UpstreamCall(response=response, decoder=AnthropicDecoder(), attempt=attempt,
-                            served_model=upstream_model)
+        response, attempt = await self.send(
+            "POST", f"{self.base_url}/v1/messages", self.headers(request), body, _classify
+        )
+        return UpstreamCall(response=response, decoder=AnthropicDecoder(), attempt=attempt)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         body = build_count_body(request, upstream_model)

@@ -57,8 +57,11 @@ def check_request(request: ChatRequest) -> None:
             raise InvalidRequest(f"the Anthropic Messages API has no {name}; omit it", param=name)
     fmt = request.response_format
     if fmt and fmt.type == "json_object":
-        raise InvalidRequest("Anthropic has no JSON mode without a schema; use response_format "
-                             "json_schema (Anthropic structured outputs) instead", param="response_format")
+        raise InvalidRequest(
+            "Anthropic has no JSON mode without a schema; use response_format "
+            "json_schema (Anthropic structured outputs) instead",
+            param="response_format",
+        )
     if fmt and fmt.type == "json_schema" and not fmt.json_schema:
         raise InvalidRequest("response_format json_schema needs a schema", param="response_format")
     if not request.messages:
@@ -69,11 +72,15 @@ def check_request(request: ChatRequest) -> None:
     thinking, _ = thinking_config(request)
     if thinking and thinking["type"] == "enabled":
         if request.temperature is not None and request.temperature != 1:
-            raise InvalidRequest("Anthropic takes no temperature other than 1 while thinking is on; omit "
-                                 "temperature or turn thinking off", param="temperature")
+            raise InvalidRequest(
+                "Anthropic takes no temperature other than 1 while thinking is on; omit "
+                "temperature or turn thinking off",
+                param="temperature",
+            )
         if request.top_k is not None:
-            raise InvalidRequest("Anthropic takes no top_k while thinking is on; omit top_k or turn thinking "
-                                 "off", param="top_k")
+            raise InvalidRequest(
+                "Anthropic takes no top_k while thinking is on; omit top_k or turn thinking off", param="top_k"
+            )
 
 
 def build_body(request: ChatRequest, upstream_model: str) -> Json:
@@ -194,8 +201,11 @@ def _thinking_refused(request: ChatRequest, messages: list[Json]) -> str | None:
     if request.top_p is not None and request.top_p < MIN_THINKING_TOP_P:
         return f"top_p below {MIN_THINKING_TOP_P}"
     last = next((m for m in reversed(messages) if m["role"] == "assistant"), None)
-    if last and any(b["type"] == "tool_use" for b in last["content"]) \
-            and last["content"][0]["type"] not in ("thinking", "redacted_thinking"):
+    if (
+        last
+        and any(b["type"] == "tool_use" for b in last["content"])
+        and last["content"][0]["type"] not in ("thinking", "redacted_thinking")
+    ):
         return "the last tool-calling assistant turn has no signed thinking to send back"
     return None
 
@@ -235,19 +245,18 @@ def _blocks(part: Part) -> list[Json]:
     if isinstance(part, ReasoningPart):
         return _thinking_block(part)
     if isinstance(part, ToolCallPart):
-        return [_with_cache({"type": "tool_use", "id": wire_id(part.id), "name": part.name,
-                             "input": part.arguments}, part)]
+        return [
+            _with_cache({"type": "tool_use", "id": wire_id(part.id), "name": part.name, "input": part.arguments}, part)
+        ]
     return [_with_cache(_tool_result(part), part)]
 
 
 def image_block(part: ImagePart) -> Json:
     if part.data:
-        return {"type": "image", "source": {"type": "base64", "media_type": part.media_type,
-                                            "data": part.data}}
+        return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": part.data}}
     match = _DATA_URL.match(part.url or "")
     if match:
-        return {"type": "image", "source": {"type": "base64", "media_type": match.group(1),
-                                            "data": match.group(2)}}
+        return {"type": "image", "source": {"type": "base64", "media_type": match.group(1), "data": match.group(2)}}
     return {"type": "image", "source": {"type": "url", "url": part.url}}
 
 
@@ -261,8 +270,11 @@ def _thinking_block(part: ReasoningPart) -> list[Json]:
 
 def _tool_result(part: ToolResultPart) -> Json:
     block: Json = {"type": "tool_result", "tool_use_id": wire_id(part.tool_call_id)}
-    content = [_with_cache({"type": "text", "text": p.text}, p) if isinstance(p, TextPart)
-               else image_block(p) for p in part.content if not (isinstance(p, TextPart) and not p.text)]
+    content = [
+        _with_cache({"type": "text", "text": p.text}, p) if isinstance(p, TextPart) else image_block(p)
+        for p in part.content
+        if not (isinstance(p, TextPart) and not p.text)
+    ]
     if content:
         block["content"] = content
     if part.is_error:

@@ -26,8 +26,13 @@ from llmbridge.providers.google.request import check_request
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
-DEFAULT_MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-3-pro-preview",
-                  "gemini-3-flash-preview")
+DEFAULT_MODELS = (
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-3-pro-preview",
+    "gemini-3-flash-preview",
+)
 
 
 class GeminiAPIProvider(Provider):
@@ -42,9 +47,10 @@ class GeminiAPIProvider(Provider):
     def models(self) -> list[ModelInfo]:
         if self.account.models is not None:
             return [ModelInfo(id=m, provider=self.name) for m in self.account.models]
-        return [ModelInfo(id=m, provider=self.name, context_window=CONTEXT_WINDOW,
-                          max_output_tokens=MAX_OUTPUT_TOKENS)
-                for m in DEFAULT_MODELS]
+        return [
+            ModelInfo(id=m, provider=self.name, context_window=CONTEXT_WINDOW, max_output_tokens=MAX_OUTPUT_TOKENS)
+            for m in DEFAULT_MODELS
+        ]
 
     def upstream_model(self, model: str) -> str | None:
         bare = model.removeprefix("models/")
@@ -59,8 +65,11 @@ class GeminiAPIProvider(Provider):
         check_request(request, request.model.rsplit("/", 1)[-1], self.service)
 
     def headers(self) -> dict[str, str]:
-        return {"x-goog-api-key": self.account.api_key or "", "content-type": "application/json",
-                "accept-encoding": "identity"}
+        return {
+            "x-goog-api-key": self.account.api_key or "",
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+        }
 
     def url(self, model: str, method: str) -> str:
         return f"{self.api_base}/models/{quote(model, safe='-._')}:{method}"
@@ -69,13 +78,13 @@ class GeminiAPIProvider(Provider):
         body = build_body(request, upstream_model)
         url = self.url(upstream_model, "streamGenerateContent") + "?alt=sse"
         response, attempt = await self.send("POST", url, self.headers(), body, _classify)
-        return UpstreamCall(response=response, decoder=GeminiDecoder(classify), attempt=attempt,
-                            served_model=upstream_model)
+        return UpstreamCall(response=response, decoder=GeminiDecoder(classify), attempt=attempt)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         url = self.url(upstream_model, "countTokens")
-        response, attempt = await self.send("POST", url, self.headers(), build_count_body(request, upstream_model),
-                                            _classify)
+        response, attempt = await self.send(
+            "POST", url, self.headers(), build_count_body(request, upstream_model), _classify
+        )
         total = (await read_json(response, attempt, self.service)).get("totalTokens")
         return int(total) if isinstance(total, (int, float)) else None
 

@@ -30,8 +30,7 @@ RECENT_REJECTION_S = 60.0
 class GoogleCredentials:
     """One credential file: the current token, its expiry, and a single-flight refresh."""
 
-    def __init__(self, path: Path, token_url: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, token_url: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.token_url = token_url or TOKEN_URL
         self.clock = clock
@@ -91,8 +90,12 @@ class GoogleCredentials:
         self.refresh_count += 1
 
     async def _post(self, http: httpx.AsyncClient, refresh_token: str) -> dict[str, Any]:
-        form = {"refresh_token": refresh_token, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                "grant_type": "refresh_token"}
+        form = {
+            "refresh_token": refresh_token,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "grant_type": "refresh_token",
+        }
         try:
             response = await http.post(self.token_url, data=form, headers={"Accept-Encoding": "identity"})
         except httpx.TimeoutException as e:
@@ -120,8 +123,9 @@ class GoogleCredentials:
             self._data = read_json(self.path)
         except (OSError, ValueError) as e:
             if self._data is None:
-                raise AccountUnusable(f"cannot read the Gemini CLI credentials {self.path}: {e}; "
-                                      f"{RELOGIN_HINT}") from None
+                raise AccountUnusable(
+                    f"cannot read the Gemini CLI credentials {self.path}: {e}; {RELOGIN_HINT}"
+                ) from None
         self._mtime = mtime
 
     def _stat(self) -> int | None:
@@ -139,8 +143,9 @@ def _token_answer(response: httpx.Response, path: Path) -> dict[str, Any]:
     if response.status_code in (400, 401) and isinstance(body, dict):
         error = body.get("error") or "rejected"
         description = body.get("error_description") or ""
-        raise AccountUnusable(f"Google refused to refresh the token in {path} ({error}: {description}); "
-                              f"{RELOGIN_HINT}", code=str(error))
+        raise AccountUnusable(
+            f"Google refused to refresh the token in {path} ({error}: {description}); {RELOGIN_HINT}", code=str(error)
+        )
     if response.status_code >= 400 or not isinstance(body, dict) or not body.get("access_token"):
         raise UpstreamUnavailable(f"Google token refresh failed with HTTP {response.status_code}")
     return body

@@ -16,7 +16,7 @@ from llmbridge.errors import AccountUnusable, BridgeError
 from llmbridge.providers.google import errors as google
 
 SERVICE = "Code Assist"
-RELOGIN_HINT = "log in again with the Gemini CLI (run `gemini` and choose \"Login with Google\")"
+RELOGIN_HINT = 'log in again with the Gemini CLI (run `gemini` and choose "Login with Google")'
 
 
 def classify(http_status: int, body: bytes | str | Any, retry_after_header: str | None = None) -> BridgeError:
@@ -32,13 +32,18 @@ def _code_assist(http_status: int, status: google.GoogleStatus) -> BridgeError |
     if status.reason == "VALIDATION_REQUIRED":
         url = status.metadata.get("validation_link") or next(iter(status.links), None)
         where = f" at {url}" if url else ""
-        return AccountUnusable(f"Google requires this account to be verified: open{where} in a browser, "
-                               f"complete the check, then retry ({message})", code=status.reason)
+        return AccountUnusable(
+            f"Google requires this account to be verified: open{where} in a browser, "
+            f"complete the check, then retry ({message})",
+            code=status.reason,
+        )
     if "has not been used in project" in low or "is disabled" in low or status.reason == "SERVICE_DISABLED":
-        return AccountUnusable(f"The Google Cloud project of this account does not have the Gemini for "
-                               f"Google Cloud API enabled; enable it or remove `project` from the account "
-                               f"({message})", code=code)
+        return AccountUnusable(
+            f"The Google Cloud project of this account does not have the Gemini for "
+            f"Google Cloud API enabled; enable it or remove `project` from the account "
+            f"({message})",
+            code=code,
+        )
     if "no longer supported" in low:
-        return AccountUnusable(f"Google no longer serves this account through the Gemini CLI: {message}",
-                               code=code)
+        return AccountUnusable(f"Google no longer serves this account through the Gemini CLI: {message}", code=code)
     return None

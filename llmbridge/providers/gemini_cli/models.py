@@ -40,8 +40,13 @@ def model_list(restrict: list[str] | None) -> list[ModelInfo]:
 
 def _info(name: str) -> ModelInfo:
     spec = _BY_ID.get(name, ModelSpec(name, None, None))
-    return ModelInfo(id=name, provider=PROVIDER, display_name=name,
-                     context_window=spec.context_window, max_output_tokens=spec.max_output_tokens)
+    return ModelInfo(
+        id=name,
+        provider=PROVIDER,
+        display_name=name,
+        context_window=spec.context_window,
+        max_output_tokens=spec.max_output_tokens,
+    )
 
 
 def upstream_name(model: str) -> str:

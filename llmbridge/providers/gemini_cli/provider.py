@@ -35,8 +35,7 @@ from llmbridge.tokens import estimate_system_and_tools
 DEFAULT_BASE_URL = "https://cloudcode-pa.googleapis.com"
 API_VERSION = "v1internal"
 CLI_VERSION = "0.56.0"  # the Gemini CLI release whose requests we reproduce
-_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i386": "ia32",
-         "i686": "ia32"}
+_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i386": "ia32", "i686": "ia32"}
 
 
 def user_agent(model: str) -> str:
@@ -70,13 +69,15 @@ class GeminiCodeAssistProvider(Provider):
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"account {account.name!r}: credentials file {path} not found; log in with the "
-                              f"Gemini CLI first") from None
+            raise ConfigError(
+                f"account {account.name!r}: credentials file {path} not found; log in with the Gemini CLI first"
+            ) from None
         except (OSError, ValueError) as e:
             raise ConfigError(f"account {account.name!r}: cannot read {path}: {e}") from None
         if not isinstance(data, dict) or not (data.get("refresh_token") or data.get("access_token")):
-            raise ConfigError(f"account {account.name!r}: {path} holds no Google OAuth token "
-                              f"(access_token/refresh_token)")
+            raise ConfigError(
+                f"account {account.name!r}: {path} holds no Google OAuth token (access_token/refresh_token)"
+            )
 
     def models(self) -> list[ModelInfo]:
         return models.model_list(self.account.models)
@@ -105,8 +106,7 @@ class GeminiCodeAssistProvider(Provider):
         body = build_request(request, upstream_model, project.project, prompt_id, self.session_id)
         url = f"{self.api_base}:streamGenerateContent?alt=sse"
         response, attempt = await self._send("POST", url, body, upstream_model)
-        return UpstreamCall(response=response, decoder=GeminiDecoder(classify), attempt=attempt,
-                            served_model=upstream_model)
+        return UpstreamCall(response=response, decoder=GeminiDecoder(classify), attempt=attempt)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         """Code Assist's countTokens takes only `contents`: it counts the messages, and the system
@@ -125,26 +125,29 @@ class GeminiCodeAssistProvider(Provider):
             async with self._project_lock:
                 if self._project is None:
                     self._project = await discover_project(
-                        self._setup_call, self.account.project, self.onboard_poll_interval,
-                        self.onboard_max_polls)
+                        self._setup_call, self.account.project, self.onboard_poll_interval, self.onboard_max_polls
+                    )
         return self._project
 
     async def _setup_call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         return await self._call_json(method, self.api_base + path, body, models.KNOWN_MODELS[0].id)
 
-    async def _call_json(self, method: str, url: str, body: dict[str, Any] | None,
-                         model: str) -> dict[str, Any]:
+    async def _call_json(self, method: str, url: str, body: dict[str, Any] | None, model: str) -> dict[str, Any]:
         response, attempt = await self._send(method, url, body, model)
         return await read_json(response, attempt, self.service)
 
     def _headers(self, model: str) -> dict[str, str]:
         # Built from scratch: nothing of the client's request reaches Google.
-        return {"Content-Type": "application/json",
-                "Authorization": f"Bearer {self.credentials.access_token}",
-                "User-Agent": user_agent(model), "Accept-Encoding": "identity"}
+        return {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.credentials.access_token}",
+            "User-Agent": user_agent(model),
+            "Accept-Encoding": "identity",
+        }
 
-    async def _send(self, method: str, url: str, body: dict[str, Any] | None,
-                    model: str) -> tuple[httpx.Response, AttemptRecord]:
+    async def _send(
+        self, method: str, url: str, body: dict[str, Any] | None, model: str
+    ) -> tuple[httpx.Response, AttemptRecord]:
         """Send with the current token; a rejected token is marked so the next refresh replaces it."""
         headers = self._headers(model)
         token = headers["Authorization"].removeprefix("Bearer ")

@@ -19,8 +19,7 @@ from llmbridge.providers.google.request import build_contents, generate_content_
 Json = dict[str, Any]
 
 
-def build_request(request: ChatRequest, model: str, project: str | None, user_prompt_id: str,
-                  session_id: str) -> Json:
+def build_request(request: ChatRequest, model: str, project: str | None, user_prompt_id: str, session_id: str) -> Json:
     """The JSON body of `v1internal:streamGenerateContent` for `model` (the upstream id)."""
     inner = generate_content_request(request, model, cli_thinking=True)
     inner["session_id"] = session_id

@@ -26,8 +26,9 @@ class ProjectInfo:
     tier: str | None = None
 
 
-async def discover_project(call: Call, configured: str | None = None, poll_interval: float = 5.0,
-                           max_polls: int = 60) -> ProjectInfo:
+async def discover_project(
+    call: Call, configured: str | None = None, poll_interval: float = 5.0, max_polls: int = 60
+) -> ProjectInfo:
     """The project to send with every request; AccountUnusable with a plain reason when there is none."""
     metadata = {**METADATA, "duetProject": configured} if configured else dict(METADATA)
     body: dict[str, Any] = {"metadata": metadata}
@@ -55,8 +56,10 @@ def _current(loaded: dict[str, Any], configured: str | None) -> ProjectInfo:
     tier = _tier_id(loaded.get("paidTier")) or _tier_id(loaded.get("currentTier"))
     project = _project_id(loaded.get("cloudaicompanionProject")) or configured
     if not project:
-        raise AccountUnusable("this Google account has no Code Assist project; set `project` on the account "
-                              "to your Google Cloud project id (tier " + str(tier) + ")")
+        raise AccountUnusable(
+            "this Google account has no Code Assist project; set `project` on the account "
+            "to your Google Cloud project id (tier " + str(tier) + ")"
+        )
     return ProjectInfo(project, tier)
 
 
@@ -68,8 +71,9 @@ def _refuse_ineligible(loaded: dict[str, Any]) -> None:
         reason = tier.get("reasonMessage") or tier.get("reasonCode") or "not eligible"
         link = tier.get("validationUrl")
         extra = f"; verify the account at {link}" if link else ""
-        raise AccountUnusable(f"Google says this account cannot use Gemini Code Assist: {reason}{extra}",
-                              code=tier.get("reasonCode"))
+        raise AccountUnusable(
+            f"Google says this account cannot use Gemini Code Assist: {reason}{extra}", code=tier.get("reasonCode")
+        )
 
 
 def _default_tier(loaded: dict[str, Any]) -> str:
@@ -83,16 +87,16 @@ def _onboard_body(tier: str, configured: str | None) -> dict[str, Any]:
     # Sending a project for the free tier makes Google answer "Precondition Failed".
     if tier == FREE_TIER or not configured:
         return {"tierId": tier, "metadata": dict(METADATA)}
-    return {"tierId": tier, "cloudaicompanionProject": configured,
-            "metadata": {**METADATA, "duetProject": configured}}
+    return {"tierId": tier, "cloudaicompanionProject": configured, "metadata": {**METADATA, "duetProject": configured}}
 
 
 def _onboarded_project(operation: dict[str, Any], configured: str | None) -> str:
     response = operation.get("response") or {}
     project = _project_id(response.get("cloudaicompanionProject")) or configured
     if not project:
-        raise AccountUnusable("Code Assist onboarding gave no project; set `project` on the account to your "
-                              "Google Cloud project id")
+        raise AccountUnusable(
+            "Code Assist onboarding gave no project; set `project` on the account to your Google Cloud project id"
+        )
     return project
 
 

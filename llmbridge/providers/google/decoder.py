@@ -135,17 +135,21 @@ class GeminiDecoder(JsonEventStreamDecoder):
         args = call.get("args") if isinstance(call.get("args"), dict) else {}
         arguments = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
         name = str(call.get("name", ""))
-        return [ToolCallStart(index=index, id=call_id, name=name, provider_metadata=metadata),
-                ToolCallDelta(index=index, arguments=arguments)]
+        return [
+            ToolCallStart(index=index, id=call_id, name=name, provider_metadata=metadata),
+            ToolCallDelta(index=index, arguments=arguments),
+        ]
 
     def _usage(self, meta: Any) -> list[StreamEvent]:
         if not isinstance(meta, dict) or not ("promptTokenCount" in meta or "candidatesTokenCount" in meta):
             return []  # early chunks carry only {trafficType}
         thoughts = int(meta.get("thoughtsTokenCount") or 0)
-        usage = Usage(input_tokens=int(meta.get("promptTokenCount") or 0),
-                      output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
-                      cached_tokens=int(meta.get("cachedContentTokenCount") or 0),
-                      reasoning_tokens=thoughts)
+        usage = Usage(
+            input_tokens=int(meta.get("promptTokenCount") or 0),
+            output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
+            cached_tokens=int(meta.get("cachedContentTokenCount") or 0),
+            reasoning_tokens=thoughts,
+        )
         return [UsageEvent(usage=usage)]
 
     def _finish(self, raw: Any, feedback: Any) -> list[StreamEvent]:

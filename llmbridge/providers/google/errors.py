@@ -73,8 +73,11 @@ def parse_status(http_status: int, body: bytes | str | Any) -> GoogleStatus:
     if error is None:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
         return GoogleStatus(code=http_status, message=text.strip()[:500])
-    status = GoogleStatus(code=int(error.get("code") or http_status), message=str(error.get("message", "")),
-                          status=str(error.get("status", "")))
+    status = GoogleStatus(
+        code=int(error.get("code") or http_status),
+        message=str(error.get("message", "")),
+        status=str(error.get("status", "")),
+    )
     for detail in error.get("details") or []:
         if isinstance(detail, dict):
             _read_detail(status, detail)
@@ -112,8 +115,13 @@ def _read_detail(status: GoogleStatus, detail: dict[str, Any]) -> None:
 Specific = Callable[[int, GoogleStatus], BridgeError | None]
 
 
-def classify(http_status: int, body: bytes | str | Any, retry_after_header: str | None = None,
-             service: str = "Google", specific: Specific | None = None) -> BridgeError:
+def classify(
+    http_status: int,
+    body: bytes | str | Any,
+    retry_after_header: str | None = None,
+    service: str = "Google",
+    specific: Specific | None = None,
+) -> BridgeError:
     """The bridge error for a failed call to `service` ("Code Assist", "the Gemini API"), with a
     message a person can act on."""
     status = parse_status(http_status, body)
@@ -121,26 +129,44 @@ def classify(http_status: int, body: bytes | str | Any, retry_after_header: str 
     if own is not None:
         return own
     if http_status == 401:
-        return UpstreamAuthError(f"Google rejected the access token: {status.message or 'unauthenticated'}",
-                                 code=status.status or None)
+        return UpstreamAuthError(
+            f"Google rejected the access token: {status.message or 'unauthenticated'}", code=status.status or None
+        )
     if http_status == 403:
         return _forbidden(status)
     if http_status == 429 or status.status == "RESOURCE_EXHAUSTED":
         return _exhausted(status, retry_after_header, service)
     if http_status == 404:
-        return ModelNotFound(f"{_capital(service)} does not know this model or it is not available to this "
-                             f"account: {status.message}", code=status.status or None)
+        return ModelNotFound(
+            f"{_capital(service)} does not know this model or it is not available to this account: {status.message}",
+            code=status.status or None,
+        )
     if 400 <= http_status < 500 and http_status != 499:
         return _bad_request(status, service)
     return _server_side(http_status, status, service)
 
 
 # 403s that say the account itself cannot be used (anything else is about this request or model).
-DEAD_REASONS = frozenset({"VALIDATION_REQUIRED", "SERVICE_DISABLED", "UNSUPPORTED_LOCATION",
-                          "INELIGIBLE_TIER", "CONSUMER_INVALID", "USER_PROJECT_DENIED"})
-DEAD_PHRASES = ("location is not supported", "not eligible", "ineligible", "account has been disabled",
-                "account has been suspended", "has not been used in project", "is disabled",
-                "no longer supported")
+DEAD_REASONS = frozenset(
+    {
+        "VALIDATION_REQUIRED",
+        "SERVICE_DISABLED",
+        "UNSUPPORTED_LOCATION",
+        "INELIGIBLE_TIER",
+        "CONSUMER_INVALID",
+        "USER_PROJECT_DENIED",
+    }
+)
+DEAD_PHRASES = (
+    "location is not supported",
+    "not eligible",
+    "ineligible",
+    "account has been disabled",
+    "account has been suspended",
+    "has not been used in project",
+    "is disabled",
+    "no longer supported",
+)
 
 
 def _forbidden(status: GoogleStatus) -> BridgeError:
@@ -149,8 +175,11 @@ def _forbidden(status: GoogleStatus) -> BridgeError:
     code = status.reason or status.status or None
     if status.reason in DEAD_REASONS or any(phrase in low for phrase in DEAD_PHRASES):
         return AccountUnusable(f"Google refused access for this account: {message}", code=code)
-    return PermissionDenied(f"Google refused this request for this account (another account may be "
-                            f"allowed): {message or 'permission denied'}", code=code)
+    return PermissionDenied(
+        f"Google refused this request for this account (another account may be "
+        f"allowed): {message or 'permission denied'}",
+        code=code,
+    )
 
 
 def _reset_delay(status: GoogleStatus, retry_after_header: str | None) -> float | None:
@@ -170,29 +199,39 @@ def _exhausted(status: GoogleStatus, retry_after_header: str | None, service: st
     delay = _reset_delay(status, retry_after_header)
     reason = status.reason or status.status or None
     if status.reason in ("MODEL_CAPACITY_EXHAUSTED", "MODEL_CAPACITY_EXCEEDED"):
-        return CapacityExhausted(f"Google has no capacity for this model right now; try another model or "
-                                 f"retry later ({status.message})", retry_after=delay, code=reason)
+        return CapacityExhausted(
+            f"Google has no capacity for this model right now; try another model or retry later ({status.message})",
+            retry_after=delay,
+            code=reason,
+        )
     if status.reason == "INSUFFICIENT_G1_CREDITS_BALANCE":
-        return QuotaExhausted(f"The Google One AI credits of this account are used up ({status.message})",
-                              retry_after=delay, code=reason)
+        return QuotaExhausted(
+            f"The Google One AI credits of this account are used up ({status.message})", retry_after=delay, code=reason
+        )
     daily = any("PerDay" in q or "Daily" in q for q in status.quota_ids)
     if status.reason == "QUOTA_EXHAUSTED" or daily or (delay is not None and delay > TERMINAL_DELAY_SECONDS):
         when = f"; it resets in {_human(delay)}" if delay is not None else ""
-        return QuotaExhausted(f"The {service.removeprefix('the ')} quota of this account is used up{when} "
-                              f"({status.message})", retry_after=delay, code=reason)
-    return RateLimited(f"{_capital(service)} rate limit hit; retry in {_human(delay or 1.0)} ({status.message})",
-                       retry_after=delay, code=reason)
+        return QuotaExhausted(
+            f"The {service.removeprefix('the ')} quota of this account is used up{when} ({status.message})",
+            retry_after=delay,
+            code=reason,
+        )
+    return RateLimited(
+        f"{_capital(service)} rate limit hit; retry in {_human(delay or 1.0)} ({status.message})",
+        retry_after=delay,
+        code=reason,
+    )
 
 
 def _bad_request(status: GoogleStatus, service: str) -> BridgeError:
     message = status.message or "bad request"
     low = message.lower()
     if "exceeds the maximum number of tokens" in low or "input token count" in low:
-        return ContextTooLong(f"The conversation is too long for this model: {message}",
-                              code=status.status or None)
+        return ContextTooLong(f"The conversation is too long for this model: {message}", code=status.status or None)
     if "location is not supported" in low:
-        return AccountUnusable(f"Google does not serve this account from its location: {message}",
-                               code=status.status or None)
+        return AccountUnusable(
+            f"Google does not serve this account from its location: {message}", code=status.status or None
+        )
     return UpstreamBadRequest(f"{_capital(service)} rejected the request: {message}", code=status.status or None)
 
 
@@ -200,8 +239,9 @@ def _server_side(http_status: int, status: GoogleStatus, service: str) -> Bridge
     message = status.message or f"HTTP {http_status}"
     name, code = _capital(service), status.status or None
     if http_status == 503 or status.status == "UNAVAILABLE":
-        return CapacityExhausted(f"{name} is overloaded or unavailable; retry shortly ({message})",
-                                 retry_after=status.retry_delay, code=code)
+        return CapacityExhausted(
+            f"{name} is overloaded or unavailable; retry shortly ({message})", retry_after=status.retry_delay, code=code
+        )
     if http_status == 504 or status.status == "DEADLINE_EXCEEDED":
         return UpstreamTimeout(f"{name} timed out ({message})", code=code)
     if http_status >= 500 or http_status == 499:

@@ -53,8 +53,9 @@ def check_request(request: ChatRequest, model: str, service: str) -> None:
     if len(request.stop) > MAX_STOP_SEQUENCES:
         raise InvalidRequest(f"Gemini accepts at most {MAX_STOP_SEQUENCES} stop sequences", param="stop")
     if request.parallel_tool_calls is False and request.tools:
-        raise InvalidRequest("Gemini cannot be told to avoid parallel tool calls; omit parallel_tool_calls",
-                             param="parallel_tool_calls")
+        raise InvalidRequest(
+            "Gemini cannot be told to avoid parallel tool calls; omit parallel_tool_calls", param="parallel_tool_calls"
+        )
     _check_tools(request)
     _check_messages(request, service)
     _check_response_format(request)
@@ -67,14 +68,16 @@ def _check_tools(request: ChatRequest) -> None:
     names = {tool.name for tool in request.tools}
     for tool in request.tools:
         if not _TOOL_NAME.match(tool.name):
-            raise InvalidRequest(f"tool name {tool.name!r} is not accepted by Gemini (letters, digits, "
-                                 f"_ . : -, at most 64, not starting with a digit)", param="tools")
+            raise InvalidRequest(
+                f"tool name {tool.name!r} is not accepted by Gemini (letters, digits, "
+                f"_ . : -, at most 64, not starting with a digit)",
+                param="tools",
+            )
     choice = request.tool_choice
     if choice and choice.mode in ("required", "tool") and not request.tools:
         raise InvalidRequest(f"tool_choice {choice.mode!r} needs tools", param="tool_choice")
     if choice and choice.mode == "tool" and choice.name not in names:
-        raise InvalidRequest(f"tool_choice names {choice.name!r}, which is not among the tools",
-                             param="tool_choice")
+        raise InvalidRequest(f"tool_choice names {choice.name!r}, which is not among the tools", param="tool_choice")
 
 
 def _check_messages(request: ChatRequest, service: str) -> None:
@@ -82,16 +85,21 @@ def _check_messages(request: ChatRequest, service: str) -> None:
     for message in request.messages:
         for part in message.parts:
             if isinstance(part, ImagePart) and not (part.data or _DATA_URL.match(part.url or "")):
-                raise InvalidRequest(f"{service[:1].upper()}{service[1:]} takes images inline only (base64 "
-                                     f"data or a data: URL), not by remote URL", param="messages")
+                raise InvalidRequest(
+                    f"{service[:1].upper()}{service[1:]} takes images inline only (base64 "
+                    f"data or a data: URL), not by remote URL",
+                    param="messages",
+                )
             if isinstance(part, ToolResultPart) and not (part.name or calls.get(part.tool_call_id)):
-                raise InvalidRequest(f"tool result {part.tool_call_id!r} has no name and no earlier tool "
-                                     f"call with that id; Gemini needs the function name", param="messages")
+                raise InvalidRequest(
+                    f"tool result {part.tool_call_id!r} has no name and no earlier tool "
+                    f"call with that id; Gemini needs the function name",
+                    param="messages",
+                )
             if message.role == "user" and isinstance(part, (ToolCallPart, ReasoningPart)):
                 raise InvalidRequest(f"a user message cannot hold a {part.type} part", param="messages")
     if not build_contents(request.messages, gemini3=False):
-        raise InvalidRequest("the messages hold no content Gemini can take (all parts are empty)",
-                             param="messages")
+        raise InvalidRequest("the messages hold no content Gemini can take (all parts are empty)", param="messages")
 
 
 def _check_response_format(request: ChatRequest) -> None:
@@ -247,10 +255,15 @@ def _sign_first_call(content: Json) -> None:
 
 def generation_config(request: ChatRequest, model: str, *, cli_thinking: bool) -> Json:
     config: Json = {}
-    for key, value in (("temperature", request.temperature), ("topP", request.top_p),
-                       ("topK", request.top_k), ("maxOutputTokens", request.max_tokens),
-                       ("seed", request.seed), ("presencePenalty", request.presence_penalty),
-                       ("frequencyPenalty", request.frequency_penalty)):
+    for key, value in (
+        ("temperature", request.temperature),
+        ("topP", request.top_p),
+        ("topK", request.top_k),
+        ("maxOutputTokens", request.max_tokens),
+        ("seed", request.seed),
+        ("presencePenalty", request.presence_penalty),
+        ("frequencyPenalty", request.frequency_penalty),
+    ):
         if value is not None:
             config[key] = value
     if request.stop:

@@ -22,8 +22,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-_COPIED = ("title", "description", "default", "pattern", "minimum", "maximum", "minLength", "maxLength",
-           "minItems", "maxItems", "minProperties", "maxProperties", "propertyOrdering")
+_COPIED = (
+    "title",
+    "description",
+    "default",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "propertyOrdering",
+)
 _FORMATS = {"STRING": {"enum", "date-time"}, "NUMBER": {"float", "double"}, "INTEGER": {"int32", "int64"}}
 _TYPES = {"string", "number", "integer", "boolean", "array", "object"}
 Schema = dict[str, Any]

@@ -107,19 +107,14 @@ class KiroCredentials:
             self.data = read_json(self.path)
         except FileNotFoundError:
             raise ConfigError(
-                f"account {self.account.name!r}: Kiro token file {self.path} not found "
-                "(log in with the Kiro IDE first)"
+                f"account {self.account.name!r}: Kiro token file {self.path} not found (log in with the Kiro IDE first)"
             ) from None
         except (ValueError, OSError) as e:
-            raise ConfigError(
-                f"account {self.account.name!r}: cannot read Kiro token file {self.path}: {e}"
-            ) from None
+            raise ConfigError(f"account {self.account.name!r}: cannot read Kiro token file {self.path}: {e}") from None
 
     def validate(self) -> None:
         if not self.data.get("refreshToken") and not self.data.get("accessToken"):
-            raise ConfigError(
-                f"account {self.account.name!r}: {self.path} has neither accessToken nor refreshToken"
-            )
+            raise ConfigError(f"account {self.account.name!r}: {self.path} has neither accessToken nor refreshToken")
         method = self.auth_method
         if method not in ("social", "idc"):
             raise ConfigError(

@@ -189,9 +189,7 @@ class KiroDecoder:
         if self.frames == 0:
             self.failed = True
             events.append(
-                StreamError(
-                    kind="upstream_unavailable", status=502, message="Kiro answered with an empty stream"
-                )
+                StreamError(kind="upstream_unavailable", status=502, message="Kiro answered with an empty stream")
             )
             return events
         events.append(UsageEvent(usage=self.usage()))
@@ -273,9 +271,7 @@ class KiroDecoder:
             self.tool_id = tool_id
             self.tool_has_input = False
             self.tool_open = True
-            events.append(
-                ToolCallStart(index=self.tool_index, id=str(tool_id), name=self.tool_names.get(name, name))
-            )
+            events.append(ToolCallStart(index=self.tool_index, id=str(tool_id), name=self.tool_names.get(name, name)))
             if self.thinking is not None:
                 self.thinking.reset()
         if not self.tool_open:
@@ -321,10 +317,7 @@ class KiroDecoder:
     def _flush_text(self) -> list[StreamEvent]:
         if self.thinking is None:
             return []
-        return [
-            ReasoningDelta(text=t) if k == "reasoning" else TextDelta(text=t)
-            for k, t in self.thinking.flush()
-        ]
+        return [ReasoningDelta(text=t) if k == "reasoning" else TextDelta(text=t) for k, t in self.thinking.flush()]
 
     def _end_tool(self) -> list[StreamEvent]:
         if not self.tool_open:

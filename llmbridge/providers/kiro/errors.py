@@ -101,8 +101,7 @@ def classify(status: int, body: bytes | str, headers: Mapping[str, str] | None =
     if "temporarily is suspended" in lower or "locked your account" in lower:
         return AccountUnusable(SUSPENDED_HINT + message, code=code or "ACCOUNT_SUSPENDED")
     if status == 401 or (
-        status == 403
-        and ("bearer token" in lower or "token" in lower or "expired" in lower or "unauthorized" in lower)
+        status == 403 and ("bearer token" in lower or "token" in lower or "expired" in lower or "unauthorized" in lower)
     ):
         return UpstreamAuthError(shown, code=code, status=status)
     if status == 403:
@@ -117,9 +116,7 @@ def classify(status: int, body: bytes | str, headers: Mapping[str, str] | None =
         return UpstreamTimeout(shown, code=code)
     if status == 503:
         return CapacityExhausted(shown, retry_after=retry_after, code=code)
-    return UpstreamUnavailable(
-        f"Kiro answered HTTP {status}: {message[:500]}", code=code, retry_after=retry_after
-    )
+    return UpstreamUnavailable(f"Kiro answered HTTP {status}: {message[:500]}", code=code, retry_after=retry_after)
 
 
 def classify_exception_frame(exception_type: str, payload: bytes) -> BridgeError:

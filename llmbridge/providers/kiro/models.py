@@ -36,9 +36,7 @@ MODELS: tuple[KiroModel, ...] = (
         "Claude Haiku 4.5 (Kiro)",
         200_000,
     ),
-    KiroModel(
-        "claude-opus-4.5", "claude-opus-4-5", ("claude-opus-4-5-20251101",), "Claude Opus 4.5 (Kiro)", 200_000
-    ),
+    KiroModel("claude-opus-4.5", "claude-opus-4-5", ("claude-opus-4-5-20251101",), "Claude Opus 4.5 (Kiro)", 200_000),
     KiroModel(
         "claude-sonnet-4",
         "claude-sonnet-4",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import platform
 import uuid
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 
@@ -60,9 +60,7 @@ class KiroProvider(Provider):
         kiro_id = models.kiro_model_id(model)
         if kiro_id is None:
             return None
-        if self.account.models is not None and kiro_id not in {
-            models.kiro_model_id(m) for m in self.account.models
-        }:
+        if self.account.models is not None and kiro_id not in {models.kiro_model_id(m) for m in self.account.models}:
             return None
         return kiro_id
 
@@ -83,9 +81,7 @@ class KiroProvider(Provider):
             raise InvalidRequest("kiro does not support frequency_penalty", param="frequency_penalty")
         choice = request.tool_choice
         if choice is not None and choice.mode in ("required", "tool") and request.tools:
-            raise InvalidRequest(
-                "kiro cannot force a tool call (tool_choice required/named)", param="tool_choice"
-            )
+            raise InvalidRequest("kiro cannot force a tool call (tool_choice required/named)", param="tool_choice")
         for message in request.messages:
             for part in message.parts:
                 if part.type == "image":
@@ -150,10 +146,7 @@ class KiroProvider(Provider):
             context_window=models.context_window(upstream_model),
             input_chars=built.input_chars,
         )
-        extra: dict[str, Any] = {"notes": built.notes} if built.notes else {}
-        return UpstreamCall(
-            response=response, decoder=decoder, attempt=attempt, served_model=request.model, extra=extra
-        )
+        return UpstreamCall(response=response, decoder=decoder, attempt=attempt)
 
 
 def _classify(response: httpx.Response, raw: bytes) -> BridgeError:

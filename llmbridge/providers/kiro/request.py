@@ -95,18 +95,14 @@ def image_entry(part: ImagePart) -> dict[str, Any]:
     media_type, data = part.media_type.lower(), part.data
     if data is None and part.url:
         if not part.url.startswith("data:"):
-            raise InvalidRequest(
-                "kiro accepts images only inline (base64 or data: URLs), not by URL", param="messages"
-            )
+            raise InvalidRequest("kiro accepts images only inline (base64 or data: URLs), not by URL", param="messages")
         header, _, data = part.url[5:].partition(",")
         if ";base64" not in header:
             raise InvalidRequest("kiro accepts data: URL images only base64-encoded", param="messages")
         media_type = header.split(";", 1)[0].lower() or media_type
     fmt = IMAGE_FORMATS.get(media_type)
     if fmt is None:
-        raise InvalidRequest(
-            f"kiro accepts png, jpeg, gif and webp images, not {media_type}", param="messages"
-        )
+        raise InvalidRequest(f"kiro accepts png, jpeg, gif and webp images, not {media_type}", param="messages")
     if not data:
         raise InvalidRequest("an image has no data", param="messages")
     try:

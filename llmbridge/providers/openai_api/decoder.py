@@ -19,8 +19,13 @@ from llmbridge.canonical import (
 )
 from llmbridge.sse import JsonEventStreamDecoder
 
-FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
-                                   "function_call": "tool_calls", "content_filter": "content_filter"}
+FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
 
 
 class ChatCompletionChunkDecoder(JsonEventStreamDecoder):
@@ -63,8 +68,9 @@ class ChatCompletionChunkDecoder(JsonEventStreamDecoder):
             events += self._tool_call(call)
         if choice.get("finish_reason"):
             self.finished = True
-            events.append(Finish(reason=FINISH.get(choice["finish_reason"], "stop"),
-                                 raw_reason=choice["finish_reason"]))
+            events.append(
+                Finish(reason=FINISH.get(choice["finish_reason"], "stop"), raw_reason=choice["finish_reason"])
+            )
         return events
 
     def _tool_call(self, call: dict[str, Any]) -> list[StreamEvent]:
@@ -82,6 +88,9 @@ class ChatCompletionChunkDecoder(JsonEventStreamDecoder):
 def _usage(raw: dict[str, Any]) -> Usage:
     prompt_details = raw.get("prompt_tokens_details") or {}
     completion_details = raw.get("completion_tokens_details") or {}
-    return Usage(input_tokens=raw.get("prompt_tokens") or 0, output_tokens=raw.get("completion_tokens") or 0,
-                 cached_tokens=prompt_details.get("cached_tokens") or raw.get("cached_tokens") or 0,
-                 reasoning_tokens=completion_details.get("reasoning_tokens") or 0)
+    return Usage(
+        input_tokens=raw.get("prompt_tokens") or 0,
+        output_tokens=raw.get("completion_tokens") or 0,
+        cached_tokens=prompt_details.get("cached_tokens") or raw.get("cached_tokens") or 0,
+        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
+    )

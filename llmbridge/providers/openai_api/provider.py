@@ -39,8 +39,10 @@ class OpenAIProvider(Provider):
     def validate_account(cls, account: AccountConfig) -> None:
         # A local server (vLLM, llama.cpp) may take no key; OpenAI itself always needs one.
         if not account.api_key and not account.base_url:
-            raise ConfigError(f"account {account.name!r}: provider 'openai' needs 'api_key' for "
-                              f"{DEFAULT_BASE_URL} (set base_url for a server that takes no key)")
+            raise ConfigError(
+                f"account {account.name!r}: provider 'openai' needs 'api_key' for "
+                f"{DEFAULT_BASE_URL} (set base_url for a server that takes no key)"
+            )
 
     def models(self) -> list[ModelInfo]:
         names = self.account.models or list(DEFAULT_MODELS)
@@ -65,10 +67,13 @@ class OpenAIProvider(Provider):
             headers = {"authorization": f"Bearer {self.account.api_key}", **headers}
         body = build_body(request, upstream_model, legacy_max_tokens=not self.is_openai)
         response, attempt = await self.send(
-            "POST", f"{self.base_url}/chat/completions", headers, body,
-            lambda response, raw: classify(response.status_code, raw, response.headers.get("retry-after")))
-        return UpstreamCall(response=response, decoder=ChatCompletionChunkDecoder(), attempt=attempt,
-                            served_model=upstream_model)
+            "POST",
+            f"{self.base_url}/chat/completions",
+            headers,
+            body,
+            lambda response, raw: classify(response.status_code, raw, response.headers.get("retry-after")),
+        )
+        return UpstreamCall(response=response, decoder=ChatCompletionChunkDecoder(), attempt=attempt)
 
 
 def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
@@ -80,8 +85,9 @@ def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
     code = str(error.get("code") or error.get("type") or "")
     delay = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
     if status == 401:  # a static key does not get better by refreshing or retrying
-        return AccountUnusable(f"the upstream rejected this API key; check the account's api_key "
-                               f"({message})", code=code)
+        return AccountUnusable(
+            f"the upstream rejected this API key; check the account's api_key ({message})", code=code
+        )
     if status == 403:
         return _forbidden(message, code)
     if status == 404:
@@ -98,8 +104,13 @@ def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
 
 
 # 403 words that say the key or account itself is unusable (anything else: this request or model).
-DEAD_MARKERS = ("revoked", "deactivated", "suspended", "unsupported_country",
-                "country, region, or territory not supported")
+DEAD_MARKERS = (
+    "revoked",
+    "deactivated",
+    "suspended",
+    "unsupported_country",
+    "country, region, or territory not supported",
+)
 
 
 def _forbidden(message: str, code: str) -> BridgeError:

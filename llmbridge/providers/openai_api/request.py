@@ -29,15 +29,22 @@ BUDGET_EFFORTS: list[tuple[float, str]] = [(4096, "low"), (10_000, "medium"), (f
 
 
 def build_body(request: ChatRequest, upstream_model: str, *, legacy_max_tokens: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": upstream_model, "messages": _messages(request), "stream": True,
-                            "stream_options": {"include_usage": True}}
+    body: dict[str, Any] = {
+        "model": upstream_model,
+        "messages": _messages(request),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if request.tools:
-        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                           "parameters": t.parameters}} for t in request.tools]
+        body["tools"] = [
+            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in request.tools
+        ]
     if request.tool_choice:
         choice = request.tool_choice
-        body["tool_choice"] = ({"type": "function", "function": {"name": choice.name}}
-                               if choice.mode == "tool" else choice.mode)
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}} if choice.mode == "tool" else choice.mode
+        )
     if request.parallel_tool_calls is not None and request.tools:
         body["parallel_tool_calls"] = request.parallel_tool_calls
     _generation(request, body, "max_tokens" if legacy_max_tokens else "max_completion_tokens")
@@ -45,9 +52,14 @@ def build_body(request: ChatRequest, upstream_model: str, *, legacy_max_tokens: 
 
 
 def _generation(request: ChatRequest, body: dict[str, Any], max_tokens_field: str) -> None:
-    simple = {"temperature": request.temperature, "top_p": request.top_p, "seed": request.seed,
-              max_tokens_field: request.max_tokens, "presence_penalty": request.presence_penalty,
-              "frequency_penalty": request.frequency_penalty}
+    simple = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        max_tokens_field: request.max_tokens,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+    }
     body.update({k: v for k, v in simple.items() if v is not None})
     if request.stop:
         body["stop"] = request.stop
@@ -107,8 +119,7 @@ def _user(message: Message) -> list[dict[str, Any]]:
             content.append(_image(part))
     if content:
         only_text = all(c["type"] == "text" for c in content)
-        out.append({"role": "user",
-                    "content": "\n\n".join(c["text"] for c in content) if only_text else content})
+        out.append({"role": "user", "content": "\n\n".join(c["text"] for c in content) if only_text else content})
     return out
 
 
@@ -121,8 +132,7 @@ def _tool_message(part: ToolResultPart) -> dict[str, Any]:
     text = "\n\n".join(p.text for p in part.content if isinstance(p, TextPart))
     if not text and any(isinstance(p, ImagePart) for p in part.content):
         text = "(the output is an image; it follows in the next user message)"
-    return {"role": "tool", "tool_call_id": part.tool_call_id,
-            "content": ("Error: " if part.is_error else "") + text}
+    return {"role": "tool", "tool_call_id": part.tool_call_id, "content": ("Error: " if part.is_error else "") + text}
 
 
 def _tool_result_images(part: ToolResultPart) -> list[dict[str, Any]]:
@@ -140,6 +150,12 @@ def _assistant(message: Message) -> list[dict[str, Any]]:
     calls = [p for p in message.parts if isinstance(p, ToolCallPart)]
     rendered: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
-        rendered["tool_calls"] = [{"id": c.id, "type": "function", "function": {
-            "name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}} for c in calls]
+        rendered["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+            }
+            for c in calls
+        ]
     return [rendered]
