@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import addonmanager, ctx, exceptions, http
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
@@ -64,7 +64,7 @@ class OpenAIBridge:
         self.app: BridgeApp | None = None
         self.parked: dict[str, str] = {}  # flow id -> relay token (live objects stay off the flow)
 
-    def load(self, loader) -> None:
+    def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
             "bridge_config",
             str,

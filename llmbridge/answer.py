@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -191,7 +192,7 @@ class Answer:
             self.error = error_for_kind(result.error.kind, result.error.message, result.error.status)
         return self.error
 
-    async def _upstream_chunks(self, sink: ResponseSink | None, translation: Translation):
+    async def _upstream_chunks(self, sink: ResponseSink | None, translation: Translation) -> AsyncIterator[bytes]:
         """Upstream body chunks; keep-alives go to the client while the upstream is silent."""
         started = time.time()
         gone = asyncio.ensure_future(sink.gone.wait()) if sink is not None and sink.gone else None
@@ -208,7 +209,7 @@ class Answer:
                 gone.cancel()
 
     async def _next_chunk(
-        self, sink: ResponseSink | None, translation: Translation, gone: asyncio.Future | None
+        self, sink: ResponseSink | None, translation: Translation, gone: asyncio.Future[Any] | None
     ) -> bytes | None:
         """The next upstream chunk, sending keep-alives while waiting; ClientGone if the client left."""
         next_chunk = self.call.read()

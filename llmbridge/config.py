@@ -99,7 +99,7 @@ def describe_validation_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _did_you_mean(loc: tuple) -> str:
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
     """`; did you mean 'x'?` for a misspelled key, from the fields of the table it sits in."""
     name = str(loc[-1])
     fields = AccountConfig.model_fields if loc[0] == "accounts" else BridgeConfig.model_fields

@@ -84,8 +84,8 @@ class Relay:
         self.parked: dict[str, Answer | DeferredAnswer] = {}
         self.server: asyncio.Server | None = None
         self.port = 0
-        self.tasks: set[asyncio.Task] = set()
-        self.opening: set[asyncio.Future] = set()  # deferred answers not opened yet
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.opening: set[asyncio.Future[Answer | LocalResponse]] = set()  # deferred answers not opened yet
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -169,8 +169,8 @@ class Relay:
     async def close(self, timeout: float = 5.0) -> None:
         """Stops serving: parked answers are closed and answers being sent are cancelled, and both
         are waited for, so that every exchange has reached `on_done` (and the recorder) on return."""
-        for task in list(self.opening):  # streams still being opened stop being opened
-            task.cancel()
+        for opening in list(self.opening):  # streams still being opened stop being opened
+            opening.cancel()
         await asyncio.gather(*(self.unpark(token) for token in list(self.parked)), return_exceptions=True)
         if self.server:
             self.server.close()

@@ -23,7 +23,8 @@ FORMATS: dict[str, str] = {
 
 def format_class(name: str) -> type[ClientFormat]:
     module_name, _, class_name = FORMATS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    door: type[ClientFormat] = getattr(importlib.import_module(module_name), class_name)
+    return door
 
 
 def load_formats() -> list[ClientFormat]:

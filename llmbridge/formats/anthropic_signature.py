@@ -19,7 +19,7 @@ Anthropic verifies): a Gemini signature goes to the `provider_metadata` of its p
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Literal
 
 PREFIX = "llmbridge:"
 GEMINI_PREFIX = PREFIX + "gemini:"
@@ -43,4 +43,4 @@ def read_gemini(signature: str) -> tuple[Placement, str] | None:
     placement, sep, value = signature[len(GEMINI_PREFIX) :].partition(":")
     if not sep or not value or placement not in PLACEMENTS:
         return None
-    return cast(Placement, placement), value
+    return placement, value

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, TypeVar, cast, overload
 
 from pydantic import ValidationError
 
 from llmbridge.errors import InvalidRequest
+
+T = TypeVar("T")
 
 _JSON_NAMES = {
     dict: "an object",
@@ -51,13 +53,13 @@ def validation_as_invalid() -> Iterator[None]:
         raise invalid_from_validation(error) from None
 
 
-def _expect(value: Any, path: str, kind: type) -> Any:
+def _expect(value: Any, path: str, kind: type[T]) -> T:
     ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        return cast(T, float(value))
     if not ok:
         raise invalid(path, f"expected {_JSON_NAMES[kind]}")
-    return value
+    return cast(T, value)
 
 
 def root(body: Any) -> dict[str, Any]:
@@ -67,14 +69,18 @@ def root(body: Any) -> dict[str, Any]:
 
 
 def as_dict(value: Any, path: str) -> dict[str, Any]:
-    return _expect(value, path, dict)
+    return cast(dict[str, Any], _expect(value, path, dict))
 
 
 def as_list(value: Any, path: str) -> list[Any]:
     return _expect(value, path, list)
 
 
-def field(obj: dict[str, Any], key: str, path: str, kind: type, *, required: bool = False) -> Any:
+@overload
+def field(obj: dict[str, Any], key: str, path: str, kind: type[T], *, required: Literal[True]) -> T: ...
+@overload
+def field(obj: dict[str, Any], key: str, path: str, kind: type[T], *, required: bool = False) -> T | None: ...
+def field(obj: dict[str, Any], key: str, path: str, kind: type[T], *, required: bool = False) -> T | None:
     """obj[key] checked against `kind`; None when absent or null (400 when `required`)."""
     value = obj.get(key)
     where = at(path, key)

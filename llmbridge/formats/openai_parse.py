@@ -180,7 +180,7 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...], wh
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
-    value = _optional(body, name, (int, float))
+    value: float | None = _optional(body, name, (int, float))
     if value is not None and not low <= value <= high:
         raise InvalidRequest(f"'{name}' must be between {low} and {high}", param=name)
     return value
@@ -188,7 +188,7 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> float |
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
     for name in ("max_completion_tokens", "max_tokens"):
-        value = _optional(body, name, int)
+        value: int | None = _optional(body, name, int)
         if value is not None:
             if value < 1:
                 raise InvalidRequest(f"'{name}' must be at least 1", param=name)

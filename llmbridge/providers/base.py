@@ -243,7 +243,8 @@ PROVIDERS: dict[str, str] = {
 
 def provider_class(name: str) -> type[Provider]:
     module_name, _, class_name = PROVIDERS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    provider: type[Provider] = getattr(importlib.import_module(module_name), class_name)
+    return provider
 
 
 def check_providers(accounts: list[AccountConfig]) -> None:

@@ -93,8 +93,9 @@ def _error_object(body: bytes | str | Any) -> dict[str, Any] | None:
             return None
     if isinstance(value, list) and value:
         value = value[0]
-    if isinstance(value, dict) and isinstance(value.get("error"), dict):
-        return value["error"]
+    error = value.get("error") if isinstance(value, dict) else None
+    if isinstance(error, dict):
+        return error
     return None
 
 
