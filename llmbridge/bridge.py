@@ -234,7 +234,7 @@ class Bridge:
     # --- errors -------------------------------------------------------------------------------------
 
     async def _error(self, fmt: ClientFormat, error: BridgeError, record: ExchangeRecord) -> LocalResponse:
-        status, headers, body = fmt.error_response(error)
+        status, headers, body = fmt.error_response(fmt.in_own_words(error))
         record.status, record.error_kind, record.error_message = status, error.kind, error.message
         record.duration_ms = record.elapsed_ms()
         if record.key_label is not None or record.attempts:

@@ -92,7 +92,31 @@ def gemini_signature(provider_metadata: dict[str, Any]) -> str | None:
 
 def with_gemini_signature(provider_metadata: dict[str, Any], signature: str | None) -> dict[str, Any]:
     """A copy of `provider_metadata` carrying Gemini's `signature` (a plain copy when there is none)."""
-    return {**provider_metadata, "gemini": {"thought_signature": signature}} if signature else dict(provider_metadata)
+    if not signature:
+        return dict(provider_metadata)
+    gemini = provider_metadata.get("gemini")
+    return {
+        **provider_metadata,
+        "gemini": {**(gemini if isinstance(gemini, dict) else {}), "thought_signature": signature},
+    }
+
+
+# A Gemini client's functionResponse.response object, kept whole so that a Gemini upstream receives it
+# exactly as sent (other providers read the tool result's text, its JSON).
+
+
+def gemini_function_response(provider_metadata: dict[str, Any]) -> dict[str, Any] | None:
+    gemini = provider_metadata.get("gemini")
+    response = gemini.get("function_response") if isinstance(gemini, dict) else None
+    return response if isinstance(response, dict) else None
+
+
+def with_gemini_function_response(provider_metadata: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    gemini = provider_metadata.get("gemini")
+    return {
+        **provider_metadata,
+        "gemini": {**(gemini if isinstance(gemini, dict) else {}), "function_response": response},
+    }
 
 
 class Message(Strict):

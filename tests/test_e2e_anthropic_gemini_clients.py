@@ -361,3 +361,58 @@ def test_claude_code_request_on_gemini_3_passes_the_signature_check(backend):
     backend.assert_accepted()  # every model turn's first functionCall carries a thoughtSignature
     assert [u["name"] for u in tool_uses_of(response, False)] == ["Bash"]
     assert backend.last()["request"]["generationConfig"]["thinkingConfig"]["thinkingLevel"] == "HIGH"
+
+
+# --- what Claude Code sends for model names it does not know, and its session-title request ----------
+
+
+def test_claude_code_system_messages_inside_messages_reach_the_upstream(backend):
+    backend.text("Hi there.")
+    body = {
+        "model": backend.model,
+        "max_tokens": 4096,
+        "system": [{"type": "text", "text": "You are Claude Code."}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Say hi"}]},
+            {"role": "system", "content": "REMINDER: keep answers short."},
+        ],
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "tools": [],
+        "stream": True,
+    }
+    response = post_messages(backend, body)
+    assert response.status_code == 200, response.text
+    backend.assert_accepted()
+    text = "".join(d["delta"].get("text", "") for n, d in sse_events(response.text) if n == "content_block_delta")
+    assert text == "Hi there."
+    assert "REMINDER: keep answers short." in json.dumps(backend.last())
+
+
+def test_claude_code_session_title_request_is_answered(backend):
+    """`output_config.format` with a JSON schema, no tools, thinking off: every backend answers it
+    (Kiro, which has no JSON mode, by an instruction in the system text)."""
+    backend.text('{"title": "Fix failing tests"}')
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}},
+        "required": ["title"],
+        "additionalProperties": False,
+    }
+    body = {
+        "model": backend.model,
+        "max_tokens": 512,
+        "system": [{"type": "text", "text": "Summarize this coding conversation in under 50 characters."}],
+        "messages": [{"role": "user", "content": "Please fix the failing tests"}],
+        "tools": [],
+        "thinking": {"type": "disabled"},
+        "temperature": 1,
+        "output_config": {"format": {"type": "json_schema", "schema": schema}},
+    }
+    response = post_messages(backend, body)
+    assert response.status_code == 200, response.text
+    backend.assert_accepted()
+    (block,) = response.json()["content"]
+    assert json.loads(block["text"]) == {"title": "Fix failing tests"}
+    if backend.name == "kiro":
+        content = backend.last()["conversationState"]["currentMessage"]["userInputMessage"]["content"]
+        assert "# Response format" in content and '"required": ["title"]' in content

@@ -192,7 +192,12 @@ BAD_CASES = [
     ("max_tokens", {"model": "m", "messages": []}),
     ("model", {"max_tokens": 1, "messages": []}),
     ("messages", {"model": "m", "max_tokens": 1}),
-    ("messages.0.role", body(messages=[{"role": "system", "content": "x"}])),
+    ("messages.0.role", body(messages=[{"role": "tool", "content": "x"}])),
+    ("messages", body(messages=[{"role": "system", "content": "only system text"}])),
+    (
+        "messages.1.content.0.type",
+        body(messages=[user({"type": "text", "text": "a"}), {"role": "system", "content": [{"type": "image"}]}]),
+    ),
     (
         "messages.2.content.0.type",
         body(messages=[user({"type": "text", "text": "a"}), assistant(CALL), user({"type": "server_tool_use"})]),
@@ -498,3 +503,57 @@ def test_thinking_is_not_shown_to_clients_that_did_not_enable_it():
         + renderer.close()
     )
     assert b"secret musing" not in out and b"thinking" not in out and b"answer" in out
+
+
+# --- what Claude Code sends to models whose names it does not know ----------------------------------
+
+
+def test_system_messages_inside_messages_join_the_system_text_in_order() -> None:
+    raw = body(
+        system=[{"type": "text", "text": "top"}],
+        messages=[
+            {"role": "system", "content": "first"},
+            user({"type": "text", "text": "question"}),
+            {"role": "system", "content": [{"type": "text", "text": "reminder"}]},
+            user({"type": "text", "text": "more"}),
+            assistant({"type": "text", "text": "answer"}),
+        ],
+    )
+    request = FMT.parse_request(raw)
+    assert [p.text for p in request.system] == ["top", "first", "reminder"]
+    # the two user turns the system message stood between are one turn now
+    assert [m.role for m in request.messages] == ["user", "assistant"]
+    assert [p.text for p in request.messages[0].parts] == ["question", "more"]
+
+
+def test_consecutive_turns_the_client_sent_stay_as_sent() -> None:
+    raw = body(messages=[user({"type": "text", "text": "a"}), user({"type": "text", "text": "b"})])
+    assert [m.role for m in FMT.parse_request(raw).messages] == ["user", "user"]
+
+
+@pytest.mark.parametrize("display, shown", [(None, True), ("summarized", True), ("omitted", False)])
+def test_thinking_display(display: str | None, shown: bool) -> None:
+    for thinking in ({"type": "adaptive"}, {"type": "enabled", "budget_tokens": 2048}):
+        raw = body(thinking={**thinking, **({"display": display} if display else {})}, max_tokens=4096)
+        reasoning = FMT.parse_request(raw).reasoning
+        assert reasoning is not None and reasoning.include_thoughts is shown
+
+
+def test_thinking_display_must_be_known() -> None:
+    with pytest.raises(errors.InvalidRequest) as caught:
+        FMT.parse_request(body(thinking={"type": "adaptive", "display": "full"}))
+    assert caught.value.param == "thinking.display"
+
+
+def test_title_request_shape_is_accepted() -> None:
+    """Claude Code's session-title request: no tools, thinking off, a JSON schema for the answer."""
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    raw = body(
+        tools=[],
+        thinking={"type": "disabled"},
+        temperature=1,
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+    )
+    request = FMT.parse_request(raw)
+    assert request.tools == [] and request.reasoning is not None and request.reasoning.effort == "none"
+    assert request.response_format is not None and request.response_format.json_schema == schema

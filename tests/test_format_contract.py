@@ -167,3 +167,30 @@ def test_the_doors_id_prefixes_and_model_lists():
     assert [OpenAIFormat.id_prefix, AnthropicFormat.id_prefix, GeminiFormat.id_prefix] == ["chatcmpl-", "msg_", ""]
     assert [OpenAIFormat.models_path, GeminiFormat.models_path] == ["/v1/models", "/v1beta/models"]
     assert [door.name for door in load_formats()] == list(FORMATS) == ["openai", "anthropic", "gemini"]
+
+
+# --- errors name the client's own field --------------------------------------------------------------
+
+
+def test_a_provider_refusal_names_the_field_as_each_door_spells_it() -> None:
+    from llmbridge.errors import InvalidRequest
+    from llmbridge.formats import format_class
+
+    def refusal() -> InvalidRequest:
+        return InvalidRequest("kiro does not support response_format json_schema", param="response_format")
+
+    said = {name: format_class(name)().in_own_words(refusal()) for name in ("openai", "anthropic", "gemini")}
+    assert said["openai"].param == "response_format"
+    assert said["anthropic"].param == "output_config.format"
+    assert said["anthropic"].message == "kiro does not support output_config.format json_schema"
+    assert said["gemini"].param == "generationConfig.responseJsonSchema"
+    assert "response_format" not in said["gemini"].message
+
+
+def test_every_door_field_name_is_a_canonical_field() -> None:
+    from llmbridge.canonical import ChatRequest
+    from llmbridge.formats import load_formats
+
+    canonical = set(ChatRequest.model_fields) | {"reasoning_effort"}
+    for door in load_formats():
+        assert set(door.field_names) <= canonical, door.name

@@ -112,7 +112,14 @@ PARSE_CASES = [
         lambda r: (
             r.messages[0].parts == [ToolCallPart(id="c9", name="f", arguments={"a": 1}, provider_metadata=SIG)]
             and r.messages[1].parts
-            == [ToolResultPart(tool_call_id="c9", name="f", content=[TextPart(text='{"ok": true}')])]
+            == [
+                ToolResultPart(
+                    tool_call_id="c9",
+                    name="f",
+                    content=[TextPart(text='{"ok": true}')],
+                    provider_metadata={"gemini": {"function_response": {"ok": True}}},
+                )
+            ]
         ),
     ),
     (

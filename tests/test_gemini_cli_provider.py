@@ -352,7 +352,7 @@ def test_check_request_judges_a_pinned_model_by_its_bare_name(fake, creds):
     async def check(provider):
         provider.check_request(chat(model="gemini-cli/gemini-2.5-flash", reasoning=Reasoning(effort="none")))
         with pytest.raises(InvalidRequest) as info:
-            provider.check_request(chat(model="gemini-cli/gemini-3-pro-preview", reasoning=Reasoning(effort="none")))
+            provider.check_request(chat(model="gemini-cli/gemma-4-31b-it", reasoning=Reasoning(effort="high")))
         return info.value.param
 
     assert with_provider(account(fake, creds), check) == "reasoning_effort"

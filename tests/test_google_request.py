@@ -212,6 +212,10 @@ def test_generation_params():
         ("gemini-2.5-pro", Reasoning(effort="xhigh"), {"includeThoughts": True, "thinkingBudget": 32768}),
         ("gemini-2.5-pro", Reasoning(budget_tokens=10), {"includeThoughts": True, "thinkingBudget": 128}),
         ("gemini-2.5-flash", Reasoning(effort="none"), {"includeThoughts": False, "thinkingBudget": 0}),
+        # "off" on a model that always thinks: its least thinking, no thoughts shown (Claude Code's titles)
+        ("gemini-2.5-pro", Reasoning(effort="none"), {"includeThoughts": False, "thinkingBudget": 128}),
+        ("gemini-3-pro-preview", Reasoning(effort="none"), {"includeThoughts": False, "thinkingLevel": "LOW"}),
+        ("gemini-3-flash", Reasoning(budget_tokens=0), {"includeThoughts": False, "thinkingLevel": "LOW"}),
         (
             "gemini-2.5-flash",
             Reasoning(effort="high", budget_tokens=99_999),
@@ -257,9 +261,6 @@ def test_gemma_has_no_generation_config(cli_thinking):
     [
         ({"messages": []}, "gemini-2.5-pro", "messages"),
         ({"stop": ["a", "b", "c", "d", "e", "f"]}, "gemini-2.5-pro", "stop"),
-        ({"reasoning": Reasoning(effort="none")}, "gemini-2.5-pro", "reasoning_effort"),
-        ({"reasoning": Reasoning(effort="none")}, "gemini-3-pro-preview", "reasoning_effort"),
-        ({"reasoning": Reasoning(budget_tokens=0)}, "gemini-3-flash", "reasoning_effort"),
         ({"reasoning": Reasoning(effort="high")}, "gemma-4-31b-it", "reasoning_effort"),
         ({"tools": [Tool(name="bad name!")]}, "gemini-2.5-pro", "tools"),
         (
@@ -296,3 +297,26 @@ def test_check_request_accepts_a_normal_request():
         "gemini-2.5-flash",
         "Code Assist",
     )
+
+
+# --- a Gemini client's tool results go upstream exactly as sent ------------------------------------
+
+
+def test_a_gemini_clients_function_response_object_is_sent_unchanged() -> None:
+    from llmbridge.formats.gemini_parse import parse_generate_request
+
+    sent = {"output": "<untrusted_context>file written</untrusted_context>", "extra": [1, {"k": None}]}
+    request = parse_generate_request(
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": "write it"}]},
+                {"role": "model", "parts": [{"functionCall": {"name": "write_file", "args": {}, "id": "w1"}}]},
+                {"role": "user", "parts": [{"functionResponse": {"name": "write_file", "id": "w1", "response": sent}}]},
+            ]
+        },
+        model="gemini-2.5-pro",
+        stream=False,
+    )
+    contents = build_contents(request.messages, gemini3=False)
+    (part,) = contents[-1]["parts"]
+    assert part == {"functionResponse": {"name": "write_file", "response": sent, "id": "w1"}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -12,6 +13,7 @@ from llmbridge.canonical import (
     Message,
     Reasoning,
     ReasoningPart,
+    ResponseFormat,
     TextPart,
     Tool,
     ToolCallPart,
@@ -326,3 +328,28 @@ def test_no_profile_arn_when_not_given() -> None:
     assert "profileArn" not in built.body
     assert validate_body(built.body, needs_profile_arn=False) is None
     assert validate_body(built.body, needs_profile_arn=True) is not None
+
+
+def test_a_json_schema_answer_is_asked_for_in_the_system_text() -> None:
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    built = build(
+        [user("Name this session")],
+        system=[TextPart(text="SYS")],
+        response_format=ResponseFormat(type="json_schema", json_schema=schema),
+    )
+    ((_, content),) = contents(built)
+    system, _, prompt = content.rpartition("\n\n")
+    assert prompt == "Name this session" and system.startswith("SYS\n\n# Response format\n\n")
+    assert json.dumps(schema, sort_keys=True) in system and "nothing else" in system
+    assert built.notes == ["response format json_schema sent as an instruction in the system text"]
+
+
+def test_a_json_object_answer_is_asked_for_without_a_schema() -> None:
+    built = build([user("x")], response_format=ResponseFormat(type="json_object"))
+    ((_, content),) = contents(built)
+    assert content.startswith("# Response format\n\n") and "The value is a JSON object." in content
+
+
+def test_text_format_adds_nothing() -> None:
+    built = build([user("x")], response_format=ResponseFormat(type="text"))
+    assert contents(built) == [("current", "x")]

@@ -38,6 +38,12 @@ class AnthropicFormat(ClientFormat):
     )
     prefixes = ("/v1/messages",)
     id_prefix = "msg_"
+    field_names = {
+        "response_format": "output_config.format",
+        "reasoning_effort": "thinking",
+        "stop": "stop_sequences",
+        "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
+    }
 
     def parse_request(
         self, body: Any, model: str | None = None, stream: bool | None = None, headers: Mapping[str, str] | None = None

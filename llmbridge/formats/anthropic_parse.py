@@ -1,8 +1,11 @@
 """Anthropic Messages request (`POST /v1/messages`) -> canonical `ChatRequest`.
 
 Tolerant reader: unknown fields are ignored, a field we cannot honour (server tools, MCP servers) is a
-400 naming it. `cache_control` markers are kept in `provider_metadata["anthropic"]` so an Anthropic
-upstream can reuse them; other providers ignore them. `metadata` is accepted and not forwarded.
+400 naming it. `role: "system"` messages inside `messages` (Claude Code sends them to every model whose
+name it does not know) are system text: they join the top-level `system`, in order, and the turns
+around them join up (as Anthropic joins consecutive turns of one role). `cache_control` markers are
+kept in `provider_metadata["anthropic"]` so an Anthropic upstream can reuse them; other providers
+ignore them. `metadata` is accepted and not forwarded.
 
 Thinking signatures the bridge made (`anthropic_signature`) are no Anthropic signatures: a Gemini one
 goes back to `provider_metadata["gemini"]` of the part Gemini gave it on (the thought part, the first
@@ -76,11 +79,13 @@ def parse_messages_request(
         raise invalid("mcp_servers", "MCP connector servers are not supported")
     max_tokens = get_int(body, "max_tokens", "", required=require_max_tokens, minimum=1)
     tool_choice, parallel = _tool_choice(body.get("tool_choice"))
+    model = model or get_str(body, "model", "", required=True) or ""
     with validation_as_invalid():
+        inline_system, messages = _messages(field(body, "messages", "", list, required=True))
         return ChatRequest(
-            model=model or get_str(body, "model", "", required=True) or "",
-            system=_system(body.get("system")),
-            messages=_messages(field(body, "messages", "", list, required=True)),
+            model=model,
+            system=_system(body.get("system")) + inline_system,
+            messages=messages,
             tools=[_tool(t, at("tools", i)) for i, t in enumerate(field(body, "tools", "", list) or [])],
             tool_choice=tool_choice,
             parallel_tool_calls=parallel,
@@ -106,13 +111,13 @@ def _cache_meta(block: dict[str, Any]) -> dict[str, Any]:
     return {"anthropic": {"cache_control": control}} if control else {}
 
 
-def _system(system: Any) -> list[TextPart]:
+def _system(system: Any, path: str = "system") -> list[TextPart]:
     if system is None:
         return []
     if isinstance(system, str):
         return [TextPart(text=system)] if system else []
-    blocks = as_list(system, "system")
-    return [_text_block(as_dict(b, at("system", i)), at("system", i)) for i, b in enumerate(blocks)]
+    blocks = as_list(system, path)
+    return [_text_block(as_dict(b, at(path, i)), at(path, i)) for i, b in enumerate(blocks)]
 
 
 def _text_block(block: dict[str, Any], path: str) -> TextPart:
@@ -125,15 +130,37 @@ def _text_block(block: dict[str, Any], path: str) -> TextPart:
 # --- messages --------------------------------------------------------------------------------------
 
 
-def _messages(raw: list[Any]) -> list[Message]:
+def _messages(raw: list[Any]) -> tuple[list[TextPart], list[Message]]:
+    """(the system text found among the messages, the conversation turns); see the module docstring."""
     names: dict[str, str] = {}  # tool_use id -> tool name, to name the tool_results that answer it
-    return [_message(as_dict(m, at("messages", i)), at("messages", i), names) for i, m in enumerate(raw)]
+    system: list[TextPart] = []
+    turns: list[Message] = []
+    for i, item in enumerate(raw):
+        path = at("messages", i)
+        message = as_dict(item, path)
+        if get_str(message, "role", path, required=True) == "system":
+            system += _system(message.get("content"), at(path, "content"))
+            continue
+        turn = _message(message, path, names)
+        if turns and turns[-1].role == turn.role and _joinable(raw, i):
+            turns[-1].parts.extend(turn.parts)
+        else:
+            turns.append(turn)
+    if not turns:
+        raise invalid("messages", "at least one user or assistant message is required")
+    return system, turns
+
+
+def _joinable(raw: list[Any], i: int) -> bool:
+    """Turns of one role meet only where system messages stood between them (consecutive turns
+    the client sent itself stay as sent: providers already handle those)."""
+    return i > 0 and isinstance(raw[i - 1], dict) and raw[i - 1].get("role") == "system"
 
 
 def _message(raw: dict[str, Any], path: str, names: dict[str, str]) -> Message:
     raw_role = get_str(raw, "role", path, required=True)
     if raw_role not in ("user", "assistant"):
-        raise invalid(at(path, "role"), f"expected 'user' or 'assistant', got {raw_role!r}")
+        raise invalid(at(path, "role"), f"expected 'user', 'assistant' or 'system', got {raw_role!r}")
     role = cast(Role, raw_role)
     content = raw.get("content")
     if isinstance(content, str):
@@ -313,14 +340,22 @@ def _reasoning(raw: Any, output_config: Any) -> Reasoning | None:
     thinking = as_dict(raw, "thinking")
     kind = get_str(thinking, "type", "thinking", required=True)
     # include_thoughts: Anthropic returns thinking blocks only when thinking is on.
+    shown = _display(thinking) != "omitted"  # "omitted": think, but send no thinking text back
     if kind == "enabled":
         budget = get_int(thinking, "budget_tokens", "thinking", required=True, minimum=1)
-        return Reasoning(budget_tokens=budget, effort=effort, include_thoughts=True)
+        return Reasoning(budget_tokens=budget, effort=effort, include_thoughts=shown)
     if kind == "disabled":
         return Reasoning(effort="none")
     if kind == "adaptive":
-        return Reasoning(effort=effort or "high", include_thoughts=True)
+        return Reasoning(effort=effort or "high", include_thoughts=shown)
     raise invalid("thinking.type", f"expected 'enabled', 'disabled' or 'adaptive', got {kind!r}")
+
+
+def _display(thinking: dict[str, Any]) -> str | None:
+    display = get_str(thinking, "display", "thinking")
+    if display not in (None, "summarized", "omitted"):
+        raise invalid("thinking.display", f"expected 'summarized' or 'omitted', got {display!r}")
+    return display
 
 
 def _response_format(output_config: Any) -> ResponseFormat | None:

@@ -117,6 +117,9 @@ class ClientFormat(ABC):
     prefixes: ClassVar[tuple[str, ...]] = ()  # an unknown path under one of these gets this door's 404
     models_path: ClassVar[str] = "/v1/models"  # where its clients list the models (errors point there)
     id_prefix: ClassVar[str] = ""  # before the exchange id in response ids ("chatcmpl-")
+    # Canonical request fields (named as OpenAI's chat completions names them) as this door's
+    # clients spell them, so that an error names the field the client actually sent.
+    field_names: ClassVar[dict[str, str]] = {}
 
     def model_from_path(self, raw: str) -> str:
         """The model id from a path's `{model}`: percent-escapes (`openai%2Fgpt-4o`) decoded exactly
@@ -155,6 +158,15 @@ class ClientFormat(ABC):
 
     @abstractmethod
     def render_count_tokens(self, input_tokens: int) -> dict[str, Any]: ...
+
+    def in_own_words(self, error: BridgeError) -> BridgeError:
+        """The error naming this door's field where a provider named the canonical one."""
+        canonical = error.param or ""
+        own = self.field_names.get(canonical)
+        if own:
+            error.message = re.sub(rf"(?<![\w.]){re.escape(canonical)}(?![\w.])", own, error.message)
+            error.param = own
+        return error
 
     def error_response(self, error: BridgeError) -> tuple[int, dict[str, str], bytes]:
         headers = {"content-type": "application/json"}

@@ -46,6 +46,17 @@ class GeminiFormat(ClientFormat):
     name = "gemini"
     title = "Gemini"
     headline = ("POST /v1beta/models/{model}:generateContent",)
+    field_names = {
+        "messages": "contents",
+        "response_format": "generationConfig.responseJsonSchema",
+        "reasoning_effort": "generationConfig.thinkingConfig",
+        "stop": "generationConfig.stopSequences",
+        "temperature": "generationConfig.temperature",
+        "top_k": "generationConfig.topK",
+        "presence_penalty": "generationConfig.presencePenalty",
+        "frequency_penalty": "generationConfig.frequencyPenalty",
+        "tool_choice": "toolConfig.functionCallingConfig",
+    }
     endpoints = (
         *methods("v1beta"),
         Endpoint("GET", "/v1beta/models", "models"),

@@ -31,6 +31,7 @@ from llmbridge.canonical import (
     ToolCallPart,
     ToolChoice,
     ToolResultPart,
+    with_gemini_function_response,
     with_gemini_signature,
 )
 from llmbridge.formats.fields import (
@@ -201,7 +202,8 @@ def _function_call(raw: Any, path: str, role: str, ledger: CallLedger, meta: dic
 
 
 def _function_response(raw: Any, path: str, role: str, ledger: CallLedger) -> ToolResultPart:
-    """The response object is given to the model as JSON text; `{"error": ...}` marks a failure."""
+    """The response object is kept whole for a Gemini upstream and given to other models as JSON
+    text; `{"error": ...}` marks a failure."""
     if role != "user":
         raise invalid(path, "functionResponse parts belong in user turns")
     response = as_dict(raw, path)
@@ -220,6 +222,7 @@ def _function_response(raw: Any, path: str, role: str, ledger: CallLedger) -> To
         name=name,
         content=content,
         is_error=is_error,
+        provider_metadata=with_gemini_function_response({}, value) if isinstance(value, dict) else {},
     )
 
 

@@ -26,6 +26,7 @@ from llmbridge.canonical import (
     TextPart,
     ToolCallPart,
     ToolResultPart,
+    gemini_function_response,
     gemini_signature,
 )
 from llmbridge.errors import InvalidRequest
@@ -115,9 +116,8 @@ def thinking_problem(request: ChatRequest, model: str) -> str | None:
         return None
     if models.is_gemma(model):
         return f"{model} takes no reasoning settings; omit reasoning_effort"
-    off = reasoning.effort == "none" if reasoning.budget_tokens is None else reasoning.budget_tokens == 0
-    if off and (models.is_gemini3(model) or not models.budget_range(model).can_disable):
-        return f"{model} cannot turn thinking off; use reasoning_effort low instead of none"
+    # Thinking "off" on a model that always thinks (Gemini 3, 2.5 Pro) is its least thinking, with no
+    # thoughts shown (see _cli_thinking): clients send "off" as a matter of course (Claude Code's titles).
     return None
 
 
@@ -235,7 +235,10 @@ def _tool_result(part: ToolResultPart, names: dict[str, str]) -> list[Json]:
     name = part.name or names.get(part.tool_call_id)
     if not name:
         raise InvalidRequest(f"tool result {part.tool_call_id!r} has no function name", param="messages")
-    response = {"error": part.text()} if part.is_error else {"output": part.text()}
+    # a Gemini client's own response object goes back unchanged; other clients' results are text
+    response = gemini_function_response(part.provider_metadata) or (
+        {"error": part.text()} if part.is_error else {"output": part.text()}
+    )
     wire = [{"functionResponse": {"name": name, "response": response, "id": part.tool_call_id}}]
     return wire + [_inline_data(p) for p in part.content if isinstance(p, ImagePart)]
 
@@ -301,13 +304,14 @@ def thinking_config(request: ChatRequest, model: str, *, cli_thinking: bool) -> 
 
 
 def _cli_thinking(model: str, effort: str | None, budget: int | None) -> Json:
+    off = budget == 0 if budget is not None else effort == "none"
     if models.is_gemini3(model):
-        return {"includeThoughts": True, "thinkingLevel": _level(effort, budget)}
+        return {"includeThoughts": not off, "thinkingLevel": "LOW" if off else _level(effort, budget)}
     limits = models.budget_range(model)
     if budget is None:
         budget = _effort_budget(effort, limits)
     if budget == 0:
-        return {"includeThoughts": False, "thinkingBudget": 0}
+        return {"includeThoughts": False, "thinkingBudget": 0 if limits.can_disable else limits.low}
     return {"includeThoughts": True, "thinkingBudget": max(limits.low, min(limits.high, budget))}
 
 

@@ -70,11 +70,6 @@ class KiroProvider(Provider):
         """Refuse what Kiro cannot honour; see the README for what is ignored instead."""
         if request.stop:
             raise InvalidRequest("kiro does not support stop sequences", param="stop")
-        if request.response_format is not None and request.response_format.type != "text":
-            raise InvalidRequest(
-                f"kiro does not support response_format {request.response_format.type}",
-                param="response_format",
-            )
         if request.presence_penalty:
             raise InvalidRequest("kiro does not support presence_penalty", param="presence_penalty")
         if request.frequency_penalty:

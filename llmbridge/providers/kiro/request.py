@@ -17,7 +17,10 @@ builder enforces it:
   decoder maps them back; empty descriptions become the tool's name; descriptions over
   MAX_DESCRIPTION characters move into the system text, the tool keeping a pointer to them;
 * images are sent as `{format, source: {bytes}}`;
-* when thinking is requested, the Kiro IDE's `<thinking_mode>` prefix starts the system text.
+* when thinking is requested, the Kiro IDE's `<thinking_mode>` prefix starts the system text;
+* Kiro has no structured output: a requested JSON answer (a schema, or any JSON object) becomes an
+  instruction at the end of the system text, holding the schema. Claude follows it reliably, but it is
+  an instruction, not a constraint the service enforces.
 """
 
 from __future__ import annotations
@@ -318,7 +321,22 @@ class RequestBuilder:
             parts.append(system)
         if sections:
             parts.append("# Tool documentation\n\n" + "\n\n".join(sections))
+        answer_format = self.answer_format()
+        if answer_format:
+            parts.append(answer_format)
         return "\n\n".join(parts)
+
+    def answer_format(self) -> str:
+        """The structured-output instruction standing in for a response format (module docstring)."""
+        fmt = self.request.response_format
+        if fmt is None or fmt.type == "text":
+            return ""
+        self.notes.append(f"response format {fmt.type} sent as an instruction in the system text")
+        rule = "Reply with a single JSON value and nothing else: no prose, no Markdown, no code fences."
+        if fmt.type == "json_object" or not fmt.json_schema:
+            return f"# Response format\n\n{rule} The value is a JSON object."
+        schema = json.dumps(fmt.json_schema, ensure_ascii=False, sort_keys=True)
+        return f"# Response format\n\n{rule} The value must validate against this JSON Schema:\n{schema}"
 
     def user_message(self, turn: _Turn, prefix: str, tools: list[dict[str, Any]] | None) -> dict[str, Any]:
         content = "\n\n".join(t for t in turn.texts if t)
