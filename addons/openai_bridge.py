@@ -22,11 +22,13 @@ import sys
 from pathlib import Path
 
 from mitmproxy import addonmanager, ctx, exceptions, http
+from mitmproxy.net.http import http1
+from mitmproxy.utils import human
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from llmbridge.answer import Answer, BufferedSink, DeferredAnswer  # noqa: E402
-from llmbridge.app import BridgeApp  # noqa: E402
+from llmbridge.app import BridgeApp, SecretFilter  # noqa: E402
 from llmbridge.bridge import IncomingRequest  # noqa: E402
 from llmbridge.config import DEAD_TARGET, DEFAULT_HOST, DEFAULT_PORT, data_dir, find_config  # noqa: E402
 from llmbridge.errors import ConfigError  # noqa: E402
@@ -57,12 +59,19 @@ IDLE_UNLESS_SET = {
     "onboarding": "onboarding",
 }
 INTERNAL_ERROR = b'{"error":{"message":"internal error in the bridge; see its log","type":"server_error"}}'
+# A request refused from its headers whose body is at most this long is answered the ordinary way
+# (mitmproxy reads the little body, then sends the answer; the connection stays open). A longer or
+# unbounded body is never read: the answer goes out at once and the connection is closed.
+READ_REFUSED_BODY_UP_TO = 64 * 1024
+SECRET_HEADER_BYTES = frozenset(name.encode() for name in SECRET_HEADERS)
 
 
 class OpenAIBridge:
     def __init__(self) -> None:
         self.app: BridgeApp | None = None
         self.parked: dict[str, str] = {}  # flow id -> relay token (live objects stay off the flow)
+        self.screened: dict[str, dict[str, str]] = {}  # flow id -> its headers, read in `requestheaders`
+        self.refused: set[str] = set()  # flow ids answered from their headers alone
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -116,9 +125,15 @@ class OpenAIBridge:
             print(f"llmbridge: {e}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         self.app = app
+        # A body of unknown length (chunked) is cut off by mitmproxy once it passes this; the `error`
+        # hook then answers 413 in the door's dialect. Declared lengths are refused in `requestheaders`.
+        if "body_size_limit" in ctx.options.keys() and not ctx.options.has_changed("body_size_limit"):
+            ctx.options.update(body_size_limit=str(app.config.max_body_bytes + 1))
 
     async def running(self) -> None:
         assert self.app is not None
+        for handler in logging.getLogger().handlers:  # mitmproxy's console and any log file
+            handler.addFilter(SecretFilter())
         self._drop_idle_builtin_addons()
         await self._rebind_servers()
         await self.app.start()
@@ -153,7 +168,80 @@ class OpenAIBridge:
             {"content-type": "application/json"},
         )
 
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Before mitmproxy reads the body: the header limits (431), and for a request with a body,
+        its route (404), key (401) and declared length (413), so that a refused body is never read."""
+        try:
+            await self._requestheaders(flow)
+        except Exception:  # the request hook still answers the request
+            log.exception("llmbridge: requestheaders hook failed")
+
+    async def _requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self.app is None or self.app.bridge is None or flow.response is not None:
+            return
+        request = flow.request
+        length = self._body_length(request)
+        headers, refusal = await self.app.bridge.screen(request.method, request.path, request.headers.fields, length)
+        self.screened[flow.id] = headers
+        if refusal is None:
+            return
+        self.refused.add(flow.id)
+        response = http.Response.make(refusal.status, refusal.body, refusal.headers)
+        if refusal.status == 431:
+            request.headers.fields = ()  # no later hook (ours or mitmproxy's) walks them again
+        if length is not None and length <= min(READ_REFUSED_BODY_UP_TO, self._body_size_limit()):
+            flow.response = response  # mitmproxy reads the small body, then sends this
+        elif self._answer_and_close(flow, response):
+            flow.kill()  # nothing more is read; mitmproxy's own close follows ours
+        else:
+            flow.response = response  # not HTTP/1: read (up to body_size_limit) and answer
+
+    @staticmethod
+    def _body_size_limit() -> int:
+        """mitmproxy's body_size_limit: past it, mitmproxy refuses the body itself, after this hook."""
+        try:
+            limit = human.parse_size(ctx.options.body_size_limit)
+        except (AttributeError, KeyError, ValueError):
+            return sys.maxsize
+        return sys.maxsize if limit is None else limit
+
+    @staticmethod
+    def _body_length(request: http.Request) -> int | None:
+        """The length of the body still to come: 0 for none, None when unknown (chunked)."""
+        try:
+            size = http1.expected_http_body_size(request)  # linear: looks up two headers
+        except ValueError:
+            return 0  # mitmproxy has refused the request already
+        if size is None or size >= 0:
+            return size or 0
+        return None
+
+    def _answer_and_close(self, flow: http.HTTPFlow, response: http.Response) -> bool:
+        """Send `response` to an HTTP/1 client now and close the connection, so the body it is
+        still sending is never read. mitmproxy 12 sends a response set in `requestheaders` only after
+        it has read (and buffered) the whole body, so this writes on the client's transport itself:
+        the proxyserver addon's `connections` (client id -> handler) and the handler's `transports`.
+        False (nothing done) where that is not possible; the caller falls back to `flow.response`."""
+        if not flow.request.http_version.startswith("HTTP/1"):
+            return False
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+        io = getattr(handler, "transports", {}).get(flow.client_conn)
+        writer = getattr(io, "writer", None)
+        if writer is None or writer.is_closing():
+            return False
+        response.headers["connection"] = "close"
+        writer.write(http1.assemble_response(response))
+        # close() sends what is buffered, then closes the socket; mitmproxy skips its own writes to
+        # a closing transport, so nothing follows the answer on the wire.
+        writer.close()
+        return True
+
     async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self.refused:
+            self.refused.discard(flow.id)
+            self.screened.pop(flow.id, None)
+            return  # answered from its headers (flow.response is set)
         try:
             await self._request(flow)
         except Exception:  # never let mitmproxy forward an untranslated request
@@ -164,15 +252,23 @@ class OpenAIBridge:
         bridge = self.app.bridge if self.app is not None else None
         if bridge is None:
             return http.Response.make(500, INTERNAL_ERROR, {"content-type": "application/json"})
-        answer = bridge.internal_error(flow.request.method, flow.request.path, dict(flow.request.headers))
+        headers = self.screened.pop(flow.id, None) or {}
+        answer = bridge.internal_error(flow.request.method, flow.request.path, headers)
         return http.Response.make(answer.status, answer.body, answer.headers)
 
     async def _request(self, flow: http.HTTPFlow) -> None:
         assert self.app is not None and self.app.bridge is not None
+        headers = self.screened.pop(flow.id, None)
+        if headers is None:  # no requestheaders hook ran (a replayed or injected flow)
+            request = flow.request
+            headers, refusal = await self.app.bridge.screen(request.method, request.path, request.headers.fields)
+            if refusal is not None:
+                flow.response = http.Response.make(refusal.status, refusal.body, refusal.headers)
+                return
         incoming = IncomingRequest(
             method=flow.request.method,
             path=flow.request.path,
-            headers={k.lower(): v for k, v in flow.request.headers.items()},
+            headers=headers,
             body=flow.request.raw_content or b"",
         )
         self._scrub(flow)
@@ -189,9 +285,10 @@ class OpenAIBridge:
 
     def _scrub(self, flow: http.HTTPFlow) -> None:
         """Remove the client's key from the flow, so no mitmproxy output or dump can show it."""
-        for name in list(flow.request.headers.keys()):
-            if name.lower() in SECRET_HEADERS:
-                del flow.request.headers[name]
+        fields = flow.request.headers.fields  # one pass: iterating `Headers` is quadratic
+        kept = tuple(field for field in fields if field[0].lower() not in SECRET_HEADER_BYTES)
+        if len(kept) != len(fields):
+            flow.request.headers.fields = kept
         flow.request.url = redact_url(flow.request.url)
 
     def _forward_to_relay(self, flow: http.HTTPFlow, answer: DeferredAnswer) -> None:
@@ -213,9 +310,22 @@ class OpenAIBridge:
         self.parked.pop(flow.id, None)
 
     async def error(self, flow: http.HTTPFlow) -> None:
+        self.screened.pop(flow.id, None)
+        refused = flow.id in self.refused
+        self.refused.discard(flow.id)
+        if not refused and flow.error and "body_size_limit" in flow.error.msg:
+            self._body_too_large(flow)
         token = self.parked.pop(flow.id, None)
         if token is not None and self.app is not None:
             await self.app.relay.unpark(token)  # no-op if the relay already picked it up
+
+    def _body_too_large(self, flow: http.HTTPFlow) -> None:
+        """mitmproxy stopped reading a body past body_size_limit and is about to answer with its own
+        HTML 413: answer first, in the door's dialect (its page then finds the connection closing)."""
+        if self.app is None or self.app.bridge is None or flow.response is not None:
+            return
+        answer = self.app.bridge.body_too_large(flow.request.method, flow.request.path, {})
+        self._answer_and_close(flow, http.Response.make(answer.status, answer.body, answer.headers))
 
     async def done(self) -> None:
         if self.app is not None:

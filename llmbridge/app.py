@@ -24,7 +24,7 @@ from llmbridge.pool import AccountPool
 from llmbridge.providers.base import PROVIDERS, Provider, check_providers, provider_class
 from llmbridge.recorder import Recorder, recorder_from_config
 from llmbridge.recorder.prune import prune
-from llmbridge.redact import redact_text
+from llmbridge.redact import redact_secrets, redact_text, register_secret
 from llmbridge.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class BridgeApp:
         self._validate_accounts()
         self.home = data_dir()
         self.client_keys, self.generated_key = load_client_keys(self.config, self.home)
+        self._register_secrets()
         self.recorder: Recorder | None = None
         self.http: httpx.AsyncClient | None = None
         self.relay = Relay()
@@ -105,6 +106,15 @@ class BridgeApp:
         check_providers(self.config.accounts)  # every name first: a typo is the likelier fault
         for account in self.config.accounts:
             provider_class(account.provider).validate_account(account)
+
+    def _register_secrets(self) -> None:
+        """Every key the config holds is redacted by value wherever it appears (OAuth tokens are
+        registered as their credential files are read and refreshed, `llmbridge.credentials`)."""
+        for client_key in self.client_keys:
+            register_secret(client_key.key)
+        for account in self.config.accounts:
+            register_secret(account.api_key)
+            register_secret(account.client_secret)
 
     def open_recorder(self) -> None:
         """Open the database now, so that a bad path stops startup with a clear message."""
@@ -202,6 +212,21 @@ class BridgeApp:
         for provider in self.pool.states if self.pool is not None else []:
             lines.append(f"    - {provider.provider.describe()}")
         return lines
+
+
+class SecretFilter(logging.Filter):
+    """Replaces registered secret values in every log record a handler emits (console, files)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_secrets(message)
+        if record.exc_info and record.exc_text is None:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_secrets(record.exc_text)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 def door_lines(base: str) -> list[str]:

@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from llmbridge.answer import Answer, DeferredAnswer
@@ -25,6 +25,7 @@ from llmbridge.exchange import ExchangeRecord
 from llmbridge.failover import Failover
 from llmbridge.formats import load_formats
 from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, RenderOptions
+from llmbridge.hostile import HeadersTooLarge, json_too_deep, scan_headers
 from llmbridge.peek import PEEK_SECONDS
 from llmbridge.pool import AccountPool, Candidate
 from llmbridge.redact import redact_json
@@ -66,12 +67,63 @@ class Bridge:
 
     def internal_error(self, method: str, target: str, headers: dict[str, str]) -> LocalResponse:
         """A 500 in the dialect of the route, for failures outside `handle` (the addon's last resort)."""
-        try:
-            fmt = self.route(method, target, headers).client_format
-        except NoRoute as no_route:
-            fmt = no_route.client_format
+        fmt = self._dialect(method, target, headers)
         status, response_headers, body = fmt.error_response(InternalError("internal error in the bridge; see its log"))
         return LocalResponse(status, response_headers, body)
+
+    # --- before the body: decided from the request line and headers alone -------------------------
+
+    async def screen(
+        self, method: str, target: str, fields: Iterable[tuple[bytes, bytes]], body_length: int | None = 0
+    ) -> tuple[dict[str, str], LocalResponse | None]:
+        """The headers (lower-case names, read from the raw fields in linear time) and, when the
+        request is refused from them alone, the answer: 431 past the header limits, always; and when
+        a body is to follow (`body_length` > 0, or None for a body of unknown length): 404 for no
+        route, 401 without a valid key, 413 for a declared length over `max_body_bytes`. A refused
+        body need not be read; a request this lets through is handled by `handle` as usual."""
+        try:
+            headers = scan_headers(fields, self.config.max_header_count, self.config.max_header_bytes)
+        except HeadersTooLarge as error:
+            fmt = self._dialect(method, target)
+            status, response_headers, body = fmt.error_response(error)
+            return {}, LocalResponse(status, response_headers, body)
+        if body_length == 0:
+            return headers, None
+        record = ExchangeRecord(endpoint=f"{method} {urlsplit(target).path}")
+        fmt = self.router.default
+        try:
+            route = self.route(method, target, headers)
+            fmt = route.client_format
+            record.client_format = fmt.name
+            _note_request(record, route.model, route.stream)
+            if route.action == "health":
+                return headers, None
+            record.key_label = self.authenticate(IncomingRequest(method, target, headers, b""))
+            if body_length is not None and body_length > self.config.max_body_bytes:
+                raise RequestTooLarge(
+                    f"request body is {body_length} bytes; the limit is "
+                    f"{self.config.max_body_bytes} (setting 'max_body_bytes')"
+                )
+            return headers, None
+        except NoRoute as no_route:
+            record.client_format = no_route.client_format.name
+            return headers, await self._error(no_route.client_format, no_route.error, record)
+        except BridgeError as error:
+            return headers, await self._error(fmt, error, record)
+
+    def body_too_large(self, method: str, target: str, headers: dict[str, str]) -> LocalResponse:
+        """The 413 for a body of unknown length that grew past `max_body_bytes` while it was read."""
+        error = RequestTooLarge(
+            f"request body is over the limit of {self.config.max_body_bytes} bytes (setting 'max_body_bytes')"
+        )
+        status, response_headers, body = self._dialect(method, target, headers).error_response(error)
+        return LocalResponse(status, response_headers, body)
+
+    def _dialect(self, method: str, target: str, headers: dict[str, str] | None = None) -> ClientFormat:
+        try:
+            return self.route(method, target, headers).client_format
+        except NoRoute as no_route:
+            return no_route.client_format
 
     # --- entry point --------------------------------------------------------------------------------
 
@@ -159,9 +211,14 @@ class Bridge:
             )
         if not incoming.body:
             raise InvalidRequest("the request body is empty; send a JSON object")
+        if json_too_deep(incoming.body, self.config.max_json_depth):  # before json.loads can recurse
+            raise InvalidRequest(
+                f"the request body nests arrays/objects more than {self.config.max_json_depth} levels deep; "
+                "the limit is the setting 'max_json_depth'"
+            )
         try:
             return json.loads(incoming.body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise InvalidRequest(f"the request body is not valid JSON: {e}") from None
 
     # --- local answers ------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmbridge.redact import redact_secrets
 
 
 class Strict(BaseModel):
@@ -270,6 +272,11 @@ class StreamError(Strict):
     kind: str
     message: str
     status: int = 500
+
+    @field_validator("message")
+    @classmethod
+    def _no_secret(cls, message: str) -> str:
+        return redact_secrets(message)  # the upstream's words may echo a key the bridge holds
 
 
 StreamEvent = Annotated[

@@ -13,17 +13,21 @@ import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from llmbridge.redact import register_secrets_in
+
 
 def read_json(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if not isinstance(data, dict):
         raise ValueError(f"{path} does not hold a JSON object")
+    register_secrets_in(data)  # its tokens are redacted wherever they appear
     return data
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file, never half."""
+    register_secrets_in(data)  # a refreshed token is redacted before it is first used
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

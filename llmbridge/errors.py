@@ -7,6 +7,7 @@
     │   ├── NotFound                  404    stop      (unknown route)
     │   ├── ModelNotFound             404    stop
     │   ├── RequestTooLarge           413    stop
+    │   ├── HeadersTooLarge           431    stop      (llmbridge.hostile)
     │   └── ContextTooLong            400    stop
     ├── UpstreamError                        (an upstream attempt failed)
     │   ├── UpstreamBadRequest        400    stop      (upstream rejected our translation)
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 import httpx
 
+from llmbridge.redact import redact_secrets
+
 if TYPE_CHECKING:
     from llmbridge.exchange import AttemptRecord
 
@@ -51,6 +54,7 @@ class BridgeError(Exception):
         code: str | None = None,
         status: int | None = None,
     ) -> None:
+        message = redact_secrets(message)  # an upstream error may echo a key the bridge holds
         super().__init__(message)
         self.message = message
         self.param = param  # the request field at fault, where there is one

@@ -1,0 +1,70 @@
+"""Limits on hostile input, checked in linear time before any costly work.
+
+* Request headers: mitmproxy's `Headers` looks a name up by scanning every field, so iterating it
+  (`.items()`, `.keys()`, `dict(headers)`) is quadratic in the header count: 100,000 headers held the
+  event loop for minutes. The bridge reads the raw `(name, value)` byte pairs once (`scan_headers`),
+  and refuses more than `max_header_count` headers or `max_header_bytes` in all with a 431.
+* JSON nesting: `json.loads` and everything that walks the parsed value recurse once per level, so a
+  body nested a few thousand levels deep is a RecursionError (a 500). `json_depth` measures the depth
+  of the raw bytes with no recursion and in linear time, before anything parses them.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from itertools import accumulate
+from typing import Iterable
+
+from llmbridge.errors import ClientError
+
+# Per field, HTTP/1.1 adds ": " and CRLF to the name and value: counted like the size on the wire.
+FIELD_OVERHEAD = 4
+
+
+class HeadersTooLarge(ClientError):
+    status = 431
+    kind = "headers_too_large"
+
+
+def scan_headers(fields: Iterable[tuple[bytes, bytes]], max_count: int, max_bytes: int) -> dict[str, str]:
+    """Lower-case name -> value of the raw header fields, in one pass. Repeated names are joined with
+    ", " (as mitmproxy's `Headers` does); bytes that are not UTF-8 arrive as surrogates (as mitmproxy's
+    own decoding does), so a key compares as the bytes sent. HeadersTooLarge past either limit."""
+    headers: dict[str, str] = {}
+    count = size = 0
+    for name, value in fields:
+        count += 1
+        size += len(name) + len(value) + FIELD_OVERHEAD
+        if count > max_count or size > max_bytes:
+            raise HeadersTooLarge(
+                f"the request headers exceed the bridge's limits ({max_count} headers, {max_bytes} bytes in all; "
+                "settings 'max_header_count' and 'max_header_bytes')"
+            )
+        key = name.decode("utf-8", "surrogateescape").lower()
+        text = value.decode("utf-8", "surrogateescape")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEPS = bytes.maketrans(b"[{]}", bytes([1, 1, 255, 255]))  # +1 / -1 as signed bytes
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text, without parsing it: strings are
+    skipped (brackets inside them do not count), then the running sum of +1 per opening and -1 per
+    closing bracket is taken. Linear in the body, no recursion. Malformed JSON gives some number;
+    the parser reports the real fault afterwards."""
+    skeleton = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    if not skeleton:
+        return 0
+    return max(0, max(accumulate(array("b", skeleton.translate(_STEPS)))))
+
+
+def json_too_deep(body: bytes, limit: int) -> bool:
+    """True if the JSON text nests deeper than `limit`; free when it has fewer brackets than that."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    return json_depth(body) > limit
