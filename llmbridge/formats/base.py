@@ -117,6 +117,9 @@ class ClientFormat(ABC):
     prefixes: ClassVar[tuple[str, ...]] = ()  # an unknown path under one of these gets this door's 404
     models_path: ClassVar[str] = "/v1/models"  # where its clients list the models (errors point there)
     id_prefix: ClassVar[str] = ""  # before the exchange id in response ids ("chatcmpl-")
+    # Whether a whole answer's id is always the door's own (`id_prefix` + exchange id) rather than the
+    # upstream's: for doors whose clients name responses later (Responses' previous_response_id).
+    own_ids: ClassVar[bool] = False
 
     def model_from_path(self, raw: str) -> str:
         """The model id from a path's `{model}`: percent-escapes (`openai%2Fgpt-4o`) decoded exactly
@@ -155,6 +158,11 @@ class ClientFormat(ABC):
 
     @abstractmethod
     def render_count_tokens(self, input_tokens: int) -> dict[str, Any]: ...
+
+    def answered(self, request: ChatRequest, result: ChatResult, response_id: str) -> None:
+        """Called once an answer has reached the client whole (streamed or not, not cut short):
+        `response_id` is the id the client was given. For doors that keep state between requests
+        (the Responses door's `previous_response_id`); by default nothing."""
 
     def error_response(self, error: BridgeError) -> tuple[int, dict[str, str], bytes]:
         headers = {"content-type": "application/json"}
