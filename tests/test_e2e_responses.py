@@ -334,3 +334,17 @@ def test_a_dropped_hosted_tool_is_recorded_with_its_exchange(signed: Signed):
     assert row is not None, "the exchange was not recorded"
     assert row[:2] == ("responses", "POST /v1/responses")
     assert json.loads(row[2])["dropped_tools"] == ["web_search"]
+
+
+def test_an_upstream_failing_mid_stream_ends_with_response_failed(signed: Signed):
+    signed.fake.enqueue(ca.midstream_error_reply("partial ", "answer ", code=503, status="UNAVAILABLE"))
+    events = list(
+        client(signed.bridge.base_url).responses.create(model=f"gemini-cli/{GEMINI3}", input="hi", stream=True)
+    )
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-2:] == ["error", "response.failed"]
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "partial answer "
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error is not None and failed.error.code == "server_error"
+    assert [e.sequence_number for e in events] == list(range(len(events)))

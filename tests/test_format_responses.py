@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -709,3 +710,77 @@ def test_a_message_history_is_kept_whole_by_the_store():
         Message(role="user", parts=[TextPart(text="a")]),
         Message(role="assistant", parts=[TextPart(text="b")]),
     ]
+
+
+# --- a Codex turn ----------------------------------------------------------------------------------
+
+CODEX = json.loads((Path(__file__).parent / "data" / "codex_responses_request.json").read_text())
+
+
+def test_a_codex_turn_parses_whole():
+    """The shape Codex 0.169 sends (tests/data/codex_responses_request.json, written from what it was
+    seen sending): developer items, environment context, a replayed reasoning item from another
+    server, a function call and its output; function, namespace and web_search tools."""
+    request = ResponsesFormat().parse_request(CODEX)
+    assert [p.text[:9] for p in request.system] == ["You are C", "<skills_i"]
+    assert [m.role for m in request.messages] == ["user", "assistant", "user"]
+    assert [type(p).__name__ for p in request.messages[1].parts] == ["ReasoningPart", "ToolCallPart"]
+    assert request.messages[1].parts[0].signature is None  # OpenAI's own encrypted reasoning means nothing here
+    assert [t.name for t in request.tools] == [
+        "exec_command",
+        "write_stdin",
+        "view_image",
+        "multi_agent_v1__spawn_agent",
+        "multi_agent_v1__wait_agent",
+    ]
+    assert request.dropped_tools == ["web_search"] and request.stream
+    result = request.messages[2].parts[0]
+    assert isinstance(result, ToolResultPart) and result.name == "exec_command"
+
+
+def test_a_codex_turn_streams_through_the_bridge():
+    """Through the bridge in process, over an OpenAI-compatible upstream that calls a namespaced tool:
+    every event is one the SDK knows, and Codex gets its namespace back."""
+    upstream_calls: list[dict[str, Any]] = []
+
+    def upstream(request):
+        upstream_calls.append(json.loads(request.content))
+        call = {"index": 0, "id": "call_9", "type": "function", "function": {"name": "multi_agent_v1__spawn_agent"}}
+        return streamed(
+            sse(
+                {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {"reasoning_content": "Delegate."}}]},
+                {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]},
+                {
+                    "id": "u",
+                    "model": "m",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"message":"x"}'}}]},
+                        }
+                    ],
+                },
+                {"id": "u", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+            )
+        )
+
+    async def run():
+        bridge, _ = make_bridge(upstream)
+        return await answer(
+            bridge, IncomingRequest("POST", "/v1/responses", dict(AUTH), json.dumps({**CODEX, "model": "m"}).encode())
+        )
+
+    status, body = asyncio.run(run())
+    assert status == 200
+    events = sse_events(body)
+    final = check_final(events)
+    assert [item.type for item in final.output] == ["reasoning", "function_call"]
+    assert final.output[0].summary[0].text == "Delegate." and final.output[0].encrypted_content
+    call = final.output[1]
+    assert (call.name, call.namespace, call.arguments) == ("spawn_agent", "multi_agent_v1", '{"message":"x"}')
+    sent = upstream_calls[0]
+    assert [t["function"]["name"] for t in sent["tools"]][-2:] == [
+        "multi_agent_v1__spawn_agent",
+        "multi_agent_v1__wait_agent",
+    ]
+    assert sent["messages"][0]["role"] == "system" and "web_search" not in json.dumps(sent["tools"])
