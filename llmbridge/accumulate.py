@@ -40,8 +40,9 @@ def parse_tool_arguments(text: str) -> dict[str, Any]:
 
 
 class StreamAccumulator:
-    def __init__(self, response_id: str, model: str) -> None:
+    def __init__(self, response_id: str, model: str, keep_id: bool = False) -> None:
         self.id = response_id
+        self.keep_id = keep_id  # the upstream's response id does not replace `response_id`
         self.model = model
         self.parts: list[TextPart | ReasoningPart | ToolCallPart] = []
         self._tool_args: dict[int, list[str]] = {}
@@ -68,7 +69,7 @@ class StreamAccumulator:
             case Finish():
                 self.finish = event
             case ResponseMeta():
-                self.id = event.response_id or self.id
+                self.id = self.id if self.keep_id else event.response_id or self.id
                 self.model = event.model or self.model
             case StreamError():
                 self.error = event

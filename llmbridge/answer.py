@@ -29,6 +29,14 @@ from llmbridge.translate import Translation
 log = logging.getLogger(__name__)
 
 
+DROPPED_TOOLS_HEADER = "x-llmbridge-dropped-tools"
+
+
+def answer_headers(request: ChatRequest) -> dict[str, str]:
+    """Headers every answer to `request` carries: the tools its door left out, if any."""
+    return {DROPPED_TOOLS_HEADER: ", ".join(request.dropped_tools)} if request.dropped_tools else {}
+
+
 class ClientGone(Exception):
     """The client (through mitmproxy) closed the connection."""
 
@@ -93,8 +101,10 @@ class Answer:
     error: BridgeError | None = field(default=None, init=False)
 
     async def run(self, sink: ResponseSink) -> None:
-        accumulator = StreamAccumulator(f"{self.client_format.id_prefix}{self.record.id}", self.request.model)
+        fmt = self.client_format
+        accumulator = StreamAccumulator(f"{fmt.id_prefix}{self.record.id}", self.request.model, keep_id=fmt.own_ids)
         translation = Translation(self.call.decoder, None, accumulator, self.call.attempt.response_body)
+        stream_id = accumulator.id  # a stream's id is fixed at its start; a whole answer's is the result's
         try:
             if self.request.stream:
                 translation.renderer = self.client_format.stream_renderer(
@@ -116,12 +126,15 @@ class Answer:
                 log.exception("llmbridge: closing the upstream response failed")
             try:
                 self._finish_record(translation)
+                self._answered(translation, stream_id if self.request.stream else None)
             finally:
                 await self.on_done(self)
 
     async def _stream(self, sink: ResponseSink, translation: Translation) -> None:
         content_type = translation.renderer.content_type if translation.renderer else "text/event-stream"
-        await sink.start(200, {"content-type": content_type, "cache-control": "no-cache"}, True)
+        await sink.start(
+            200, {"content-type": content_type, "cache-control": "no-cache", **answer_headers(self.request)}, True
+        )
         try:
             # the stream's opening and what the peek decoded go out together, as one chunk; the
             # response head goes now even when there is nothing yet (a long silent start)
@@ -167,7 +180,7 @@ class Answer:
         else:
             status, headers, body = (
                 200,
-                {"content-type": "application/json"},
+                {"content-type": "application/json", **answer_headers(self.request)},
                 dumps(self.client_format.render_result(result, self.request)),
             )
         self._mark_first_byte()
@@ -233,6 +246,17 @@ class Answer:
         finally:
             if not next_chunk.done():
                 next_chunk.cancel()
+
+    def _answered(self, translation: Translation, stream_id: str | None) -> None:
+        """Tell the door about an answer the client got whole (see `ClientFormat.answered`)."""
+        record = self.record
+        if self.error is not None or record.client_disconnected or record.error_kind or not translation.closed:
+            return
+        result = translation.result()
+        try:
+            self.client_format.answered(self.request, result, stream_id or result.id)
+        except Exception:
+            log.exception("llmbridge: the %s door failed to take note of its answer", self.client_format.name)
 
     def _mark_first_byte(self) -> None:
         if self.record.ttfb_ms is None:

@@ -190,6 +190,13 @@ class ChatRequest(Strict):
     stream_usage: bool = False  # the client asked for usage in the stream (OpenAI include_usage)
     # Client-side request headers a provider of the same family may pass on (anthropic-beta, ...).
     passthrough_headers: dict[str, str] = Field(default_factory=dict)
+    # Tools the client sent that no backend can run (hosted tools such as OpenAI's web_search), left
+    # out by the door rather than refused; named to the client in the x-llmbridge-dropped-tools
+    # response header and recorded with the exchange (its request_json).
+    dropped_tools: list[str] = Field(default_factory=list)
+    # What the client's door needs back when it renders this request's answer (fields it echoes, how
+    # it renamed tools); JSON-able, door-private, never read by a provider.
+    client_options: dict[str, Any] = Field(default_factory=dict)
 
     def system_text(self) -> str:
         return "\n\n".join(p.text for p in self.system)

@@ -20,6 +20,7 @@ from llmbridge.formats.anthropic import AnthropicFormat
 from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, Endpoint, RenderOptions, StreamRenderer, dumps
 from llmbridge.formats.gemini import GeminiFormat
 from llmbridge.formats.openai import OpenAIFormat
+from llmbridge.formats.responses import ResponsesFormat
 from llmbridge.routing import NoRoute
 from tests.bridge_kit import KEY, IncomingRequest, answer, make_bridge, streamed, text_stream
 from tests.bridge_process import write_config
@@ -134,6 +135,7 @@ def test_a_registered_door_is_in_the_banner_and_in_every_404(fourth_door, tmp_pa
     banner = app.banner("127.0.0.1", 8418)
     assert "  Echo:      http://127.0.0.1:8418/echo   (POST /echo/{model}/say)" in banner
     assert "  OpenAI:    http://127.0.0.1:8418/v1     (POST /v1/chat/completions, GET /v1/models)" in banner
+    assert "  Responses: http://127.0.0.1:8418/v1     (POST /v1/responses)" in banner
 
     async def run():
         bridge, _ = make_bridge()
@@ -164,9 +166,28 @@ def test_every_endpoint_of_a_registered_door_routes_to_itself(door):
 
 
 def test_the_doors_id_prefixes_and_model_lists():
-    assert [OpenAIFormat.id_prefix, AnthropicFormat.id_prefix, GeminiFormat.id_prefix] == ["chatcmpl-", "msg_", ""]
-    assert [OpenAIFormat.models_path, GeminiFormat.models_path] == ["/v1/models", "/v1beta/models"]
-    assert [door.name for door in load_formats()] == list(FORMATS) == ["openai", "anthropic", "gemini"]
+    doors = (OpenAIFormat, AnthropicFormat, GeminiFormat, ResponsesFormat)
+    assert [door.id_prefix for door in doors] == ["chatcmpl-", "msg_", "", "resp_"]
+    assert [door.own_ids for door in doors] == [False, False, False, True]
+    assert [OpenAIFormat.models_path, GeminiFormat.models_path, ResponsesFormat.models_path] == [
+        "/v1/models",
+        "/v1beta/models",
+        "/v1/models",
+    ]
+    assert [door.name for door in load_formats()] == list(FORMATS) == ["openai", "anthropic", "gemini", "responses"]
+
+
+def test_two_doors_share_the_v1_prefix_each_with_its_own_routes():
+    bridge, _ = make_bridge()
+    assert bridge.route("POST", "/v1/responses").client_format.name == "responses"
+    assert bridge.route("POST", "/v1/chat/completions").client_format.name == "openai"
+    assert bridge.route("GET", "/v1/models").client_format.name == "openai"
+    with pytest.raises(NoRoute) as no_route:
+        bridge.route("GET", "/v1/responses/resp_123")  # retrieving a stored response is not served
+    assert no_route.value.client_format.name == "responses"
+    with pytest.raises(NoRoute) as wrong_method:
+        bridge.route("GET", "/v1/responses")
+    assert wrong_method.value.client_format.name == "responses"
 
 
 # --- errors name the client's own field --------------------------------------------------------------
@@ -179,12 +200,13 @@ def test_a_provider_refusal_names_the_field_as_each_door_spells_it() -> None:
     def refusal() -> InvalidRequest:
         return InvalidRequest("kiro does not support response_format json_schema", param="response_format")
 
-    said = {name: format_class(name)().in_own_words(refusal()) for name in ("openai", "anthropic", "gemini")}
+    said = {name: format_class(name)().in_own_words(refusal()) for name in FORMATS}
     assert said["openai"].param == "response_format"
     assert said["anthropic"].param == "output_config.format"
     assert said["anthropic"].message == "kiro does not support output_config.format json_schema"
     assert said["gemini"].param == "generationConfig.responseJsonSchema"
     assert "response_format" not in said["gemini"].message
+    assert said["responses"].message == "kiro does not support text.format json_schema"
 
 
 def test_every_door_field_name_is_a_canonical_field() -> None:

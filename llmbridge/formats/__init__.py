@@ -18,6 +18,7 @@ FORMATS: dict[str, str] = {
     "openai": "llmbridge.formats.openai:OpenAIFormat",
     "anthropic": "llmbridge.formats.anthropic:AnthropicFormat",
     "gemini": "llmbridge.formats.gemini:GeminiFormat",
+    "responses": "llmbridge.formats.responses:ResponsesFormat",
 }
 
 

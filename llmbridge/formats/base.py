@@ -120,6 +120,9 @@ class ClientFormat(ABC):
     # Canonical request fields (named as OpenAI's chat completions names them) as this door's
     # clients spell them, so that an error names the field the client actually sent.
     field_names: ClassVar[dict[str, str]] = {}
+    # Whether a whole answer's id is always the door's own (`id_prefix` + exchange id) rather than the
+    # upstream's: for doors whose clients name responses later (Responses' previous_response_id).
+    own_ids: ClassVar[bool] = False
 
     def model_from_path(self, raw: str) -> str:
         """The model id from a path's `{model}`: percent-escapes (`openai%2Fgpt-4o`) decoded exactly
@@ -167,6 +170,10 @@ class ClientFormat(ABC):
             error.message = re.sub(rf"(?<![\w.]){re.escape(canonical)}(?![\w.])", own, error.message)
             error.param = own
         return error
+    def answered(self, request: ChatRequest, result: ChatResult, response_id: str) -> None:
+        """Called once an answer has reached the client whole (streamed or not, not cut short):
+        `response_id` is the id the client was given. For doors that keep state between requests
+        (the Responses door's `previous_response_id`); by default nothing."""
 
     def error_response(self, error: BridgeError) -> tuple[int, dict[str, str], bytes]:
         headers = {"content-type": "application/json"}
