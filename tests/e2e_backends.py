@@ -39,12 +39,25 @@ class Backend:
     model: str
     count_method: str  # the expected x-llmbridge-token-count-method
     bridge: BridgeProcess
+    fake: Any
 
     def text(self, *deltas: str, thinking: str | None = None) -> None:
-        raise NotImplementedError
+        self.fake.enqueue(self.text_reply(*deltas, thinking=thinking))
 
     def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+        self.fake.enqueue(self.tool_reply(name, call_id, args, text=text))
+
+    def text_reply(self, *deltas: str, thinking: str | None = None) -> Any:
+        """The fake's reply object for `text` (for a responder; `text` queues it)."""
         raise NotImplementedError
+
+    def tool_reply(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def respond(self, responder: Any) -> None:
+        """Choose each generate reply from the upstream request body (`responder(body) -> reply or None`;
+        None: the queue)."""
+        self.fake.responder = responder
 
     def rate_limit(self, seconds: int) -> None:
         raise NotImplementedError
@@ -88,12 +101,12 @@ class GeminiCliBackend(Backend):
     def __init__(self, fake: ca.FakeCodeAssist) -> None:
         self.fake = fake
 
-    def text(self, *deltas: str, thinking: str | None = None) -> None:
+    def text_reply(self, *deltas: str, thinking: str | None = None) -> Any:
         thoughts = (thinking,) if thinking else ()
-        self.fake.enqueue(ca.text_reply(*deltas, thoughts=thoughts, signature="c2lnLWdlbWluaQ==" if thinking else None))
+        return ca.text_reply(*deltas, thoughts=thoughts, signature="c2lnLWdlbWluaQ==" if thinking else None)
 
-    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
-        self.fake.enqueue(ca.tool_call_reply(name, args, call_id=call_id, text=text))
+    def tool_reply(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> Any:
+        return ca.tool_call_reply(name, args, call_id=call_id, text=text)
 
     def rate_limit(self, seconds: int) -> None:
         delay = f"{seconds}s"
@@ -153,14 +166,20 @@ class KiroBackend(Backend):
         self.fake = fake
 
     def text(self, *deltas: str, thinking: str | None = None) -> None:
-        steps: list[Any] = [kf.Reasoning(text=thinking, signature="sig-kiro")] if thinking else []
-        self.fake.enqueue(*steps, *[kf.Text(d) for d in deltas], kf.ContextUsage(1.0), kf.Metering(0.01))
+        self.fake.enqueue(*self.text_reply(*deltas, thinking=thinking))
 
     def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+        self.fake.enqueue(*self.tool_reply(name, call_id, args, text=text))
+
+    def text_reply(self, *deltas: str, thinking: str | None = None) -> Any:
+        steps: list[Any] = [kf.Reasoning(text=thinking, signature="sig-kiro")] if thinking else []
+        return [*steps, *[kf.Text(d) for d in deltas], kf.ContextUsage(1.0), kf.Metering(0.01)]
+
+    def tool_reply(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> Any:
         raw = json.dumps(args)
         half = len(raw) // 2
         steps: list[Any] = [kf.Text(text)] if text else []
-        self.fake.enqueue(*steps, kf.ToolUse(name, call_id, [raw[:half], raw[half:]]), kf.ContextUsage(1.0))
+        return [*steps, kf.ToolUse(name, call_id, [raw[:half], raw[half:]]), kf.ContextUsage(1.0)]
 
     def rate_limit(self, seconds: int) -> None:
         self.fake.enqueue(
@@ -212,16 +231,14 @@ class OpenAIBackend(Backend):
     def __init__(self, fake: oa.FakeOpenAI) -> None:
         self.fake = fake
 
-    def text(self, *deltas: str, thinking: str | None = None) -> None:
+    def text_reply(self, *deltas: str, thinking: str | None = None) -> Any:
         reasoning = [{"reasoning_content": thinking}] if thinking else []
-        self.fake.enqueue(
-            oa.Reply(
-                deltas=reasoning + [{"content": d} for d in deltas],
-                usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-            )
+        return oa.Reply(
+            deltas=reasoning + [{"content": d} for d in deltas],
+            usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         )
 
-    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+    def tool_reply(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> Any:
         raw = json.dumps(args)
         half = len(raw) // 2
         deltas: list[dict[str, Any]] = [{"content": text}] if text else []
@@ -233,12 +250,10 @@ class OpenAIBackend(Backend):
             },
             {"tool_calls": [{"index": 0, "function": {"arguments": raw[half:]}}]},
         ]
-        self.fake.enqueue(
-            oa.Reply(
-                deltas=deltas,
-                finish="tool_calls",
-                usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29},
-            )
+        return oa.Reply(
+            deltas=deltas,
+            finish="tool_calls",
+            usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29},
         )
 
     def rate_limit(self, seconds: int) -> None:
@@ -284,11 +299,11 @@ class AnthropicBackend(Backend):
     def __init__(self, fake: fa.FakeAnthropic) -> None:
         self.fake = fake
 
-    def text(self, *deltas: str, thinking: str | None = None) -> None:
-        self.fake.enqueue(fa.pieces_reply(*deltas, thinking=thinking))
+    def text_reply(self, *deltas: str, thinking: str | None = None) -> Any:
+        return fa.pieces_reply(*deltas, thinking=thinking)
 
-    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
-        self.fake.enqueue(fa.tool_reply(name, call_id, args, text=text or ""))
+    def tool_reply(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> Any:
+        return fa.tool_reply(name, call_id, args, text=text or "")
 
     def rate_limit(self, seconds: int) -> None:
         self.fake.enqueue(
@@ -336,13 +351,13 @@ class GeminiAPIBackend(Backend):
     def __init__(self, fake: fg.FakeGeminiAPI) -> None:
         self.fake = fake
 
-    def text(self, *deltas: str, thinking: str | None = None) -> None:
-        self.fake.enqueue(fg.text_reply(*deltas, thought=thinking))
+    def text_reply(self, *deltas: str, thinking: str | None = None) -> Any:
+        return fg.text_reply(*deltas, thought=thinking)
 
-    def tool_call(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> None:
+    def tool_reply(self, name: str, call_id: str, args: dict[str, Any], text: str | None = None) -> Any:
         call = {"functionCall": {"name": name, "args": args, "id": call_id}}
         chunks = [fg.chunk({"text": text})] if text else []
-        self.fake.enqueue(fg.Reply(chunks=[*chunks, fg.chunk(call, finish="STOP", usage=True)]))
+        return fg.Reply(chunks=[*chunks, fg.chunk(call, finish="STOP", usage=True)])
 
     def rate_limit(self, seconds: int) -> None:
         self.fake.enqueue(
@@ -389,8 +404,10 @@ class GeminiAPIBackend(Backend):
 
 
 @contextlib.contextmanager
-def start_backend(name: str, workdir: Path) -> Iterator[Backend]:
-    """The fake upstream and a real bridge configured with one account on it."""
+def start_backend(name: str, workdir: Path, model: str | None = None, **settings: Any) -> Iterator[Backend]:
+    """The fake upstream and a real bridge configured with one account on it (`model`: the model the
+    tests ask for, instead of the backend's usual one; `settings`: more top-level config, e.g.
+    `record=True, database=...`; recording is off unless asked for)."""
     with contextlib.ExitStack() as stack:
         backend: Backend
         if name == "gemini-cli":
@@ -421,7 +438,7 @@ def start_backend(name: str, workdir: Path) -> Iterator[Backend]:
                 "provider": "openai",
                 "api_key": fake_oa.api_key,
                 "base_url": fake_oa.base_url,
-                "models": ["gpt-test"],
+                "models": [model or OpenAIBackend.model],
             }
             backend = OpenAIBackend(fake_oa)
         elif name == "anthropic":
@@ -430,7 +447,7 @@ def start_backend(name: str, workdir: Path) -> Iterator[Backend]:
                 "provider": "anthropic",
                 "api_key": fake_an.api_key,
                 "base_url": fake_an.base_url,
-                "models": [AnthropicBackend.model],
+                "models": [model or AnthropicBackend.model],
             }
             backend = AnthropicBackend(fake_an)
         elif name == "gemini":
@@ -439,11 +456,14 @@ def start_backend(name: str, workdir: Path) -> Iterator[Backend]:
                 "provider": "gemini",
                 "api_key": fake_gm.api_key,
                 "base_url": fake_gm.base_url,
-                "models": [GeminiAPIBackend.model],
+                "models": [model or GeminiAPIBackend.model],
             }
             backend = GeminiAPIBackend(fake_gm)
         else:
             raise ValueError(name)
-        config = write_config(workdir / "bridge.toml", [{"name": f"{name}-1", **account, **PACING}], record=False)
+        if model:
+            backend.model = model
+        settings.setdefault("record", False)
+        config = write_config(workdir / "bridge.toml", [{"name": f"{name}-1", **account, **PACING}], **settings)
         backend.bridge = stack.enter_context(BridgeProcess(workdir, config))
         yield backend

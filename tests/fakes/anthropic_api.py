@@ -182,8 +182,8 @@ class FakeAnthropic(LoopbackFake[Reply]):
     def base_url(self) -> str:
         return self.origin
 
-    def next_reply(self) -> Reply:
-        reply = self.pop_reply()
+    def next_reply(self, body: Any = None) -> Reply:
+        reply = self.pop_reply(body)
         if reply is not None:
             return reply
         return error_reply(500, "api_error", "fake: no reply scripted")
@@ -233,7 +233,7 @@ class FakeAnthropic(LoopbackFake[Reply]):
                     return self._json(problem[0], _error(problem[1], problem[2]))
                 if self.path.endswith("count_tokens"):
                     return self._json(200, {"input_tokens": 4242})
-                reply = fake.next_reply()
+                reply = fake.next_reply(body)
                 if reply.status != 200:
                     return self._json(reply.status, reply.error_body or {}, reply.headers)
                 self._stream(reply)

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tests.fakes.code_assist_rules import (
     Ledger,
@@ -197,7 +197,10 @@ class FakeCodeAssist:
         self.expires_in = expires_in
         self.replies: list[Reply] = []
         self.default: Reply | None = None
+        # When set, chooses the reply to a generate call from its body before the queue (None: the queue).
+        self.responder: Callable[[Any], Reply | None] | None = None
         self.requests: list[Recorded] = []
+        self.rejections: list[str] = []  # messages of the generate calls it refused
         self.refresh_count = 0
         self.token_error: tuple[int, dict[str, Any]] | None = None  # next /token answer, when set
         self.token_delay = 0.0
@@ -283,7 +286,9 @@ class FakeCodeAssist:
             self._serial += 1
             return self._serial
 
-    def next_reply(self) -> Reply:
+    def next_reply(self, body: Any = None) -> Reply:
+        if self.responder is not None and (chosen := self.responder(body)) is not None:
+            return chosen
         with self.lock:
             if self.replies:
                 return self.replies.pop(0)

@@ -84,8 +84,9 @@ def make_handler(fake: FakeCodeAssist) -> type[BaseHTTPRequestHandler]:
                 return self._json(400, rpc_error(400, "fake: streaming needs ?alt=sse", "INVALID_ARGUMENT"))
             problem = fake.check_generate(body)
             if problem:
+                fake.rejections.append(problem[1]["error"]["message"])
                 return self._json(*problem)
-            reply = fake.next_reply()
+            reply = fake.next_reply(body)
             if reply.status != 200:
                 return self._json(reply.status, reply.body, reply.headers)
             fake.issue(reply)

@@ -118,8 +118,8 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
     def base_url(self) -> str:
         return self.origin
 
-    def next_reply(self) -> Reply:
-        reply = self.pop_reply()
+    def next_reply(self, body: Any = None) -> Reply:
+        reply = self.pop_reply(body)
         if reply is not None:
             return reply
         return status_reply(500, "INTERNAL", "fake: no reply scripted")
@@ -203,7 +203,7 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
                     return self._json(problem[0], {"error": error})
                 if method == "countTokens":
                     return self._json(200, {"totalTokens": 321, "promptTokensDetails": []})
-                reply = fake.next_reply()
+                reply = fake.next_reply(body)
                 if reply.status != 200:
                     return self._json(reply.status, reply.error_body or {}, reply.headers)
                 fake.issue(reply)

@@ -32,7 +32,7 @@ import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 DEFAULT_PROFILE_ARN = "arn:aws:codewhisperer:us-east-1:699475941385:profile/EHGA3GRVQMUK"
 KIRO_MODEL_IDS = frozenset(
@@ -459,6 +459,9 @@ class FakeKiro:
         self.refresh_requests: list[RecordedRequest] = []
         self.refresh_count = 0
         self._queue: list[list[Step] | HttpError] = []
+        # When set, chooses the reply (steps, or an HttpError) from the request body before the queue
+        # is looked at (None: the queue): for real clients, whose side requests arrive in no fixed order.
+        self.responder: Callable[[Any], list[Step] | HttpError | None] | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -670,8 +673,9 @@ class FakeKiro:
                     "reason": "INVALID_MODEL_ID",
                 },
             )
+        chosen = self.responder(record.body) if self.responder is not None else None
         with self._lock:
-            item = self._queue.pop(0) if self._queue else list(DEFAULT_REPLY)
+            item = chosen if chosen is not None else self._queue.pop(0) if self._queue else list(DEFAULT_REPLY)
         if isinstance(item, HttpError):
             return self._json(h, record, item.status, item.body, item.headers)
         record.status = 200

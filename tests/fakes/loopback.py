@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Callable, Generic, Self, TypeVar
 
 ReplyT = TypeVar("ReplyT")
 
@@ -18,6 +18,9 @@ class _Server(ThreadingHTTPServer):
 class LoopbackFake(Generic[ReplyT]):
     def __init__(self) -> None:
         self.replies: list[ReplyT] = []
+        # When set, chooses the reply from the request body before the queue is looked at (None: use
+        # the queue): for real clients, whose side requests arrive in no fixed order.
+        self.responder: Callable[[Any], ReplyT | None] | None = None
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -30,7 +33,9 @@ class LoopbackFake(Generic[ReplyT]):
         with self.lock:
             self.replies.extend(replies)
 
-    def pop_reply(self) -> ReplyT | None:
+    def pop_reply(self, body: Any = None) -> ReplyT | None:
+        if self.responder is not None and (chosen := self.responder(body)) is not None:
+            return chosen
         with self.lock:
             return self.replies.pop(0) if self.replies else None
 

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Any
 
 from tests.fakes.loopback import LoopbackFake
 
@@ -62,20 +62,21 @@ class FakeOpenAI(LoopbackFake[Reply]):
     def __init__(self, api_key: str | None = "sk-upstream-secret") -> None:  # None: a keyless local server
         self.api_key = api_key
         self.default: Reply | None = None
-        # When set, chooses the reply from the request body (for concurrent tests, where the order
-        # in which requests arrive is not known); otherwise the queue, then `default`.
-        self.responder: Callable[[dict[str, Any]], Reply] | None = None
+        # `responder` (from LoopbackFake), when set, chooses the reply from the request body (for
+        # concurrent tests, where the order in which requests arrive is not known); a responder that
+        # returns None leaves it to the queue, then `default`.
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
+        self.rejections: list[str] = []
         super().__init__()
 
     @property
     def base_url(self) -> str:
         return self.origin + "/v1"
 
-    def next_reply(self) -> Reply:
-        reply = self.pop_reply()
+    def next_reply(self, body: Any = None) -> Reply:
+        reply = self.pop_reply(body)
         if reply is not None:
             return reply
         if self.default is not None:
@@ -114,8 +115,9 @@ class FakeOpenAI(LoopbackFake[Reply]):
                     fake.headers.append(headers)
                 problem = fake.validate(headers, body)
                 if problem:
+                    fake.rejections.append(problem[1])
                     return self._json(problem[0], {"error": {"message": problem[1], "type": "invalid_request_error"}})
-                reply = fake.responder(body) if fake.responder else fake.next_reply()
+                reply = fake.next_reply(body)
                 time.sleep(reply.header_delay)
                 if reply.status != 200:
                     return self._json(reply.status, reply.error_body or {}, reply.headers)
