@@ -170,6 +170,7 @@ class ClientFormat(ABC):
             error.message = re.sub(rf"(?<![\w.]){re.escape(canonical)}(?![\w.])", own, error.message)
             error.param = own
         return error
+
     def answered(self, request: ChatRequest, result: ChatResult, response_id: str) -> None:
         """Called once an answer has reached the client whole (streamed or not, not cut short):
         `response_id` is the id the client was given. For doors that keep state between requests

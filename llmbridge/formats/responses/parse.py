@@ -164,7 +164,7 @@ def _get(obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...]
 
 
 def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
-    value = _get(body, key, "", float)
+    value: float | None = _get(body, key, "", float)
     if value is not None and not low <= value <= high:
         raise _invalid(key, f"must be between {low} and {high}")
     return value
@@ -268,7 +268,7 @@ def _history(body: dict[str, Any], lookup: Lookup) -> Conversation | None:
 
 
 def _max_output_tokens(body: dict[str, Any]) -> int | None:
-    value = _get(body, "max_output_tokens", "", int)
+    value: int | None = _get(body, "max_output_tokens", "", int)
     if value is not None and value < 1:
         raise _invalid("max_output_tokens", "must be at least 1")
     return value

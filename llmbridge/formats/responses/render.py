@@ -97,11 +97,11 @@ class _Item:
 
     @property
     def kind(self) -> str:
-        return self.body["type"]
+        return str(self.body["type"])
 
     @property
     def id(self) -> str:
-        return self.body["id"]
+        return str(self.body["id"])
 
 
 class ResponsesRenderer(StreamRenderer):
