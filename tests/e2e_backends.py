@@ -404,9 +404,12 @@ class GeminiAPIBackend(Backend):
 
 
 @contextlib.contextmanager
-def start_backend(name: str, workdir: Path, model: str | None = None, **settings: Any) -> Iterator[Backend]:
+def start_backend(
+    name: str, workdir: Path, model: str | None = None, restrict_models: bool = True, **settings: Any
+) -> Iterator[Backend]:
     """The fake upstream and a real bridge configured with one account on it (`model`: the model the
-    tests ask for, instead of the backend's usual one; `settings`: more top-level config, e.g.
+    tests ask for, instead of the backend's usual one; `restrict_models`: list only that model on the
+    account, else the provider's own list; `settings`: more top-level config, e.g.
     `record=True, database=...`; recording is off unless asked for)."""
     with contextlib.ExitStack() as stack:
         backend: Backend
@@ -463,6 +466,8 @@ def start_backend(name: str, workdir: Path, model: str | None = None, **settings
             raise ValueError(name)
         if model:
             backend.model = model
+        if not restrict_models:  # the provider's own model list, as a user who lists none gets
+            account.pop("models", None)
         settings.setdefault("record", False)
         config = write_config(workdir / "bridge.toml", [{"name": f"{name}-1", **account, **PACING}], **settings)
         backend.bridge = stack.enter_context(BridgeProcess(workdir, config))

@@ -9,9 +9,8 @@ output_config, ...); they are written to `real_client_shapes.json` in pytest's b
 (and to $LLMBRIDGE_SHAPES_OUT when set).
 
 The clients come from `scripts/install-clients` (run by `scripts/test`); without them every test here
-skips, naming why. Gaps of the bridge that these clients find are strict xfails naming the gap: each
-raises its own exception only when that exact symptom is seen, so any other failure is a failure, and
-a fixed gap turns into an XPASS that fails the run.
+skips, naming why. The gaps these clients found in the bridge (and that are fixed) each have their own
+exception, raised when that exact symptom is seen again, so a regression names itself.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ CONTENT = "written by the fake's tool call\n"
 SHAPES: dict[str, list[dict[str, Any]]] = {"claude": [], "gemini": [], "codex": []}
 
 
-# --- the bridge's known gaps (each raised only on its exact symptom) ------------------------------------
+# --- gaps the clients found, now fixed (each raised on its exact symptom, should it come back) ---
 
 
 class SystemRoleGap(Exception):
@@ -54,7 +54,7 @@ class SystemRoleGap(Exception):
 
 
 class NoResponsesDoor(Exception):
-    """Codex speaks only the Responses API; the bridge has no `/v1/responses` yet."""
+    """Codex speaks only the Responses API (`POST /v1/responses`)."""
 
 
 class DoubleWrappedToolResult(Exception):
@@ -67,34 +67,6 @@ class TopKRefused(Exception):
 
 class UnservedClassifierModel(Exception):
     """Gemini CLI's auto-routing asks a flash-lite classifier model the bridge does not serve (404)."""
-
-
-SYSTEM_ROLE = pytest.mark.xfail(
-    strict=True,
-    raises=SystemRoleGap,
-    reason="Anthropic door: Claude Code sends role 'system' inside messages for non-Claude model names "
-    "(gemini-*, gpt-*); the door answers 400 \"messages.1.role: expected 'user' or 'assistant', got 'system'\" "
-    "instead of moving it into the system prompt",
-)
-NO_RESPONSES = pytest.mark.xfail(strict=True, raises=NoResponsesDoor, reason="no Responses door yet")
-DOUBLE_WRAPPED = pytest.mark.xfail(
-    strict=True,
-    raises=DoubleWrappedToolResult,
-    reason="Gemini door: Gemini CLI's functionResponse.response {'output': text} is sent upstream as "
-    "{'output': '{\"output\": text}'} (wrapped again) instead of as it came",
-)
-TOP_K = pytest.mark.xfail(
-    strict=True,
-    raises=TopKRefused,
-    reason="openai provider: Gemini CLI sends generationConfig.topK=64 on every request; the provider answers "
-    "400 'the OpenAI chat completions API has no top_k; omit it', so Gemini CLI cannot use an openai backend",
-)
-CLASSIFIER_404 = pytest.mark.xfail(
-    strict=True,
-    raises=UnservedClassifierModel,
-    reason="Gemini CLI's default auto-routing asks gemini-3.5-flash-lite (API-key mode), which no backend "
-    "serves: the bridge answers 404 (the model list has no such model)",
-)
 
 
 def gaps_at_door(requests: list[rc.DoorRequest]) -> None:
@@ -127,7 +99,14 @@ class Bridges:
             workdir = self.root / name
             workdir.mkdir()
             self.started[name] = self.stack.enter_context(
-                start_backend(name, workdir, model=MODELS[name], record=True, database=str(workdir / "bridge.db"))
+                start_backend(
+                    name,
+                    workdir,
+                    model=MODELS[name],
+                    restrict_models=name == "openai",  # the others list their provider's models
+                    record=True,
+                    database=str(workdir / "bridge.db"),
+                )
             )
             self.seen[name] = 0
         return self.started[name]
@@ -165,14 +144,7 @@ def place(tmp_path: Path) -> tuple[Path, Path]:
 def params(client: str) -> list[Any]:
     out = []
     for backend in BACKENDS:
-        marks: list[Any] = []
-        if client == "claude" and not MODELS[backend].startswith("claude-"):
-            marks.append(SYSTEM_ROLE)
-        if client == "gemini" and backend == "openai":
-            marks.append(TOP_K)
-        if client == "codex":
-            marks.append(NO_RESPONSES)
-        out.append(pytest.param(backend, marks=marks, id=backend))
+        out.append(pytest.param(backend, id=backend))
     return out
 
 
@@ -337,13 +309,7 @@ def test_claude_code_agentic_write(bridges: Bridges, backend_name: str, place: t
     _agentic("claude", bridges, backend_name, place)
 
 
-@pytest.mark.parametrize(
-    "backend_name",
-    [
-        pytest.param(p.values[0], marks=[*p.marks, DOUBLE_WRAPPED] if p.values[0] in GEMINI_WIRE else p.marks)
-        for p in params("gemini")
-    ],
-)
+@pytest.mark.parametrize("backend_name", params("gemini"))
 def test_gemini_cli_agentic_write_file(bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
     _agentic("gemini", bridges, backend_name, place)
 
@@ -360,7 +326,7 @@ def _agentic(client: str, bridges: Bridges, backend_name: str, place: tuple[Path
     target = cwd / "note.txt"
     call_id = f"call_{client}_{backend_name.replace('-', '_')}_1"
     if client == "codex":
-        args: dict[str, Any] = {"cmd": f"printf %s {json.dumps(CONTENT)} > note.txt", "workdir": str(cwd)}
+        args: dict[str, Any] = {"cmd": f"printf %s {shlex.quote(CONTENT)} > note.txt", "workdir": str(cwd)}
     else:
         args = {"file_path": str(target), "content": CONTENT}
     final = (f"Done: note.txt is written ({marker}).",)
@@ -398,9 +364,7 @@ def _check_gemini_cli_result(result: Any) -> None:
     assert isinstance(result["output"], str) and result["output"], result
 
 
-@pytest.mark.parametrize(
-    "backend_name", [pytest.param("gemini-cli", marks=CLASSIFIER_404), pytest.param("gemini", marks=CLASSIFIER_404)]
-)
+@pytest.mark.parametrize("backend_name", ["gemini-cli", "gemini"])
 def test_gemini_cli_default_auto_routing(bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
     """Gemini CLI with no -m: its auto-routing classifier call, then the model it chose."""
     backend = bridges(backend_name)

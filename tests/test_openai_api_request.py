@@ -15,7 +15,7 @@ from llmbridge.canonical import (
     ToolResultPart,
 )
 from llmbridge.config import AccountConfig
-from llmbridge.errors import AccountUnusable, InvalidRequest, PermissionDenied
+from llmbridge.errors import AccountUnusable, PermissionDenied
 from llmbridge.providers.openai_api.provider import OpenAIProvider, classify
 from llmbridge.providers.openai_api.request import build_body, check_request
 
@@ -48,11 +48,12 @@ def test_consecutive_user_text_parts_are_separated():
     assert body["messages"] == [{"role": "user", "content": "What is 2+2?\n\nAnswer briefly."}]
 
 
-def test_top_k_is_refused_by_name():
-    with pytest.raises(InvalidRequest) as caught:
-        check_request(ChatRequest(model="m", messages=[user("hi")], top_k=5))
-    assert caught.value.param == "top_k"
-    check_request(ChatRequest(model="m", messages=[user("hi")]))
+def test_top_k_is_left_out_not_refused():
+    """Gemini CLI sends topK on every request; chat completions has no such control."""
+    request = ChatRequest(model="m", messages=[user("hi")], top_k=64, temperature=1)
+    check_request(request)
+    body = build_body(request, "m")
+    assert "top_k" not in body and body["temperature"] == 1
 
 
 def test_tool_result_images_follow_in_a_user_message():

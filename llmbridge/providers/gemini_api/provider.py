@@ -32,6 +32,11 @@ DEFAULT_MODELS = (
     "gemini-2.5-flash-lite",
     "gemini-3-pro-preview",
     "gemini-3-flash-preview",
+    "gemini-3.1-pro-preview",
+    "gemini-3.1-flash-lite",
+    "gemini-3.5-flash",
+    "gemini-3.8-flash",  # Gemini CLI's flash model in API-key mode
+    "gemini-3.5-flash-lite",  # Gemini CLI's auto-routing classifier in API-key mode
 )
 
 

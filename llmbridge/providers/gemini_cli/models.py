@@ -22,13 +22,21 @@ KNOWN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("gemini-3.5-flash"),
     ModelSpec("gemini-3-flash"),
     ModelSpec("gemini-3.1-flash-lite"),
+    ModelSpec("gemini-3.5-flash-lite"),
+    ModelSpec("gemini-3.8-flash"),
     ModelSpec("gemma-4-31b-it", context_window=None, max_output_tokens=None),
     ModelSpec("gemma-4-26b-a4b-it", context_window=None, max_output_tokens=None),
 )
 _BY_ID = {spec.id: spec for spec in KNOWN_MODELS}
 
-# The CLI renames some public names before it calls Code Assist (CCPA_AI_MODEL_MAPPINGS).
-UPSTREAM_NAMES = {"gemini-3.5-flash": "gemini-3-flash"}
+# The CLI renames some public names before it calls Code Assist (CCPA_AI_MODEL_MAPPINGS). In API-key
+# mode it uses the latest flash (3.8) and flash-lite (3.5, its auto-routing classifier); in Code Assist
+# mode the same roles are 3.5-flash (sent as 3-flash) and 3.1-flash-lite, so those names go there.
+UPSTREAM_NAMES = {
+    "gemini-3.5-flash": "gemini-3-flash",
+    "gemini-3.8-flash": "gemini-3-flash",
+    "gemini-3.5-flash-lite": "gemini-3.1-flash-lite",
+}
 
 
 def model_list(restrict: list[str] | None) -> list[ModelInfo]:

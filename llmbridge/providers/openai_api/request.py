@@ -22,7 +22,6 @@ from llmbridge.canonical import (
     ToolCallPart,
     ToolResultPart,
 )
-from llmbridge.errors import InvalidRequest
 
 # Largest thinking budget that still maps to each effort (the same steps the Kiro provider uses).
 BUDGET_EFFORTS: list[tuple[float, str]] = [(4096, "low"), (10_000, "medium"), (float("inf"), "high")]
@@ -77,9 +76,9 @@ def _generation(request: ChatRequest, body: dict[str, Any], max_tokens_field: st
 
 
 def check_request(request: ChatRequest) -> None:
-    """Raise InvalidRequest naming a parameter chat completions cannot take."""
-    if request.top_k is not None:
-        raise InvalidRequest("the OpenAI chat completions API has no top_k; omit it", param="top_k")
+    """Raise InvalidRequest naming a parameter chat completions cannot take. None today: `top_k`, the
+    one sampling control it lacks, is left out rather than refused, because Gemini CLI sends
+    `topK: 64` on every request as a default, not as a choice (the README says so)."""
 
 
 def reasoning_effort(request: ChatRequest) -> str | None:
