@@ -34,6 +34,9 @@ from llmbridge.routing import NoRoute, Route, Router
 
 log = logging.getLogger(__name__)
 PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
+# How long a model list, or a request for a model no account knows yet, waits for the accounts' own
+# model listings (Kiro's ListAvailableModels); a slower listing finishes in the background.
+MODEL_LIST_WAIT = 5.0
 
 
 @dataclass
@@ -173,6 +176,7 @@ class Bridge:
     ) -> LocalResponse | Answer | DeferredAnswer:
         fmt = route.client_format
         if route.action == "models":
+            await self.pool.refresh_models(timeout=MODEL_LIST_WAIT)
             return json_response(fmt.render_models(self.pool.models()))
         if route.action == "model":
             return self._one_model(fmt, route.model or "")
@@ -232,8 +236,15 @@ class Bridge:
             f"model '{model}' is not served by any configured account; GET {fmt.models_path} lists the models"
         )
 
+    async def _candidates(self, fmt: ClientFormat, model: str) -> list[Candidate]:
+        """The accounts serving `model`; a model no account knows yet may be new in an account's own
+        listing, so the listings are brought up to date (paced by each provider) before a 404."""
+        if not self.pool.candidates(model):
+            await self.pool.refresh_models(timeout=MODEL_LIST_WAIT)
+        return self.failover.candidates(model, fmt.models_path)
+
     async def _count_tokens(self, fmt: ClientFormat, request: ChatRequest) -> LocalResponse:
-        candidates = self.failover.candidates(request.model, fmt.models_path)
+        candidates = await self._candidates(fmt, request.model)
         count, method = await self.failover.count_tokens(request, candidates)
         response = json_response(fmt.render_count_tokens(count))
         response.headers["x-llmbridge-token-count-method"] = method
@@ -245,7 +256,7 @@ class Bridge:
         self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord, options: RenderOptions = DEFAULT_OPTIONS
     ) -> Answer | DeferredAnswer:
         """The answer, opened through failover; a stream is handed on at once, still opening."""
-        candidates = self.failover.candidates(request.model, fmt.models_path)
+        candidates = await self._candidates(fmt, request.model)
         self.failover.check(request, candidates)
         opening = self._answer(fmt, request, record, candidates, options)
         if request.stream:

@@ -8,6 +8,7 @@ suspend accounts whose traffic looks like a proxy's.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -78,6 +79,13 @@ class AccountPool:
                 pinned = f"{model.provider}/{model.id}"
                 seen.setdefault(pinned, model.model_copy(update={"id": pinned}))
         return list(seen.values())
+
+    async def refresh_models(self, timeout: float) -> None:
+        """Every account's model list brought up to date, waiting at most `timeout` seconds (a
+        listing that takes longer finishes in the background and serves the next request)."""
+        tasks = [asyncio.ensure_future(state.provider.refresh_models()) for state in self.states]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     def candidates(self, model: str) -> list[Candidate]:
         """Accounts that serve `model` (bare, or `provider/model` to pin the provider), in order.

@@ -169,3 +169,43 @@ def test_unsupported_parameter_named(bridge):
             model="claude-sonnet-4-5", stop=["END"], messages=[{"role": "user", "content": "x"}]
         )
     assert "stop" in str(info.value)
+
+
+# --- the account's own model list (ListAvailableModels, as the Kiro IDE lists it) ---------------------
+
+
+def test_models_come_from_the_accounts_listing_and_new_ones_are_served(bridge, kiro):
+    kiro.models = kiro.models | {"claude-opus-4.7"}
+    kiro.listed = ["claude-opus-4.7", "claude-sonnet-4.5", "auto"]
+    listed = {m.id for m in oai(bridge).models.list().data}
+    assert {"claude-opus-4-7", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929"} <= listed
+    assert "claude-haiku-4-5" not in listed and "auto" not in listed  # not in this account's listing
+    kiro.enqueue(Text("new model"))
+    answer = oai(bridge).chat.completions.create(model="claude-opus-4-7", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "new model"
+    assert (
+        kiro.generate_requests()[-1].body["conversationState"]["currentMessage"]["userInputMessage"]["modelId"]
+        == "claude-opus-4.7"
+    )
+    oai(bridge).models.list()
+    (listing,) = [r for r in kiro.listing_requests if r.path == "/ListAvailableModels"]  # paced: once
+    assert listing.body == {"origin": "AI_EDITOR", "maxResults": "50", "profileArn": kiro.profile_arn}
+    assert listing.headers["authorization"] == f"Bearer {kiro.access_token}" and listing.rejection is None
+
+
+def test_a_model_new_in_the_listing_is_found_on_first_use(bridge, kiro):
+    kiro.models = kiro.models | {"claude-opus-4.8"}
+    kiro.listed = ["claude-opus-4.8"]
+    kiro.enqueue(Text("first use"))
+    answer = oai(bridge).chat.completions.create(model="claude-opus-4-8", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "first use"
+
+
+def test_a_failed_listing_keeps_the_built_in_list(bridge, kiro):
+    kiro.listing_status = 500
+    listed = {m.id for m in oai(bridge).models.list().data}
+    assert {"claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5"} <= listed
+    deadline = time.time() + 5
+    while "listing the models failed (HTTP 500)" not in bridge.output() and time.time() < deadline:
+        time.sleep(0.05)
+    assert "listing the models failed (HTTP 500); using the built-in list" in bridge.output()

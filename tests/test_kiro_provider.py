@@ -453,3 +453,32 @@ def test_fake_rejects_bad_structures() -> None:
         ],
     }
     assert "duplicate" in validate_body({"conversationState": dup_state}, needs_profile_arn=False)
+
+
+# --- ListAvailableModels -------------------------------------------------------------------------------
+
+
+def test_a_listing_becomes_the_catalog() -> None:
+    from llmbridge.providers.kiro import models
+
+    catalog = models.from_listing(
+        {
+            "models": [
+                {"modelId": "claude-sonnet-4.5", "tokenLimits": {"maxInputTokens": 400_000}},
+                {"modelId": "claude-opus-4.7", "modelName": "Claude Opus 4.7"},
+                {"modelId": "deepseek-3.2"},
+                {"modelId": "auto"},
+                {"modelName": "no id"},
+                "junk",
+            ]
+        }
+    )
+    assert [(m.kiro_id, m.name, m.aliases) for m in catalog] == [
+        ("claude-sonnet-4.5", "claude-sonnet-4-5", ("claude-sonnet-4-5-20250929",)),
+        ("claude-opus-4.7", "claude-opus-4-7", ()),
+        ("deepseek-3.2", "deepseek-3.2", ()),
+    ]
+    assert catalog[0].context_window == 400_000 and catalog[1].display_name == "Claude Opus 4.7 (Kiro)"
+    assert models.kiro_model_id("claude-opus-4-7", catalog) == "claude-opus-4.7"
+    assert models.kiro_model_id("claude-opus-4-7") is None  # not in the built-in list
+    assert models.from_listing({"models": None}) == () and models.from_listing([]) == ()

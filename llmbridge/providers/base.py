@@ -137,6 +137,10 @@ class Provider(ABC):
     def models(self) -> list[ModelInfo]:
         """Every model this account serves, under the names clients use."""
 
+    async def refresh_models(self) -> None:
+        """Bring `models()` up to date where the service lists an account's models (Kiro); at most
+        one call per interval, never failing: a provider keeps its known list when the call fails."""
+
     def upstream_model(self, model: str) -> str | None:
         """The provider's own id for a client model name, or None when this account does not serve it."""
         return model if any(m.id == model for m in self.models()) else None

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import parse_qs
 
 DEFAULT_PROFILE_ARN = "arn:aws:codewhisperer:us-east-1:699475941385:profile/EHGA3GRVQMUK"
 KIRO_MODEL_IDS = frozenset(
@@ -457,6 +458,10 @@ class FakeKiro:
         self.models = models
         self.requests: list[RecordedRequest] = []
         self.refresh_requests: list[RecordedRequest] = []
+        self.listing_requests: list[RecordedRequest] = []
+        # ListAvailableModels answers these ids (the service's own spelling), in pages of `maxResults`
+        self.listed = sorted(models) + ["auto"]
+        self.listing_status = 200
         self.refresh_count = 0
         self._queue: list[list[Step] | HttpError] = []
         # When set, chooses the reply (steps, or an HttpError) from the request body before the queue
@@ -479,6 +484,9 @@ class FakeKiro:
 
             def do_POST(self) -> None:  # noqa: N802
                 fake._handle(self)
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake._handle_get(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -599,6 +607,42 @@ class FakeKiro:
             self._refresh(h, record, social=path == "/refreshToken")
         else:
             self._json(h, record, 404, {"message": f"no route {path}"})
+
+    def _handle_get(self, h: BaseHTTPRequestHandler) -> None:
+        """`GET /ListAvailableModels?origin=AI_EDITOR&maxResults=N[&profileArn=][&nextToken=]`, as the
+        Kiro IDE lists an account's models; anything else is a 404."""
+        path, _, query = h.path.partition("?")
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        record = RecordedRequest(path=path, headers={k.lower(): v for k, v in h.headers.items()}, body=params)
+        with self._lock:
+            self.listing_requests.append(record)
+        if path != "/ListAvailableModels":
+            return self._json(h, record, 404, {"message": f"no route GET {path}"})
+        if record.headers.get("authorization") != f"Bearer {self.access_token}":
+            record.rejection = "bad bearer token"
+            return self._json(h, record, 403, {"message": BAD_TOKEN})
+        if params.get("origin") != "AI_EDITOR" or set(params) - {"origin", "maxResults", "profileArn", "nextToken"}:
+            record.rejection = f"unexpected query {params}"
+            return self._json(h, record, 400, {"message": "Improperly formed request.", "reason": None})
+        if self.listing_status != 200:
+            return self._json(h, record, self.listing_status, {"message": "listing unavailable"})
+        size = int(params.get("maxResults", "50"))
+        start = int(params.get("nextToken", "0"))
+        page = self.listed[start : start + size]
+        body: dict[str, Any] = {
+            "models": [
+                {
+                    "modelId": m,
+                    "modelName": m.replace("-", " ").title(),
+                    "tokenLimits": {"maxInputTokens": 1_000_000 if "opus" in m else 200_000},
+                }
+                for m in page
+            ],
+            "defaultModel": {"modelId": "auto"},
+        }
+        if start + size < len(self.listed):
+            body["nextToken"] = str(start + size)
+        return self._json(h, record, 200, body)
 
     def _json(
         self,

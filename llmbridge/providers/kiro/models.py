@@ -3,11 +3,17 @@
 Kiro's current ids are lowercase and dotted (`claude-sonnet-4.5`); clients speak Anthropic's names
 (`claude-sonnet-4-5`, `claude-sonnet-4-5-20250929`). Both spellings, and the dotted id itself, are
 accepted; an unknown name maps to None (the bridge answers 404), never to a substitute model.
+
+`MODELS` is the catalog until the account's own list arrives: the provider asks Kiro's
+`ListAvailableModels`, as the Kiro IDE does, and `from_listing` turns its answer into a catalog (a
+model the table knows keeps its names and aliases; a new one is named as Anthropic would name it).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from llmbridge.canonical import ModelInfo
 
@@ -48,34 +54,66 @@ MODELS: tuple[KiroModel, ...] = (
     KiroModel("claude-opus-4.6", "claude-opus-4-6", (), "Claude Opus 4.6 (Kiro)", 1_000_000),
 )
 
-_BY_NAME: dict[str, KiroModel] = {}
-for _m in MODELS:
-    for _n in (_m.name, _m.kiro_id, *_m.aliases):
-        _BY_NAME[_n] = _m
-
 DEFAULT_CONTEXT_WINDOW = 200_000
+NOT_MODELS = frozenset({"auto"})  # Kiro's "let the service choose": not a model a client can name
 
 
-def lookup(name: str) -> KiroModel | None:
-    return _BY_NAME.get(name.strip().lower()) if name else None
+def _by_name(catalog: tuple[KiroModel, ...]) -> dict[str, KiroModel]:
+    return {name: model for model in catalog for name in (model.name, model.kiro_id, *model.aliases)}
 
 
-def kiro_model_id(name: str) -> str | None:
-    model = lookup(name)
+_BY_NAME = _by_name(MODELS)
+
+
+def lookup(name: str, catalog: tuple[KiroModel, ...] | None = None) -> KiroModel | None:
+    if not name:
+        return None
+    by_name = _BY_NAME if catalog is None or catalog is MODELS else _by_name(catalog)
+    return by_name.get(name.strip().lower())
+
+
+def kiro_model_id(name: str, catalog: tuple[KiroModel, ...] | None = None) -> str | None:
+    model = lookup(name, catalog)
     return model.kiro_id if model else None
 
 
-def context_window(kiro_id: str) -> int:
-    model = lookup(kiro_id)
+def context_window(kiro_id: str, catalog: tuple[KiroModel, ...] | None = None) -> int:
+    model = lookup(kiro_id, catalog)
     return model.context_window if model else DEFAULT_CONTEXT_WINDOW
 
 
-def model_infos(allowed: list[str] | None = None) -> list[ModelInfo]:
+def client_name(kiro_id: str) -> str:
+    """`claude-opus-4.7` -> `claude-opus-4-7` (Anthropic's spelling); other ids stay as they are."""
+    return re.sub(r"(?<=\d)\.(?=\d)", "-", kiro_id) if kiro_id.startswith("claude-") else kiro_id
+
+
+def from_listing(body: Any) -> tuple[KiroModel, ...]:
+    """The catalog a `ListAvailableModels` answer describes (empty when it lists nothing usable)."""
+    entries = body.get("models") if isinstance(body, dict) else None
+    catalog: list[KiroModel] = []
+    for entry in entries if isinstance(entries, list) else []:
+        kiro_id = entry.get("modelId") if isinstance(entry, dict) else None
+        if not isinstance(kiro_id, str) or not kiro_id or kiro_id.lower() in NOT_MODELS:
+            continue
+        limits = entry.get("tokenLimits")
+        window = limits.get("maxInputTokens") if isinstance(limits, dict) else None
+        known = lookup(kiro_id)
+        if known is not None:
+            window = window if isinstance(window, int) and window > 0 else known.context_window
+            catalog.append(KiroModel(known.kiro_id, known.name, known.aliases, known.display_name, window))
+            continue
+        title = entry.get("modelName") if isinstance(entry.get("modelName"), str) else kiro_id
+        window = window if isinstance(window, int) and window > 0 else DEFAULT_CONTEXT_WINDOW
+        catalog.append(KiroModel(kiro_id.lower(), client_name(kiro_id.lower()), (), f"{title} (Kiro)", window))
+    return tuple(catalog)
+
+
+def model_infos(allowed: list[str] | None = None, catalog: tuple[KiroModel, ...] = MODELS) -> list[ModelInfo]:
     """The client-facing names (main name and dated aliases), restricted to `allowed` if given
     (entries may be any accepted spelling)."""
-    allowed_ids = {m.kiro_id for n in allowed if (m := lookup(n))} if allowed is not None else None
+    allowed_ids = {m.kiro_id for n in allowed if (m := lookup(n, catalog))} if allowed is not None else None
     infos = []
-    for model in MODELS:
+    for model in catalog:
         if allowed_ids is not None and model.kiro_id not in allowed_ids:
             continue
         for name in (model.name, *model.aliases):

@@ -5,9 +5,12 @@ Warning: Kiro suspends accounts it sees used through third-party proxies (kirodo
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import platform
+import time
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 
@@ -19,9 +22,15 @@ from llmbridge.providers.kiro import models
 from llmbridge.providers.kiro.credentials import DEFAULT_TOKEN_FILE, KiroCredentials
 from llmbridge.providers.kiro.decoder import KiroDecoder
 from llmbridge.providers.kiro.errors import classify
+from llmbridge.providers.kiro.models import KiroModel
 from llmbridge.providers.kiro.request import build_request, image_entry
 
+log = logging.getLogger(__name__)
+
 KIRO_VERSION = "0.11.63"
+LISTING_INTERVAL = 3600.0  # seconds between ListAvailableModels calls (after a failure: RETRY)
+LISTING_RETRY = 300.0
+LISTING_PAGES = 5  # at most this many pages of 50 models
 SDK_VERSION = "1.0.34"
 NODE_VERSION = "22.21.1"
 
@@ -46,6 +55,9 @@ class KiroProvider(Provider):
         self.credentials = KiroCredentials(account, http)
         self._rejected_tokens: list[str] = []  # access tokens the service refused (last few)
         self._arn_refresh_tried = False
+        self._catalog: tuple[KiroModel, ...] = models.MODELS  # until the account's own list arrives
+        self._listing: asyncio.Task[None] | None = None
+        self._listing_due = 0.0  # monotonic time of the next ListAvailableModels call
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
@@ -54,15 +66,58 @@ class KiroProvider(Provider):
     # --- models ------------------------------------------------------------------------------------
 
     def models(self) -> list[ModelInfo]:
-        return models.model_infos(self.account.models)
+        return models.model_infos(self.account.models, self._catalog)
 
     def upstream_model(self, model: str) -> str | None:
-        kiro_id = models.kiro_model_id(model)
+        kiro_id = models.kiro_model_id(model, self._catalog)
         if kiro_id is None:
             return None
-        if self.account.models is not None and kiro_id not in {models.kiro_model_id(m) for m in self.account.models}:
+        allowed = self.account.models
+        if allowed is not None and kiro_id not in {models.kiro_model_id(m, self._catalog) for m in allowed}:
             return None
         return kiro_id
+
+    async def refresh_models(self) -> None:
+        """The account's models from `ListAvailableModels`, as the Kiro IDE lists them: once an hour
+        at most (five minutes after a failure); one call at a time; the known list stays on failure."""
+        if self._listing is None or self._listing.done():
+            if time.monotonic() < self._listing_due:
+                return
+            self._listing = asyncio.ensure_future(self._list_models())
+        await asyncio.shield(self._listing)
+
+    async def _list_models(self) -> None:
+        self._listing_due = time.monotonic() + LISTING_RETRY
+        try:
+            catalog = await self._fetch_listing()
+        except Exception as error:  # any failure: keep serving the known list, say why once
+            log.warning("kiro %s: listing the models failed (%s); using the built-in list", self.account.name, error)
+            return
+        if catalog:
+            self._catalog = catalog
+        self._listing_due = time.monotonic() + LISTING_INTERVAL
+
+    async def _fetch_listing(self) -> tuple[KiroModel, ...]:
+        await self.refresh_credentials()
+        params: dict[str, str] = {"origin": "AI_EDITOR", "maxResults": "50"}
+        if self.credentials.profile_arn:
+            params["profileArn"] = self.credentials.profile_arn
+        entries: list[Any] = []
+        for _ in range(LISTING_PAGES):
+            headers = self.headers(self.credentials.access_token)
+            del headers["Content-Type"]  # a GET without a body
+            response = await self.http.get(
+                f"{self.models_base_url()}/ListAvailableModels", params=params, headers=headers
+            )
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}")
+            page = response.json()
+            entries += page.get("models") or [] if isinstance(page, dict) else []
+            token = page.get("nextToken") if isinstance(page, dict) else None
+            if not isinstance(token, str) or not token:
+                break
+            params["nextToken"] = token
+        return models.from_listing({"models": entries})
 
     # --- parameters --------------------------------------------------------------------------------
 
@@ -94,6 +149,11 @@ class KiroProvider(Provider):
 
     def base_url(self) -> str:
         base = self.account.base_url or f"https://runtime.{self.credentials.region}.kiro.dev"
+        return base.rstrip("/")
+
+    def models_base_url(self) -> str:
+        """Where ListAvailableModels answers (the Q endpoint's REST path), or the account's base_url."""
+        base = self.account.base_url or f"https://q.{self.credentials.region}.amazonaws.com"
         return base.rstrip("/")
 
     def headers(self, token: str) -> dict[str, str]:
@@ -138,7 +198,7 @@ class KiroProvider(Provider):
         decoder = KiroDecoder(
             tool_names=built.tool_names,
             thinking=built.thinking,
-            context_window=models.context_window(upstream_model),
+            context_window=models.context_window(upstream_model, self._catalog),
             input_chars=built.input_chars,
         )
         return UpstreamCall(response=response, decoder=decoder, attempt=attempt)
