@@ -302,6 +302,7 @@ def _stream(client: str, bridges: Bridges, backend_name: str, place: tuple[Path,
     assert any(r.stream for r in door), [rc.shape(r) for r in door]
     assert script.main, "the client's main request never reached the upstream"
     assert rejections(backend)[refused:] == [], f"the strict {backend_name} fake refused requests"
+    assert all(r.status == 200 for r in door), [(rc.shape(r), r.error) for r in door]
 
 
 @pytest.mark.parametrize("backend_name", params("claude"))
@@ -352,6 +353,7 @@ def _agentic(client: str, bridges: Bridges, backend_name: str, place: tuple[Path
         _check_gemini_cli_result(result)
     assert script.main, "the client's main request never reached the upstream"
     assert rejections(backend)[refused:] == [], f"the strict {backend_name} fake refused requests"
+    assert all(r.status == 200 for r in door), [(rc.shape(r), r.error) for r in door]
 
 
 def _check_gemini_cli_result(result: Any) -> None:

@@ -531,7 +531,7 @@ def test_consecutive_turns_the_client_sent_stay_as_sent() -> None:
     assert [m.role for m in FMT.parse_request(raw).messages] == ["user", "user"]
 
 
-@pytest.mark.parametrize("display, shown", [(None, True), ("summarized", True), ("omitted", False)])
+@pytest.mark.parametrize("display, shown", [(None, True), ("summarized", True), ("updates", True), ("omitted", False)])
 def test_thinking_display(display: str | None, shown: bool) -> None:
     for thinking in ({"type": "adaptive"}, {"type": "enabled", "budget_tokens": 2048}):
         raw = body(thinking={**thinking, **({"display": display} if display else {})}, max_tokens=4096)

@@ -353,8 +353,9 @@ def _reasoning(raw: Any, output_config: Any) -> Reasoning | None:
 
 def _display(thinking: dict[str, Any]) -> str | None:
     display = get_str(thinking, "display", "thinking")
-    if display not in (None, "summarized", "omitted"):
-        raise invalid("thinking.display", f"expected 'summarized' or 'omitted', got {display!r}")
+    # "updates" is what Claude Code asks for in stream-json mode: the thinking is shown as it comes
+    if display not in (None, "summarized", "updates", "omitted"):
+        raise invalid("thinking.display", f"expected 'summarized', 'updates' or 'omitted', got {display!r}")
     return display
 
 
