@@ -49,8 +49,10 @@ class AccountConfig(Strict):
     client_secret: str | None = None
     api_key: str | None = None  # API-key providers
     models: list[str] | None = None  # restrict the account to these models
-    requests_per_minute: int = Field(default=30, ge=1)  # pacing: conservative by default
-    max_concurrent: int = Field(default=2, ge=1)
+    # pacing; unset: conservative for coding-assistant logins, none for API keys (pool.DEFAULT_PACING)
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    daily_limit: int | None = Field(default=None, ge=1)  # requests started per UTC day
     enabled: bool = True
 
     def credentials_path(self) -> Path | None:

@@ -1,9 +1,10 @@
 """The account pool: which account answers next, and what each one's state is.
 
 Each account is healthy, cooling until a time (rate limit, quota), or dead (suspended, ineligible,
-revoked). On top of that every account is paced: at most `max_concurrent` requests in flight and
-`requests_per_minute` started per minute. Pacing is deliberately conservative by default: providers
-suspend accounts whose traffic looks like a proxy's.
+revoked). On top of that an account may be paced: at most `max_concurrent` requests in flight,
+`requests_per_minute` started per minute and `daily_limit` per UTC day. Coding-assistant logins are
+paced conservatively by default (DEFAULT_PACING), because those providers suspend accounts whose
+traffic looks like a proxy's; API-key accounts are not paced unless their account sets it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from llmbridge.providers.base import Provider
 
 Strategy = Literal["round-robin", "fill-first", "least-busy"]
 LONG_COOLDOWN = 3600.0  # when a quota error gives no reset time
+DEFAULT_PACING = (30, 2)  # (requests per minute, in flight) for coding-assistant logins
+DAY = 86400.0
 
 
 @dataclass
@@ -30,6 +33,8 @@ class AccountState:
     last_error: str | None = None
     in_flight: int = 0
     started: deque[float] = field(default_factory=deque)  # start times within the last minute
+    day: int = 0  # the UTC day `today` counts (days since the epoch)
+    today: int = 0  # requests started that day
 
     @property
     def name(self) -> str:
@@ -39,14 +44,36 @@ class AccountState:
     def provider_name(self) -> str:
         return self.provider.name
 
+    def limits(self) -> tuple[int | None, int | None]:
+        """(requests per minute, requests in flight): the account's, else its kind's default."""
+        account = self.provider.account
+        per_minute, in_flight = DEFAULT_PACING if self.provider.paced_by_default() else (None, None)
+        return (
+            account.requests_per_minute if account.requests_per_minute is not None else per_minute,
+            account.max_concurrent if account.max_concurrent is not None else in_flight,
+        )
+
+    def count_start(self, now: float) -> None:
+        self.started.append(now)
+        self._roll_day(now)
+        self.today += 1
+
+    def _roll_day(self, now: float) -> None:
+        if int(now // DAY) != self.day:
+            self.day, self.today = int(now // DAY), 0
+
     def pacing_wait(self, now: float) -> float:
         """Seconds until this account may start another request (0 = now)."""
         while self.started and now - self.started[0] >= 60:
             self.started.popleft()
-        account = self.provider.account
-        if self.in_flight >= account.max_concurrent:
+        per_minute, in_flight = self.limits()
+        daily = self.provider.account.daily_limit
+        self._roll_day(now)
+        if daily is not None and self.today >= daily:
+            return (self.day + 1) * DAY - now  # until midnight UTC
+        if in_flight is not None and self.in_flight >= in_flight:
             return 0.05  # a slot frees when a request ends; look again shortly
-        if len(self.started) >= account.requests_per_minute:
+        if per_minute is not None and len(self.started) >= per_minute:
             return 60 - (now - self.started[0])
         return 0.0
 
@@ -55,6 +82,10 @@ class AccountState:
             return f"dead: {self.dead_reason}"
         if self.cooling_until > now:
             return f"cooling for {self.cooling_until - now:.0f}s: {self.last_error}"
+        daily = self.provider.account.daily_limit
+        self._roll_day(now)
+        if daily is not None and self.today >= daily:
+            return f"daily limit of {daily} requests reached; resets at 00:00 UTC"
         return "healthy"
 
 
@@ -140,7 +171,7 @@ class AccountPool:
 
     def acquire(self, state: AccountState) -> None:
         state.in_flight += 1
-        state.started.append(time.time())
+        state.count_start(time.time())
 
     def release(self, state: AccountState) -> None:
         state.in_flight = max(0, state.in_flight - 1)

@@ -83,3 +83,47 @@ def test_ready_in_is_the_soonest_wait_of_any_account_tried_or_not_and_none_when_
     assert 59 < pool.ready_in(candidates) <= 60
     pool.report(b, AccountUnusable("revoked"))
     assert pool.ready_in(candidates) is None
+
+
+# --- pacing defaults by kind, daily limit -------------------------------------------------------------
+
+
+def _state(provider: str, **account: object):
+    from llmbridge.config import AccountConfig
+    from llmbridge.pool import AccountState
+    from llmbridge.providers.base import provider_class
+
+    fields: dict[str, object] = {"name": "a", "provider": provider, **account}
+    if provider in ("openai", "anthropic", "gemini"):
+        fields.setdefault("api_key", "k")
+    cls = provider_class(provider)
+    instance = cls.__new__(cls)
+    instance.account = AccountConfig(**fields)  # type: ignore[arg-type]
+    return AccountState(instance)
+
+
+@pytest.mark.parametrize(
+    "provider, limits", [("gemini-cli", (30, 2)), ("kiro", (30, 2)), ("openai", (None, None)), ("gemini", (None, None))]
+)
+def test_pacing_defaults_by_kind(provider: str, limits: tuple[int | None, int | None]) -> None:
+    assert _state(provider).limits() == limits
+    assert _state(provider, requests_per_minute=7, max_concurrent=3).limits() == (7, 3)
+
+
+def test_api_key_accounts_take_any_number_of_requests() -> None:
+    state, now = _state("openai"), 1_000_000.0
+    for _ in range(500):
+        state.count_start(now)
+    state.in_flight = 100
+    assert state.pacing_wait(now) == 0.0
+
+
+def test_daily_limit_waits_until_midnight_utc() -> None:
+    day = 86400.0
+    state, now = _state("openai", daily_limit=2), 20_000 * day + 3600
+    state.count_start(now)
+    assert state.pacing_wait(now) == 0.0
+    state.count_start(now)
+    assert state.pacing_wait(now) == pytest.approx(23 * 3600)
+    assert "daily limit of 2 requests reached" in state.status(now)
+    assert state.pacing_wait(now + 23 * 3600) == 0.0 and state.status(now + 23 * 3600) == "healthy"

@@ -128,6 +128,13 @@ class Provider(ABC):
         self.http = http
 
     @classmethod
+    def paced_by_default(cls) -> bool:
+        """Coding-assistant logins (a credential file the provider's own client wrote: gemini-cli,
+        kiro) are paced conservatively unless the account says otherwise, because those providers
+        suspend accounts whose traffic looks like a proxy's; API-key accounts are not paced."""
+        return cls.default_credentials is not None
+
+    @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
         """Raise ConfigError naming the problem when the account cannot work (checked at startup)."""
         if account.credentials and not Path(account.credentials).expanduser().is_file():
