@@ -78,19 +78,18 @@ class Failover:
     async def open(self, request: ChatRequest, candidates: list[Candidate], record: ExchangeRecord) -> Lease:
         """The answer of the first account whose answer starts well (each try recorded on `record`);
         else the error saying why no account could answer."""
-        tried: set[str] = set()
+        failed: dict[str, BridgeError] = {}  # account name -> how it failed, in this request
         last_error: BridgeError | None = None
         candidate, wait = await self._first(candidates)
-        while candidate is not None and len(tried) < self.max_attempts:
-            tried.add(candidate.state.name)
+        while candidate is not None and len(failed) < self.max_attempts:
             try:
                 return await self._try(candidate, request, record)
             except BridgeError as error:
                 if error.action == "stop":
                     raise
-                last_error = error
-            candidate, wait = self.pool.pick(candidates, tried)
-        raise self._exhausted(candidates, last_error, wait if candidate is None else None)
+                failed[candidate.state.name] = last_error = error
+            candidate, wait = self.pool.pick(candidates, set(failed))
+        raise self._exhausted(candidates, last_error, wait if candidate is None else None, failed)
 
     async def _first(self, candidates: list[Candidate]) -> tuple[Candidate | None, float | None]:
         """The first account to try, waiting for one whose pacing lets it start (at most
@@ -153,12 +152,22 @@ class Failover:
         return call
 
     def _exhausted(
-        self, candidates: list[Candidate], last_error: BridgeError | None, wait: float | None
+        self,
+        candidates: list[Candidate],
+        last_error: BridgeError | None,
+        wait: float | None,
+        failed: dict[str, BridgeError] | None = None,
     ) -> BridgeError:
         """The error for a request no account could answer, saying why for each account."""
-        summary = self.pool.summary(candidates)
+        summary = self.pool.summary(candidates, failed)
         if last_error is not None and last_error.action != "cooldown":
             last_error.message = f"{last_error.message} (accounts: {summary})"
+            if last_error.status in (401, 403):
+                # The bridge's own upstream account was refused, not the client: a 401/403 would read
+                # as the client's key being wrong (the OpenAI SDK's PermissionDeniedError). 503 when no
+                # account is left in rotation, else 502; the kind and the account's reason stay.
+                everyone_out = all(c.state.dead_reason for c in candidates)
+                last_error.status = 503 if everyone_out else 502  # type: ignore[misc]
             return last_error
         if wait is None:
             wait = self.pool.ready_in(candidates)

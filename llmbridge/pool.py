@@ -188,9 +188,20 @@ class AccountPool:
     def _default_cooldown(error: BridgeError) -> float:
         return LONG_COOLDOWN if error.kind == "quota_exhausted" else 30.0
 
-    def summary(self, candidates: list[Candidate]) -> str:
+    def summary(self, candidates: list[Candidate], failed: dict[str, BridgeError] | None = None) -> str:
+        """Each account's state; one that failed in this request (`failed`, by name) and is neither
+        dead nor cooling says how it failed, not "healthy"."""
         now = time.time()
-        return "; ".join(f"{c.state.name}: {c.state.status(now)}" for c in candidates)
+        failed = failed or {}
+
+        def state_of(state: AccountState) -> str:
+            status = state.status(now)
+            error = failed.get(state.name)
+            if status == "healthy" and error is not None:
+                return f"failed just now ({error.kind}): {error.message}"
+            return status
+
+        return "; ".join(f"{c.state.name}: {state_of(c.state)}" for c in candidates)
 
 
 def _wait(state: AccountState, now: float) -> float:

@@ -178,7 +178,9 @@ def test_rate_limit_is_429_with_retry_after_and_a_plain_message(bridge, fake):
     assert "retry" in str(info.value).lower()
 
 
-def test_validation_required_is_403_with_link(bridge, fake):
+def test_validation_required_is_503_with_link(bridge, fake):
+    """The account needs the user's attention, not the client's key: 503 (its only account is out of
+    rotation), never a 403 the client's SDK would read as its own key refused."""
     fake.enqueue(
         error_reply(
             403,
@@ -197,9 +199,10 @@ def test_validation_required_is_403_with_link(bridge, fake):
             ),
         )
     )
-    with pytest.raises(openai.PermissionDeniedError) as info:
+    with pytest.raises(openai.InternalServerError) as info:
         client(bridge).chat.completions.create(model="gemini-2.5-pro", messages=[{"role": "user", "content": "x"}])
-    assert "https://accounts.google.com/verify" in str(info.value)
+    assert info.value.status_code == 503 and "https://accounts.google.com/verify" in str(info.value)
+    assert "g1: dead:" in str(info.value)
 
 
 def test_five_concurrent_requests_on_an_expired_token_refresh_once(bridge, fake):
