@@ -32,9 +32,21 @@ log = logging.getLogger(__name__)
 DROPPED_TOOLS_HEADER = "x-llmbridge-dropped-tools"
 
 
-def answer_headers(request: ChatRequest) -> dict[str, str]:
-    """Headers every answer to `request` carries: the tools its door left out, if any."""
-    return {DROPPED_TOOLS_HEADER: ", ".join(request.dropped_tools)} if request.dropped_tools else {}
+def answer_headers(request: ChatRequest, record: ExchangeRecord) -> dict[str, str]:
+    """Headers every answer carries: the account that answered and how many upstream attempts it
+    took (`attempt_headers`), and the tools its door left out, if any."""
+    headers = attempt_headers(record)
+    if request.dropped_tools:
+        headers[DROPPED_TOOLS_HEADER] = ", ".join(request.dropped_tools)
+    return headers
+
+
+def attempt_headers(record: ExchangeRecord) -> dict[str, str]:
+    """`x-llmbridge-account` (the account of the last attempt) and `x-llmbridge-attempts`, once an
+    upstream was tried; the account name is the config's label, never a credential."""
+    if not record.attempts or not record.account:
+        return {}
+    return {"x-llmbridge-account": record.account, "x-llmbridge-attempts": str(len(record.attempts))}
 
 
 class ClientGone(Exception):
@@ -133,7 +145,9 @@ class Answer:
     async def _stream(self, sink: ResponseSink, translation: Translation) -> None:
         content_type = translation.renderer.content_type if translation.renderer else "text/event-stream"
         await sink.start(
-            200, {"content-type": content_type, "cache-control": "no-cache", **answer_headers(self.request)}, True
+            200,
+            {"content-type": content_type, "cache-control": "no-cache", **answer_headers(self.request, self.record)},
+            True,
         )
         try:
             # the stream's opening and what the peek decoded go out together, as one chunk; the
@@ -180,7 +194,7 @@ class Answer:
         else:
             status, headers, body = (
                 200,
-                {"content-type": "application/json", **answer_headers(self.request)},
+                {"content-type": "application/json", **answer_headers(self.request, self.record)},
                 dumps(self.client_format.render_result(result, self.request)),
             )
         self._mark_first_byte()

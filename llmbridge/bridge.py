@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from llmbridge.answer import Answer, DeferredAnswer
+from llmbridge.answer import Answer, DeferredAnswer, attempt_headers
 from llmbridge.canonical import ChatRequest
 from llmbridge.config import BridgeConfig, ClientKey
 from llmbridge.errors import BridgeError, InternalError, InvalidRequest, ModelNotFound, RequestTooLarge, Unauthenticated
@@ -180,6 +180,8 @@ class Bridge:
             return json_response(fmt.render_models(self.pool.models()))
         if route.action == "model":
             return self._one_model(fmt, route.model or "")
+        if route.action == "status":
+            return json_response({"accounts": self.pool.status_report()})
         request = self._parse(route, incoming, record)
         if route.action == "count_tokens":
             return await self._count_tokens(fmt, request)
@@ -303,6 +305,7 @@ class Bridge:
 
     async def _error(self, fmt: ClientFormat, error: BridgeError, record: ExchangeRecord) -> LocalResponse:
         status, headers, body = fmt.error_response(fmt.in_own_words(error))
+        headers.update(attempt_headers(record))
         record.status, record.error_kind, record.error_message = status, error.kind, error.message
         record.duration_ms = record.elapsed_ms()
         if record.key_label is not None or record.attempts:

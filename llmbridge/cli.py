@@ -27,7 +27,7 @@ import click
 from sqlite_utils import Database
 
 from llmbridge import __version__
-from llmbridge.config import BridgeConfig, data_dir, find_config, load_config
+from llmbridge.config import DEFAULT_HOST, DEFAULT_PORT, BridgeConfig, data_dir, find_config, load_config
 from llmbridge.errors import ConfigError
 from llmbridge.recorder.export import ExportError, export_fixture
 from llmbridge.recorder.metadata import write_metadata
@@ -263,3 +263,56 @@ def replay_command(fixtures: tuple[Path, ...], port: int) -> None:
         asyncio.run(serve_forever(list(fixtures), port))
     except KeyboardInterrupt:
         pass
+
+
+@main.command("accounts")
+@click.option(
+    "--url",
+    default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
+    show_default=True,
+    help="The running bridge (its listen_host and listen_port).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the status JSON as the bridge answers it.")
+@click.pass_context
+def accounts_command(ctx: click.Context, url: str, as_json: bool) -> None:
+    """Each account's state in the running bridge (GET /llmbridge/status, with the client key)."""
+    import json
+
+    import httpx
+
+    from llmbridge.app import load_client_keys
+
+    config = _config(ctx)
+    keys = config.client_keys()
+    key = keys[0].key if keys else load_client_keys(config, data_dir())[1]
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/llmbridge/status", headers={"authorization": f"Bearer {key}"})
+    except httpx.HTTPError as error:
+        raise click.ClickException(f"no bridge answers at {url} ({error}); start it with scripts/serve") from None
+    if response.status_code != 200:
+        raise click.ClickException(f"the bridge at {url} answered {response.status_code}: {response.text[:300]}")
+    accounts = response.json()["accounts"]
+    if as_json:
+        click.echo(json.dumps(accounts, indent=2))
+        return
+    click.echo(format_accounts(accounts))
+
+
+def format_accounts(accounts: list[dict[str, object]]) -> str:
+    """The accounts as a table: one line each, the reason (when not healthy) on the next."""
+    if not accounts:
+        return "no accounts are configured"
+    rows = [("ACCOUNT", "PROVIDER", "STATE", "IN FLIGHT", "TODAY", "UNTIL")]
+    for a in accounts:
+        until = str(a["cooling_until"] or "-")
+        rows.append(
+            (str(a["name"]), str(a["provider"]), str(a["state"]), str(a["in_flight"]), str(a["requests_today"]), until)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        reason = accounts[i - 1]["reason"] if i else None
+        if reason:
+            lines.append(f"    {reason}")
+    return "\n".join(lines)

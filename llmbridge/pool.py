@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Literal
 
 from llmbridge.canonical import ModelInfo
@@ -76,6 +77,39 @@ class AccountState:
         if per_minute is not None and len(self.started) >= per_minute:
             return 60 - (now - self.started[0])
         return 0.0
+
+    def state(self, now: float) -> Literal["healthy", "cooling", "dead"]:
+        if self.dead_reason:
+            return "dead"
+        if self.cooling_until > now or self._over_daily_limit(now):
+            return "cooling"
+        return "healthy"
+
+    def _over_daily_limit(self, now: float) -> bool:
+        daily = self.provider.account.daily_limit
+        self._roll_day(now)
+        return daily is not None and self.today >= daily
+
+    def report(self, now: float) -> dict[str, object]:
+        """This account as `GET /llmbridge/status` shows it (no secrets)."""
+        per_minute, in_flight = self.limits()
+        until = max(self.cooling_until, (self.day + 1) * DAY if self._over_daily_limit(now) else 0.0)
+        return {
+            "name": self.name,
+            "provider": self.provider_name,
+            "state": self.state(now),
+            "reason": None if self.state(now) == "healthy" else self.status(now),
+            "cooling_until": _iso(until) if until > now else None,
+            "in_flight": self.in_flight,
+            "requests_today": self.today,
+            "last_error": self.last_error,
+            "pacing": {
+                "requests_per_minute": per_minute,
+                "max_concurrent": in_flight,
+                "daily_limit": self.provider.account.daily_limit,
+            },
+            "models": [m.id for m in self.provider.models()],
+        }
 
     def status(self, now: float) -> str:
         if self.dead_reason:
@@ -188,6 +222,10 @@ class AccountPool:
     def _default_cooldown(error: BridgeError) -> float:
         return LONG_COOLDOWN if error.kind == "quota_exhausted" else 30.0
 
+    def status_report(self) -> list[dict[str, object]]:
+        now = time.time()
+        return [state.report(now) for state in self.states]
+
     def summary(self, candidates: list[Candidate], failed: dict[str, BridgeError] | None = None) -> str:
         """Each account's state; one that failed in this request (`failed`, by name) and is neither
         dead nor cooling says how it failed, not "healthy"."""
@@ -202,6 +240,10 @@ class AccountPool:
             return status
 
         return "; ".join(f"{c.state.name}: {state_of(c.state)}" for c in candidates)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
 def _wait(state: AccountState, now: float) -> float:

@@ -1,9 +1,10 @@
 """Which door, and which of its actions, a request is for: the route table of the registered doors.
 
 Every door declares its endpoints (`ClientFormat.endpoints`); the table is theirs in registry order,
-after the bridge's own `GET /health`. The endpoint whose path takes the request most specifically
-decides (see `Endpoint`); a request no endpoint takes is answered with a 404 in the dialect of the
-door whose path it was, else of the door whose `prefixes` it is under, else of the default door.
+after the bridge's own `GET /health` and `GET /llmbridge/status`. The endpoint whose path takes the
+request most specifically decides (see `Endpoint`); a request no endpoint takes is answered with a
+404 in the dialect of the door whose path it was, else of the door whose `prefixes` it is under,
+else of the default door.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from llmbridge.errors import BridgeError, NotFound
 from llmbridge.formats.base import DEFAULT_OPTIONS, Action, ClientFormat, Endpoint, RenderOptions
 
 HEALTH = Endpoint("GET", "/health", "health")
+STATUS = Endpoint("GET", "/llmbridge/status", "status")  # the accounts' state; needs a client key
 
 
 @dataclass
@@ -39,7 +41,8 @@ class Router:
     def __init__(self, formats: list[ClientFormat]) -> None:
         self.formats = formats
         self.default = formats[0]  # answers /health and paths no door claims
-        self.table = [(self.default, HEALTH)] + [(fmt, e) for fmt in formats for e in fmt.endpoints]
+        own = [(self.default, HEALTH), (self.default, STATUS)]
+        self.table = own + [(fmt, e) for fmt in formats for e in fmt.endpoints]
 
     def route(self, method: str, target: str, headers: Mapping[str, str] | None = None) -> Route:
         """The route for a request (`target`: path and query string); NoRoute if there is none."""

@@ -25,7 +25,7 @@ from llmbridge.canonical import ChatRequest, ChatResult, ModelInfo, StreamEvent
 from llmbridge.errors import BridgeError
 
 # What a route does: a generation, a token count, the model list, one model, the bridge's health.
-Action = Literal["chat", "count_tokens", "models", "model", "health"]
+Action = Literal["chat", "count_tokens", "models", "model", "health", "status"]
 Query = Mapping[str, list[str]]
 # Whether an endpoint applies to a request, from its (lower-case) headers and its parsed query string.
 Condition = Callable[[Mapping[str, str], Query], bool]
