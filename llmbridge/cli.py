@@ -8,6 +8,7 @@
     llmbridge [--config PATH] db migrate [--db PATH]
     llmbridge [--config PATH] export-fixture EXCHANGE_ID [--attempt N] [--out DIR] [--db PATH]
     llmbridge [--config PATH] replay FIXTURE_OR_DIR... [--port N]
+    llmbridge [--config PATH] accounts [--url URL] [--json]
 
 `--db` defaults to the `database` of the bridge config in force (`--config`, else the file
 `llmbridge.config.find_config` finds, else `recordings/bridge.db` in the home). Every failure is one
