@@ -316,3 +316,32 @@ def test_alias_listed_answered_under_its_name_and_recorded_as_sent():
         "models.quick: temperature 0.9 -> 0.1 (forced)",
         "system_prompt[0]: append",
     ]
+
+
+def test_an_unreadable_prompt_file_fails_the_request_and_reaches_no_upstream(tmp_path):
+    async def run():
+        bridge, seen, _ = two_account_bridge(
+            system_prompt=[{"mode": "overwrite", "file": str(tmp_path / "missing.md")}]
+        )
+        return await answer(bridge, chat()), seen
+
+    (status, body), seen = asyncio.run(run())
+    assert status == 500 and "missing.md cannot be read" in json.loads(body)["error"]["message"]
+    assert seen == {"a0": [], "a1": []}
+
+
+def test_token_counts_see_the_request_as_the_account_would_receive_it():
+    def count(**config):
+        async def run():
+            bridge, _, _ = two_account_bridge(**config)
+            body = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+            incoming = IncomingRequest(
+                "POST", "/v1/messages/count_tokens", {"x-api-key": "k-all"}, json.dumps(body).encode()
+            )
+            response = await bridge.handle(incoming)
+            return json.loads(response.body)["input_tokens"]
+
+        return asyncio.run(run())
+
+    long_prompt = "Answer in the house style. " * 50
+    assert count(system_prompt=[{"mode": "append", "text": long_prompt}]) > count() + 100
