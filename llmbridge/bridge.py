@@ -63,8 +63,15 @@ class Bridge:
         self.on_exchange = on_exchange
         self.router = Router(load_formats())
         self.failover = Failover(pool, config.max_attempts, min(PEEK_SECONDS, config.keepalive_seconds), on_exchange)
-        self.rules = Rules.from_config(config)  # prompt and parameter rules
-        self.routing = Routing.from_config(config, client_keys, pool)  # aliases, pins, allow-lists
+        self.rules = Rules()
+        self.use_rules(config, client_keys)
+
+    def use_rules(self, config: BridgeConfig, client_keys: list[ClientKey]) -> None:
+        """(Re)build the prompt and parameter rules (`llmbridge.rules`) and the aliases, pins and key
+        allow-lists (`llmbridge.aliases`) from `config`: a config reload calls this. Prompt files
+        already read are kept (and read again only when they change)."""
+        self.rules = Rules.from_config(config, self.rules.files)
+        self.routing = Routing.from_config(config, client_keys, self.pool)
 
     # --- routing ----------------------------------------------------------------------------------
 

@@ -345,3 +345,23 @@ def test_token_counts_see_the_request_as_the_account_would_receive_it():
 
     long_prompt = "Answer in the house style. " * 50
     assert count(system_prompt=[{"mode": "append", "text": long_prompt}]) > count() + 100
+
+
+def test_rules_and_aliases_are_rebuilt_from_a_new_config_without_a_restart():
+    async def run():
+        bridge, seen, _ = two_account_bridge()
+        first = await answer(bridge, chat(model="quick"))
+        config = BridgeConfig.model_validate(
+            {
+                "accounts": [{"name": n, "provider": "openai", "api_key": "k", "models": ["m", "n"]} for n in seen],
+                "models": {"quick": {"target": "a1/n"}},
+                "system_prompt": [{"mode": "overwrite", "text": "new rules"}],
+            }
+        )
+        bridge.use_rules(config, [ClientKey(key="k-all", label="all")])
+        second = await answer(bridge, chat(model="quick"))
+        return first, second, seen
+
+    (first_status, _), (second_status, body), seen = asyncio.run(run())
+    assert first_status == 404 and second_status == 200 and json.loads(body)["model"] == "quick"
+    assert seen["a1"][0]["messages"][0] == {"role": "system", "content": "new rules"}
