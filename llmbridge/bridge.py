@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
+from llmbridge.aliases import Plan, Routing, answer_as_alias
 from llmbridge.answer import Answer, DeferredAnswer, attempt_headers
 from llmbridge.canonical import ChatRequest
 from llmbridge.config import BridgeConfig, ClientKey
@@ -31,6 +32,7 @@ from llmbridge.pool import AccountPool, Candidate
 from llmbridge.redact import redact_json
 from llmbridge.responses import LocalResponse, json_response
 from llmbridge.routing import NoRoute, Route, Router
+from llmbridge.rules import Rules, Target
 
 log = logging.getLogger(__name__)
 PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
@@ -61,12 +63,25 @@ class Bridge:
         self.on_exchange = on_exchange
         self.router = Router(load_formats())
         self.failover = Failover(pool, config.max_attempts, min(PEEK_SECONDS, config.keepalive_seconds), on_exchange)
+        self.rules = Rules()
+        self.use_rules(config, client_keys)
+
+    def use_rules(self, config: BridgeConfig, client_keys: list[ClientKey]) -> None:
+        """(Re)build the prompt and parameter rules (`llmbridge.rules`) and the aliases, pins and key
+        allow-lists (`llmbridge.aliases`) from `config`: a config reload calls this. Prompt files
+        already read are kept (and read again only when they change)."""
+        self.rules = Rules.from_config(config, self.rules.files)
+        self.routing = Routing.from_config(config, client_keys, self.pool)
 
     # --- routing ----------------------------------------------------------------------------------
 
     def route(self, method: str, target: str, headers: dict[str, str] | None = None) -> Route:
-        """The route of a request; NoRoute (with the dialect to answer in) when there is none."""
-        return self.router.route(method, target, headers)
+        """The route of a request; NoRoute (with the dialect to answer in) when there is none. A path
+        under `/<account or provider>` (`/kiro/v1/messages`) is the door's route, pinned to it."""
+        pin, rest = self.routing.split_path(target)
+        route = self.router.route(method, rest, headers)
+        route.pin = pin
+        return route
 
     def internal_error(self, method: str, target: str, headers: dict[str, str]) -> LocalResponse:
         """A 500 in the dialect of the route, for failures outside `handle` (the addon's last resort)."""
@@ -175,17 +190,19 @@ class Bridge:
         self, route: Route, incoming: IncomingRequest, record: ExchangeRecord
     ) -> LocalResponse | Answer | DeferredAnswer:
         fmt = route.client_format
+        pins = self.routing.pins(route.pin, incoming.headers)
         if route.action == "models":
             await self.pool.refresh_models(timeout=MODEL_LIST_WAIT)
-            return json_response(fmt.render_models(self.pool.models()))
+            return json_response(fmt.render_models(self.routing.models(self.pool, record.key_label, pins)))
         if route.action == "model":
-            return self._one_model(fmt, route.model or "")
+            return self._one_model(fmt, route.model or "", record.key_label, pins)
         if route.action == "status":
             return json_response({"accounts": self.pool.status_report()})
         request = self._parse(route, incoming, record)
+        plan = self.routing.plan(request.model, record.key_label, pins)
         if route.action == "count_tokens":
-            return await self._count_tokens(fmt, request)
-        return await self.open_answer(fmt, request, record, route.options)
+            return await self._count_tokens(fmt, request, plan)
+        return await self.open_answer(fmt, request, record, route.options, plan)
 
     # --- parsing ------------------------------------------------------------------------------------
 
@@ -229,25 +246,45 @@ class Bridge:
 
     # --- local answers ------------------------------------------------------------------------------
 
-    def _one_model(self, fmt: ClientFormat, model: str) -> LocalResponse:
+    def _one_model(self, fmt: ClientFormat, model: str, key_label: str | None, pins: list[str]) -> LocalResponse:
         model = model.removeprefix("models/")
-        for info in self.pool.models():
+        for info in self.routing.models(self.pool, key_label, pins):
             if info.id == model:
                 return json_response(fmt.render_model(info))
         raise ModelNotFound(
             f"model '{model}' is not served by any configured account; GET {fmt.models_path} lists the models"
         )
 
-    async def _candidates(self, fmt: ClientFormat, model: str) -> list[Candidate]:
-        """The accounts serving `model`; a model no account knows yet may be new in an account's own
-        listing, so the listings are brought up to date (paced by each provider) before a 404."""
-        if not self.pool.candidates(model):
+    async def _candidates(self, fmt: ClientFormat, plan: Plan) -> list[Candidate]:
+        """The accounts serving the plan's model that its pins and the client key admit; a model no
+        account knows yet may be new in an account's own listing, so the listings are brought up to
+        date (paced by each provider) before a 404."""
+        if not self.pool.candidates(plan.model):
             await self.pool.refresh_models(timeout=MODEL_LIST_WAIT)
-        return self.failover.candidates(model, fmt.models_path)
+        return self.routing.admitted(self.failover.candidates(plan.model, fmt.models_path), plan, fmt.models_path)
 
-    async def _count_tokens(self, fmt: ClientFormat, request: ChatRequest) -> LocalResponse:
-        candidates = await self._candidates(fmt, request.model)
-        count, method = await self.failover.count_tokens(request, candidates)
+    def _prepare(self, plan: Plan, record: ExchangeRecord | None) -> Callable[[ChatRequest, Candidate], ChatRequest]:
+        """The request as each account receives it: the plan's model and alias parameters, then the
+        prompt and parameter rules that apply to that account. The record keeps the last one made (the
+        attempt that answered), with what the rules changed under `rules_applied`."""
+
+        def prepare(request: ChatRequest, candidate: Candidate) -> ChatRequest:
+            base, notes = plan.base_request(request)
+            state = candidate.state
+            target = Target(plan.key_label, [*plan.names, candidate.upstream_model], state.name, state.provider_name)
+            applied = self.rules.apply(base, target)
+            if record is not None and (applied.request is not request):
+                canonical = applied.request.model_dump(mode="json", exclude_none=True)
+                canonical["rules_applied"] = notes + applied.notes
+                record.request_canonical = canonical
+            return applied.request
+
+        return prepare
+
+    async def _count_tokens(self, fmt: ClientFormat, request: ChatRequest, plan: Plan | None = None) -> LocalResponse:
+        plan = plan or self.routing.plan(request.model, None)
+        candidates = await self._candidates(fmt, plan)
+        count, method = await self.failover.count_tokens(request, candidates, self._prepare(plan, None))
         response = json_response(fmt.render_count_tokens(count))
         response.headers["x-llmbridge-token-count-method"] = method
         return response
@@ -255,12 +292,19 @@ class Bridge:
     # --- answers from upstream ----------------------------------------------------------------------
 
     async def open_answer(
-        self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord, options: RenderOptions = DEFAULT_OPTIONS
+        self,
+        fmt: ClientFormat,
+        request: ChatRequest,
+        record: ExchangeRecord,
+        options: RenderOptions = DEFAULT_OPTIONS,
+        plan: Plan | None = None,
     ) -> Answer | DeferredAnswer:
         """The answer, opened through failover; a stream is handed on at once, still opening."""
-        candidates = await self._candidates(fmt, request.model)
-        self.failover.check(request, candidates)
-        opening = self._answer(fmt, request, record, candidates, options)
+        plan = plan or self.routing.plan(request.model, record.key_label)
+        candidates = await self._candidates(fmt, plan)
+        prepare = self._prepare(plan, record)
+        self.failover.check(request, candidates, prepare)
+        opening = self._answer(fmt, request, record, candidates, options, plan, prepare)
         if request.stream:
             return DeferredAnswer(asyncio.ensure_future(self._answer_or_error(fmt, record, opening)), record)
         return await opening
@@ -272,8 +316,12 @@ class Bridge:
         record: ExchangeRecord,
         candidates: list[Candidate],
         options: RenderOptions,
+        plan: Plan,
+        prepare: Callable[[ChatRequest, Candidate], ChatRequest],
     ) -> Answer:
-        lease = await self.failover.open(request, candidates, record)
+        lease = await self.failover.open(request, candidates, record, prepare)
+        if plan.alias is not None:
+            answer_as_alias(lease.call)  # the answer names the alias the client asked for
         return Answer(
             call=lease.call,
             client_format=fmt,

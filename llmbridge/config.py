@@ -16,9 +16,11 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llmbridge.aliases import ModelAlias
 from llmbridge.errors import ConfigError
+from llmbridge.rules import ParamRule, Params, ReplaceRule, SystemPromptRule
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8418
@@ -34,6 +36,8 @@ class Strict(BaseModel):
 class ClientKey(Strict):
     key: str
     label: str
+    models: list[str] | None = None  # allow-list: glob patterns of the models this key may use
+    providers: list[str] | None = None  # allow-list: account names or provider kinds that may answer it
 
 
 class AccountConfig(Strict):
@@ -75,6 +79,34 @@ class BridgeConfig(Strict):
     keepalive_seconds: float = Field(default=15.0, gt=0)  # SSE keep-alive during upstream silence
     max_attempts: int = Field(default=4, ge=1)  # accounts tried per request before giving up
     accounts: list[AccountConfig] = Field(default_factory=list)
+    # Prompt rules, aliases and routing (`llmbridge.rules`, `llmbridge.aliases`)
+    system_prompt: list[SystemPromptRule] = Field(default_factory=list)
+    replace: list[ReplaceRule] = Field(default_factory=list)
+    params: list[ParamRule] = Field(default_factory=list)
+    models: dict[str, ModelAlias] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> BridgeConfig:
+        """A rule or key naming an account, provider or key label that does not exist is a typo that
+        would silently disable it: refused."""
+        from llmbridge.providers.base import PROVIDERS  # late: the providers import this module
+
+        names = set(PROVIDERS) | {a.name for a in self.accounts}
+        labels = {k.label for k in self.client_keys()} or {"generated"}
+        tables: list[tuple[str, list[str] | None, list[str] | None]] = [
+            (f"api_keys.{i}", None, k.providers) for i, k in enumerate(self.client_keys())
+        ]
+        for kind in ("system_prompt", "replace", "params"):
+            rules: list[SystemPromptRule] | list[ReplaceRule] | list[ParamRule] = getattr(self, kind)
+            tables += [(f"{kind}.{i}", r.keys, r.providers) for i, r in enumerate(rules)]
+        for where, keys, providers in tables:
+            for name in providers or []:
+                if name not in names:
+                    raise ValueError(f"{where}.providers: {name!r} is no account name or provider{_close(name, names)}")
+            for label in keys or []:
+                if label not in labels:
+                    raise ValueError(f"{where}.keys: {label!r} is no client key label{_close(label, labels)}")
+        return self
 
     @field_validator("accounts")
     @classmethod
@@ -96,18 +128,35 @@ class BridgeConfig(Strict):
         return keys
 
 
+def _close(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(known))})"
+
+
 def describe_validation_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"unknown setting {where!r}{_did_you_mean(first['loc'])}"
-    return f"{where}: {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _did_you_mean(loc: tuple[int | str, ...]) -> str:
     """`; did you mean 'x'?` for a misspelled key, from the fields of the table it sits in."""
     name = str(loc[-1])
-    fields = AccountConfig.model_fields if loc[0] == "accounts" else BridgeConfig.model_fields
+    tables: dict[str, type[BaseModel]] = {
+        "accounts": AccountConfig,
+        "api_keys": ClientKey,
+        "system_prompt": SystemPromptRule,
+        "replace": ReplaceRule,
+        "params": ParamRule,
+        "models": ModelAlias,
+    }
+    table: type[BaseModel] = tables.get(str(loc[0]), BridgeConfig) if len(loc) > 1 else BridgeConfig
+    if any(part in ("defaults", "force") for part in loc[1:-1]):
+        table = Params
+    fields = table.model_fields
     close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -171,6 +220,9 @@ def load_config(path: Path | None) -> BridgeConfig:
     for account in config.accounts:
         if account.credentials:
             account.credentials = _anchor(account.credentials, base)
+    for rule in config.system_prompt:
+        if rule.file:
+            rule.file = _anchor(rule.file, base)
     return config
 
 

@@ -30,6 +30,13 @@ MAX_PACING_WAIT = 20.0  # seconds a request may wait for an account's pacing slo
 
 # Where a finished exchange's record goes (the recorder and the console line).
 ExchangeDone = Callable[[ExchangeRecord], Awaitable[None]]
+# The request as one account is to receive it (the prompt and parameter rules, `llmbridge.rules`);
+# None: the request as it is.
+Prepare = Callable[[ChatRequest, Candidate], ChatRequest]
+
+
+def _prepared(prepare: Prepare | None, request: ChatRequest, candidate: Candidate) -> ChatRequest:
+    return prepare(request, candidate) if prepare is not None else request
 
 
 @dataclass
@@ -68,22 +75,29 @@ class Failover:
         return candidates
 
     @staticmethod
-    def check(request: ChatRequest, candidates: list[Candidate]) -> None:
+    def check(request: ChatRequest, candidates: list[Candidate], prepare: Prepare | None = None) -> None:
         """InvalidRequest, before any attempt, naming a parameter an account that may answer cannot honour."""
         for candidate in candidates:
-            candidate.state.provider.check_request(request)
+            candidate.state.provider.check_request(_prepared(prepare, request, candidate))
 
     # --- opening an answer ------------------------------------------------------------------------
 
-    async def open(self, request: ChatRequest, candidates: list[Candidate], record: ExchangeRecord) -> Lease:
-        """The answer of the first account whose answer starts well (each try recorded on `record`);
-        else the error saying why no account could answer."""
+    async def open(
+        self,
+        request: ChatRequest,
+        candidates: list[Candidate],
+        record: ExchangeRecord,
+        prepare: Prepare | None = None,
+    ) -> Lease:
+        """The answer of the first account whose answer starts well (each try recorded on `record`;
+        each sent the request as `prepare` makes it for that account); else the error saying why no
+        account could answer."""
         failed: dict[str, BridgeError] = {}  # account name -> how it failed, in this request
         last_error: BridgeError | None = None
         candidate, wait = await self._first(candidates)
         while candidate is not None and len(failed) < self.max_attempts:
             try:
-                return await self._try(candidate, request, record)
+                return await self._try(candidate, _prepared(prepare, request, candidate), record)
             except BridgeError as error:
                 if error.action == "stop":
                     raise
@@ -193,14 +207,18 @@ class Failover:
 
     # --- token counts -----------------------------------------------------------------------------
 
-    async def count_tokens(self, request: ChatRequest, candidates: list[Candidate]) -> tuple[int, str]:
+    async def count_tokens(
+        self, request: ChatRequest, candidates: list[Candidate], prepare: Prepare | None = None
+    ) -> tuple[int, str]:
         """The request's input tokens and how they were counted: by an account usable right now
         (healthy, within its pacing: `upstream:<provider>`), else locally (`estimate`)."""
         candidate, _ = self.pool.pick(candidates, set())
         if candidate is not None:
-            count = await self._count(candidate, request)
+            count = await self._count(candidate, _prepared(prepare, request, candidate))
             if count is not None:
                 return count, f"upstream:{candidate.state.provider_name}"
+        if prepare is not None and candidates:  # estimated as the first account would receive it
+            request = prepare(request, candidate or candidates[0])
         return estimate_input_tokens(request), "estimate"
 
     async def _count(self, candidate: Candidate, request: ChatRequest) -> int | None:

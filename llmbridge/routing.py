@@ -28,6 +28,7 @@ class Route:
     model: str | None = None  # from the path, where the door puts it there
     stream: bool | None = None  # from the path, where the door puts it there
     options: RenderOptions = DEFAULT_OPTIONS  # for the stream renderer
+    pin: str | None = None  # `/<account or provider>/v1/...`: the accounts that may answer (`llmbridge.aliases`)
 
 
 class NoRoute(Exception):

@@ -30,15 +30,20 @@ def toml_value(value: object) -> str:
         return str(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(path: Path, accounts: list[dict], **settings: object) -> Path:
+def write_config(path: Path, accounts: list[dict], extra_toml: str = "", **settings: object) -> Path:
+    """`settings`: top-level keys with plain values; `extra_toml`: more TOML after the accounts (tables)."""
     settings.setdefault("api_keys", [CLIENT_KEY])
     lines = [f"{k} = {toml_value(v)}" for k, v in settings.items()]
     for account in accounts:
         lines.append("\n[[accounts]]")
         lines += [f"{k} = {toml_value(v)}" for k, v in account.items()]
+    if extra_toml:
+        lines.append("\n" + extra_toml)
     path.write_text("\n".join(lines) + "\n")
     return path
 
