@@ -26,7 +26,7 @@ from llmbridge.exchange import ExchangeRecord
 from llmbridge.failover import Failover
 from llmbridge.formats import load_formats
 from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, RenderOptions
-from llmbridge.hostile import HeadersTooLarge, json_too_deep, scan_headers
+from llmbridge.hostile import HeadersTooLarge, escape_surrogates, json_too_deep, lone_surrogate_path, scan_headers
 from llmbridge.peek import PEEK_SECONDS
 from llmbridge.pool import AccountPool, Candidate
 from llmbridge.redact import redact_json
@@ -209,19 +209,27 @@ class Bridge:
     def _parse(self, route: Route, incoming: IncomingRequest, record: ExchangeRecord) -> ChatRequest:
         """The canonical request, with what the client sent (and what it became) on the record."""
         body = self._parse_body(incoming)
-        record.request_raw = redact_json(body)
+        record.request_raw = redact_json(body)  # the recorder escapes any lone surrogate it holds
+        fmt = route.client_format
+        surrogate = lone_surrogate_path(incoming.body, body)
+        if surrogate is not None:  # before the request names anything: the recorder and upstreams need valid text
+            where = escape_surrogates(fmt.field_path(surrogate))
+            raise InvalidRequest(
+                f"{where}: the text holds a lone UTF-16 surrogate (an escape such as \\ud800 without its pair), "
+                "which is not valid Unicode; send the character it was meant to be, or remove it",
+                param=where,
+            )
         if isinstance(body, dict):  # what the body names (the URL's model and stream win), should it prove invalid
             _note_request(
                 record,
                 body.get("model") if route.model is None else None,
                 body.get("stream") if route.stream is None else None,
             )
-        fmt = route.client_format
         if route.action == "count_tokens":
             request = fmt.parse_count_tokens(body, route.model)
         else:
             request = fmt.parse_request(body, model=route.model, stream=route.stream)
-        request.passthrough_headers = {h: incoming.headers[h] for h in PASSTHROUGH_HEADERS if h in incoming.headers}
+        request.passthrough_headers = _passthrough_headers(incoming.headers)
         record.request_canonical = request.model_dump(mode="json", exclude_none=True)
         record.model_requested, record.stream = request.model, request.stream
         return request
@@ -240,8 +248,8 @@ class Bridge:
                 "the limit is the setting 'max_json_depth'"
             )
         try:
-            return json.loads(incoming.body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            return json.loads(incoming.body, parse_constant=_not_json)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise InvalidRequest(f"the request body is not valid JSON: {e}") from None
 
     # --- local answers ------------------------------------------------------------------------------
@@ -363,6 +371,21 @@ class Bridge:
 
 def _internal_error(record: ExchangeRecord) -> InternalError:
     return InternalError(f"internal error in the bridge; its log has the details under exchange {record.id}")
+
+
+def _not_json(name: str) -> Any:
+    """json.loads reads NaN, Infinity and -Infinity; JSON has no such values and no upstream takes them."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _passthrough_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The client headers a provider of the same family may get. Their values are ASCII tokens;
+    anything else (bytes that were not UTF-8 arrive as surrogates) could be neither sent nor recorded."""
+    passed = {h: headers[h] for h in PASSTHROUGH_HEADERS if h in headers}
+    for name, value in passed.items():
+        if not value.isascii():
+            raise InvalidRequest(f"header {name}: the value must be ASCII", param=name)
+    return passed
 
 
 def _note_request(record: ExchangeRecord, model: Any, stream: Any) -> None:

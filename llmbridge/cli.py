@@ -2,7 +2,7 @@
 
     llmbridge [--config PATH] serve [MITMDUMP_ARGS...]
     llmbridge [--config PATH] key
-    llmbridge [--config PATH] browse [--db PATH] [--port N]
+    llmbridge [--config PATH] browse [--db PATH] [--port N] [--host ADDR] [--allow-host NAME]... [--login]
     llmbridge [--config PATH] logs [--db PATH] [-n N] [-f]
     llmbridge [--config PATH] db prune [--days N] [--vacuum] [--db PATH]
     llmbridge [--config PATH] db migrate [--db PATH]
@@ -124,13 +124,44 @@ def key(ctx: click.Context) -> None:
 
 @main.command()
 @db_option
-@click.option("--port", default=8001, show_default=True, help="Port for Datasette on 127.0.0.1.")
+@click.option("--port", default=8001, show_default=True, help="Port for Datasette.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Beyond loopback (0.0.0.0, a LAN address) the sign-in is always required.",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Another Host name to answer besides 127.0.0.1, localhost and [::1] (repeatable).",
+)
+@click.option(
+    "--login", is_flag=True, help="Require the one-time sign-in URL Datasette prints (always on beyond loopback)."
+)
 @click.pass_context
-def browse(ctx: click.Context, db_path: Path | None, port: int) -> None:
-    """Open the recordings in Datasette (http://127.0.0.1:PORT), with canned queries."""
+def browse(
+    ctx: click.Context, db_path: Path | None, port: int, host: str, allow_hosts: tuple[str, ...], login: bool
+) -> None:
+    """Open the recordings in Datasette (http://127.0.0.1:PORT), with canned queries. Only requests
+    whose Host is a local name (or one given with --allow-host) are answered."""
+    from llmbridge.recorder.browse import HOSTS_ENV, PLUGINS_DIR, host_name, is_loopback, is_wildcard
+
+    names = list(allow_hosts)
+    if not is_loopback(host):
+        login = True  # beyond this machine, never without the sign-in
+        if is_wildcard(host) and not names:
+            raise click.ClickException(
+                f"--host {host} listens on every address, but only local Host names are answered: name the "
+                "host names or addresses other machines will use with --allow-host NAME (repeatable)"
+            )
+        if not is_wildcard(host):
+            names.append(host)
     path = _database(ctx, db_path)
     _migrate(path)  # an empty, current database is better than Datasette failing on a missing file
-    metadata = write_metadata(path)
+    metadata = write_metadata(path, login=login)
     command = [
         sys.executable,
         "-m",
@@ -139,14 +170,24 @@ def browse(ctx: click.Context, db_path: Path | None, port: int) -> None:
         str(path),
         "--metadata",
         str(metadata),
+        "--plugins-dir",
+        PLUGINS_DIR,
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
     ]
-    click.echo(f"Datasette on http://127.0.0.1:{port}/{path.stem} (Ctrl-C stops)", err=True)
+    if login:
+        command.append("--root")
+    env = dict(os.environ, **{HOSTS_ENV: ",".join(names)})
+    shown = "127.0.0.1" if is_wildcard(host) else host_name(host)
+    click.echo(f"Datasette on http://{shown}:{port}/{path.stem} (Ctrl-C stops)", err=True)
+    if login:
+        click.echo(
+            "Sign in with the one-time URL Datasette prints below (it sets a cookie for this browser).", err=True
+        )
     try:
-        code = subprocess.call(command)
+        code = subprocess.call(command, env=env)
     except KeyboardInterrupt:
         code = 0
     ctx.exit(code)

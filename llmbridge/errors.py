@@ -18,6 +18,8 @@
     │   ├── AccountUnusable           403    dead      (suspended, ineligible, needs validation)
     │   ├── PermissionDenied          403    rotate    (refused for this request/model, not the account)
     │   ├── UpstreamUnavailable       502    rotate    (connect error, 5xx)
+    │   ├── UpstreamProtocolError     502    rotate    (the answer is not its protocol: unparsable events,
+    │   │                                               bytes that are not the stream format, invalid Unicode)
     │   └── UpstreamTimeout           504    rotate
     ├── NoAccount                     503    -         (no configured account serves the model)
     └── InternalError                 500    -
@@ -152,6 +154,14 @@ class PermissionDenied(UpstreamError):
 class UpstreamUnavailable(UpstreamError):
     status = 502
     kind = "upstream_unavailable"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream's answer broke its own protocol. Never taken for an (empty) answer: before the
+    client saw a byte another account is tried, mid-stream the client gets the door's error event."""
+
+    status = 502
+    kind = "upstream_protocol_error"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -7,6 +7,15 @@
 * JSON nesting: `json.loads` and everything that walks the parsed value recurse once per level, so a
   body nested a few thousand levels deep is a RecursionError (a 500). `json_depth` measures the depth
   of the raw bytes with no recursion and in linear time, before anything parses them.
+* Lone surrogates: JSON may write `"\\ud800"`, an escape of half a UTF-16 pair with no other half, and
+  `json.loads` turns it into a Python string that no UTF-8 encoder takes (RFC 8259 section 8.2: such
+  text is not interoperable). Forwarded, it broke the upstream request (a 502 blamed on the account)
+  and the recorder's write; in a field that is not forwarded the client got its answer and the
+  exchange was never recorded. The bridge refuses it with a 400 naming the field
+  (`lone_surrogate_path`) rather than replacing it with U+FFFD: a silent replacement changes the
+  prompt without telling the client, and the real APIs refuse such text too. The recorder escapes
+  (`escape_surrogates`) or replaces (`scrub_surrogates`) whatever still carries one, so a row is never
+  lost to it.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 import re
 from array import array
 from itertools import accumulate
-from typing import Iterable
+from typing import Any, Iterable
 
 from llmbridge.errors import ClientError
 
@@ -68,3 +77,50 @@ def json_too_deep(body: bytes, limit: int) -> bool:
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
     return json_depth(body) > limit
+
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # how one reaches a body: JSON's \\uXXXX escape
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate_path(body: bytes | str, value: Any) -> list[str | int] | None:
+    """The path (keys and indexes) of the first string or object key in the parsed `value` that holds
+    a lone surrogate; None when there is none. Free for a body without a surrogate escape (`body` is
+    the raw JSON text: valid UTF-8 cannot hold a surrogate, so only `\\uD8xx`-`\\uDFxx` escapes make
+    one); otherwise one walk, without recursion. A surrogate pair decodes to one character: no fault."""
+    found = _SURROGATE_ESCAPE.search(body) if isinstance(body, bytes) else _SURROGATE_ESCAPE_TEXT.search(body)
+    if not found:
+        return None
+    stack: list[tuple[list[str | int], Any]] = [([], value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if SURROGATE.search(item):
+                return path
+        elif isinstance(item, dict):
+            for key in item:
+                if SURROGATE.search(key):
+                    return [*path, key]
+            stack += [([*path, key], child) for key, child in reversed(item.items())]
+        elif isinstance(item, list):
+            stack += [([*path, index], child) for index, child in reversed(list(enumerate(item)))]
+    return None
+
+
+def escape_surrogates(text: str) -> str:
+    """`text` with each lone surrogate written as its JSON escape (`\\ud800`): in JSON text this keeps
+    exactly what was received and is valid UTF-8; anywhere else it shows what was there."""
+    return SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def scrub_surrogates(value: Any) -> Any:
+    """A copy of JSON-like data (strings, lists, dicts, tuples) with every lone surrogate replaced by
+    U+FFFD, keys included; other values are returned as they are."""
+    if isinstance(value, str):
+        return SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_surrogates(v) for v in value]
+    return value

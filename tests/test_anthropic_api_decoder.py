@@ -130,10 +130,13 @@ def test_cut_stream_is_reported():
     assert isinstance(events[-1], StreamError) and events[-1].status == 502
 
 
-def test_garbage_is_ignored():
+@pytest.mark.parametrize("garbage", [b"data: not json\n\n", b"data: [1]\n\n", b'data: {"type": NaN}\n\n'])
+def test_garbage_is_a_protocol_error(garbage):
     decoder = AnthropicDecoder()
-    assert decoder.feed(b"data: not json\n\ndata: [1]\n\n") == []
-    assert json.dumps([e.model_dump() for e in decoder.close()])  # cut: one error
+    (error,) = decoder.feed(garbage + b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    assert (error.kind, error.status) == ("upstream_protocol_error", 502)
+    assert decoder.close() == []  # one error: not also "cut"
+    assert json.dumps(error.model_dump())
 
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "anthropic_thinking_text_tool.sse"

@@ -180,7 +180,7 @@ def test_export_fixture_writes_into_replay(db_path: Path, tmp_path: Path, monkey
 
 def test_browse_writes_metadata_and_starts_datasette_on_localhost(db_path: Path, monkeypatch) -> None:
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda command: calls.append(command) or 0)
+    monkeypatch.setattr(subprocess, "call", lambda command, **kw: calls.append(command) or 0)
     result = run("browse", "--db", str(db_path), "--port", "8123")
     assert result.exit_code == 0
     (command,) = calls

@@ -150,8 +150,8 @@ def test_a_decoder_bug_while_peeking_closes_the_upstream_and_fails_over(monkeypa
 
         def flaky(self, value):
             calls["n"] += 1
-            if calls["n"] == 1:
-                raise ValueError("decoder bug")
+            if calls["n"] == 1:  # (a ValueError or TypeError would be read as a malformed upstream event)
+                raise RuntimeError("decoder bug")
             return original(self, value)
 
         monkeypatch.setattr(openai_decoder.ChatCompletionChunkDecoder, "on_json", flaky)

@@ -217,6 +217,15 @@ BAD_CASES = [
     ("temperature", body(temperature="hot")),
     ("stop_sequences.1", body(stop_sequences=["a", 2])),
     ("mcp_servers", body(mcp_servers=[{"type": "url", "url": "https://x"}])),
+    # no empty conversation, and no empty turn, goes upstream
+    ("messages", body(messages=[])),
+    ("model", body(model="")),
+    ("messages.0.content", body(messages=[user()])),
+    (
+        "messages.1.content",
+        body(messages=[user({"type": "text", "text": "a"}), assistant(), user({"type": "text", "text": "b"})]),
+    ),
+    ("messages", body(messages=[assistant()])),
 ]
 
 
@@ -226,6 +235,11 @@ def test_parse_request_names_the_bad_field(param: str, raw: dict[str, Any]) -> N
         FMT.parse_request(raw)
     assert caught.value.param == param
     assert caught.value.message.startswith(param) or param in caught.value.message
+
+
+def test_an_empty_final_assistant_message_adds_nothing() -> None:
+    request = FMT.parse_request(body(messages=[user({"type": "text", "text": "a"}), assistant()]))
+    assert [m.role for m in request.messages] == ["user"]
 
 
 def test_a_value_pydantic_refuses_is_a_400_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:

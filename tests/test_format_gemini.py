@@ -37,6 +37,7 @@ from llmbridge.tokens import estimate_input_tokens
 
 FMT = GeminiFormat()
 SIG = {"gemini": {"thought_signature": "c2ln"}}
+FC = {"functionCall": {"name": "f", "args": {}}}
 
 
 def body(**extra: Any) -> dict[str, Any]:
@@ -301,6 +302,35 @@ BAD_CASES = [
     ("generationConfig.responseLogprobs", gen(responseLogprobs=True)),
     ("generationConfig.logprobs", gen(logprobs=3)),
     ("generationConfig.thinkingConfig.thinkingBudget", gen(thinkingConfig={"thinkingBudget": -5})),
+    # wrong-typed, empty and unknown parts are refused, never dropped (Gemini refuses them too)
+    ("contents", body(contents=[])),
+    ("contents.0.parts", body(contents=[user()])),
+    ("contents.0.parts", body(contents=[{"role": "user"}])),
+    ("contents.0.parts.0.text", body(contents=[user({"text": 5})])),
+    ("contents.0.parts.0", body(contents=[user({})])),
+    ("contents.0.parts.0", body(contents=[user({"thought": True})])),
+    ("contents.0.parts.0", body(contents=[user({"text": "a", "inlineData": {"data": "AAAA"}})])),
+    ("contents.0.parts.0.txt", body(contents=[user({"txt": "a typo"})])),
+    ("contents.0.parts.1.foo", body(contents=[user({"text": "a"}, {"text": "b", "foo": 1})])),
+    ("contents.0.parts.0.thought", body(contents=[user({"text": "a", "thought": "yes"})])),
+    ("contents.0.parts.0.thoughtSignature", body(contents=[user({"text": "a", "thoughtSignature": 7})])),
+    ("contents.0.parts.0.videoMetadata", body(contents=[user({"text": "a", "videoMetadata": {}})])),
+    ("contents.0.parts.0.inlineData.data", body(contents=[user({"inlineData": {"mimeType": "image/png"}})])),
+    ("contents.0.parts.0.inlineData.data", body(contents=[user({"inlineData": {"data": 5}})])),
+    ("contents.0.parts.0.inlineData.mimeType", body(contents=[user({"inlineData": {"data": "A", "mimeType": 1}})])),
+    ("contents.0.parts.0.fileData.fileUri", body(contents=[user({"fileData": {"fileUri": 3}})])),
+    ("contents.0.role", body(contents=[{"role": ["user"], "parts": [{"text": "a"}]}])),
+    ("contents.0.extra", body(contents=[{"role": "user", "parts": [{"text": "a"}], "extra": 1}])),
+    ("systemInstruction.parts.0", body(systemInstruction={"parts": [{"inlineData": {"data": "AAAA"}}]})),
+    ("systemInstruction.parts.0.text", body(systemInstruction={"parts": [{"text": 5}]})),
+    (
+        "contents.1.parts.0.functionResponse.response",
+        body(contents=[model(FC), user({"functionResponse": {"name": "f", "response": "ok"}})]),
+    ),
+    (
+        "contents.1.parts.0.functionResponse.parts.0.inlineData",
+        body(contents=[model(FC), user({"functionResponse": {"name": "f", "response": {}, "parts": [{"x": 1}]}})]),
+    ),
 ]
 
 
@@ -309,6 +339,21 @@ def test_parse_request_names_the_bad_field(param: str, raw: dict[str, Any]) -> N
     with pytest.raises(errors.InvalidRequest) as caught:
         parse(raw)
     assert caught.value.param == param
+
+
+def test_documented_part_fields_are_tolerated() -> None:
+    # partMetadata and mediaResolution are accepted and ignored; snake_case names and nulls read as Gemini reads them
+    request = parse(
+        body(
+            contents=[
+                user(
+                    {"text": "a", "partMetadata": {"k": "v"}, "mediaResolution": {"level": "MEDIA_RESOLUTION_LOW"}},
+                    {"inline_data": {"mime_type": "image/jpeg", "data": "AAAA"}, "thought_signature": None},
+                )
+            ]
+        )
+    )
+    assert request.messages[0].parts == [TextPart(text="a"), ImagePart(media_type="image/jpeg", data="AAAA")]
 
 
 def test_a_value_pydantic_refuses_is_a_400_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -133,6 +133,44 @@ def test_signature_rides_in_tool_call_id_and_comes_back():
             "response_format.json_schema.strict",
         ),
         ({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "messages[0].content[0].type"),
+        # wrong types found by tests/test_fuzz_doors.py (were a TypeError / AttributeError: a 500)
+        ({"model": ""}, "model"),
+        (
+            {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "tool_calls": True}]},
+            "messages[1].tool_calls",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:x"}]}]},
+            "messages[0].content[0].image_url",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "[" * 100_000}}
+                        ],
+                    },
+                ]
+            },
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"x": NaN}'}}
+                        ],
+                    },
+                ]
+            },
+            "messages[1].tool_calls[0].function.arguments",
+        ),
     ],
 )
 def test_parameters_that_cannot_be_honoured_are_named(body, param):

@@ -269,6 +269,14 @@ def test_function_calls_and_their_outputs_make_assistant_and_user_turns():
 def test_bad_function_call_arguments_are_a_400():
     error = refused(input=[{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{nope"}])
     assert error.param == "input[0].arguments"
+    # nested past the parser's recursion limit, or JSON's missing NaN: a 400, not a 500
+    for arguments in ("[" * 100_000, '{"x": Infinity}'):
+        error = refused(input=[{"type": "function_call", "call_id": "c", "name": "f", "arguments": arguments}])
+        assert error.param == "input[0].arguments"
+
+
+def test_an_empty_model_is_a_400():
+    assert refused(model="").param == "model"
 
 
 def test_reasoning_options():

@@ -205,15 +205,22 @@ def test_error_object_mid_stream():
     assert len(errors) == 1 and errors[0].kind == "quota_exhausted" and errors[0].status == 429
 
 
-def test_unparsable_event_is_dropped_and_final_event_without_blank_line_is_kept():
-    data = (
-        b"data: {not json\r\n\r\n"
-        + sse(
-            wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}]})
-        )[:-4]
-    )
+def test_final_event_without_blank_line_is_kept():
+    data = sse(
+        wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}]})
+    )[:-4]
     events = decode(data)
     assert TextDelta(text="ok") in events and events[-1].type == "finish"
+
+
+def test_an_unparsable_event_is_a_protocol_error_not_a_shorter_answer():
+    good = sse(
+        wrap({"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}]})
+    )
+    events = decode(b"data: {not json\r\n\r\n" + good)
+    assert [e.type for e in events] == ["error"]  # nothing after the fault is decoded
+    assert events[0].kind == "upstream_protocol_error" and events[0].status == 502
+    assert "Gemini" in events[0].message and "not JSON" in events[0].message
 
 
 # --- bare GenerateContentResponse chunks (the public Gemini API) ------------------------------------

@@ -80,6 +80,8 @@ def parse_messages_request(
     max_tokens = get_int(body, "max_tokens", "", required=require_max_tokens, minimum=1)
     tool_choice, parallel = _tool_choice(body.get("tool_choice"))
     model = model or get_str(body, "model", "", required=True) or ""
+    if not model:
+        raise invalid("model", "must not be empty")
     with validation_as_invalid():
         inline_system, messages = _messages(field(body, "messages", "", list, required=True))
         return ChatRequest(
@@ -142,6 +144,10 @@ def _messages(raw: list[Any]) -> tuple[list[TextPart], list[Message]]:
             system += _system(message.get("content"), at(path, "content"))
             continue
         turn = _message(message, path, names)
+        if not turn.parts:
+            if turn.role == "assistant" and i == len(raw) - 1:
+                continue  # Anthropic allows an empty final assistant message: it adds nothing
+            raise invalid(at(path, "content"), "must not be empty (only the final assistant message may be)")
         if turns and turns[-1].role == turn.role and _joinable(raw, i):
             turns[-1].parts.extend(turn.parts)
         else:

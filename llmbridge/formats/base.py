@@ -18,7 +18,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, ClassVar, Literal, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 from urllib.parse import unquote
 
 from llmbridge.canonical import ChatRequest, ChatResult, ModelInfo, StreamEvent
@@ -123,6 +123,19 @@ class ClientFormat(ABC):
     # Whether a whole answer's id is always the door's own (`id_prefix` + exchange id) rather than the
     # upstream's: for doors whose clients name responses later (Responses' previous_response_id).
     own_ids: ClassVar[bool] = False
+    # How the door's errors name a field in the body: `messages.0.content` (Anthropic, Gemini), or
+    # `messages[0].content` with brackets (OpenAI's doors).
+    bracket_paths: ClassVar[bool] = False
+
+    def field_path(self, steps: Sequence[str | int]) -> str:
+        """A path into the request body (keys and list indexes) as this door's errors name fields."""
+        path = ""
+        for step in steps:
+            if isinstance(step, int):
+                path += f"[{step}]" if self.bracket_paths else f".{step}" if path else str(step)
+            else:
+                path += f".{step}" if path else step
+        return path or "(the body)"
 
     def model_from_path(self, raw: str) -> str:
         """The model id from a path's `{model}`: percent-escapes (`openai%2Fgpt-4o`) decoded exactly

@@ -7,6 +7,7 @@ an `InvalidRequest` whose `param` is the path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar, cast, overload
@@ -25,6 +26,20 @@ _JSON_NAMES = {
     float: "a number",
     bool: "a boolean",
 }
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def loads_json_text(text: str) -> Any:
+    """JSON a client sent inside a string (tool-call arguments). ValueError for text that is not JSON
+    (NaN and Infinity included: Python reads them, JSON has no such values, and no upstream would take
+    them back) or nests too deeply to parse."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def at(path: str, key: str | int) -> str:

@@ -116,6 +116,8 @@ def parse_generate_request(body: Any, *, model: str | None, stream: bool) -> Cha
         raise invalid("cachedContent", "cached content is not supported")
     ledger = CallLedger()
     contents = field(body, "contents", "", list, required=True)
+    if not contents:
+        raise invalid("contents", "must not be empty: a request needs at least one turn")
     config = camel_keys(as_dict(body.get("generationConfig") or {}, "generationConfig"))
     with validation_as_invalid():
         return ChatRequest(
@@ -133,54 +135,119 @@ def _system(raw: Any) -> list[TextPart]:
         return []
     if isinstance(raw, str):
         return [TextPart(text=raw)]
-    content = as_dict(raw, "systemInstruction")
+    content = _content_object(raw, "systemInstruction")
     parts = as_list(get(content, "parts") or [], "systemInstruction.parts")
-    texts = [as_dict(p, at("systemInstruction.parts", i)) for i, p in enumerate(parts)]
-    return [TextPart(text=t["text"]) for t in texts if isinstance(t.get("text"), str)]
+    texts: list[TextPart] = []
+    for i, raw_part in enumerate(parts):
+        path = at("systemInstruction.parts", i)
+        part = _part_object(raw_part, path)
+        if not isinstance(part.get("text"), str):
+            raise invalid(path, "system instruction parts must be text parts")
+        texts.append(TextPart(text=part["text"]))
+    return texts
 
 
 # --- contents --------------------------------------------------------------------------------------
 
+# Gemini's `Part`: exactly one kind of data, plus metadata. Gemini itself refuses a field it does not
+# know ("Invalid JSON payload received. Unknown name ..."), so the door does too: a typo must not turn
+# into a silently dropped part. `partMetadata` (the client's own annotations, never shown to the
+# model) and `mediaResolution` (the backends choose the image resolution) are accepted and ignored.
+PART_DATA = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
+PART_META = ("thought", "thoughtSignature")
+PART_IGNORED = ("partMetadata", "mediaResolution")
+PART_REFUSED = (*UNSUPPORTED_PARTS, "videoMetadata")
+PART_FIELDS = frozenset(PART_DATA + PART_META + PART_IGNORED + PART_REFUSED)
+CONTENT_FIELDS = frozenset(("role", "parts"))
+
+
+def _camel(name: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+
+
+def _known_fields(raw: Any, path: str, allowed: frozenset[str], what: str) -> dict[str, Any]:
+    """`raw` as an object with camelCase keys, null fields left out; 400 naming a field Gemini does not know."""
+    obj = as_dict(raw, path)
+    for key in obj:
+        if _camel(key) not in allowed:
+            raise invalid(at(path, key), f"unknown field in a {what} (known: {', '.join(sorted(allowed))})")
+    return {k: v for k, v in camel_keys(obj).items() if v is not None}
+
+
+def _content_object(raw: Any, path: str) -> dict[str, Any]:
+    return _known_fields(raw, path, CONTENT_FIELDS, "Content")
+
+
+def _part_object(raw: Any, path: str) -> dict[str, Any]:
+    """A part checked field by field: known names, typed metadata, exactly one kind of data (or only
+    a thoughtSignature, which is kept as empty thinking)."""
+    part = _known_fields(raw, path, PART_FIELDS, "Part")
+    for key in PART_REFUSED:
+        if key in part:
+            raise invalid(at(path, key), f"{key} parts are not supported")
+    field(part, "thought", path, bool)
+    field(part, "thoughtSignature", path, str)
+    field(part, "text", path, str)
+    data = [key for key in PART_DATA if key in part]
+    if len(data) > 1:
+        raise invalid(path, f"a part holds exactly one kind of data, got {', '.join(data)}")
+    if not data and "thoughtSignature" not in part:
+        raise invalid(path, f"a part needs one of {', '.join(PART_DATA)}")
+    return part
+
 
 def _content(raw: Any, path: str, ledger: CallLedger) -> Message:
-    content = as_dict(raw, path)
-    role_name = content.get("role") or "user"
+    content = _content_object(raw, path)
+    role_name = field(content, "role", path, str) or "user"
     role = GEMINI_ROLES.get(role_name)
     if role is None:
         raise invalid(at(path, "role"), f"expected 'user' or 'model', got {role_name!r}")
-    parts = as_list(get(content, "parts") or [], at(path, "parts"))
+    parts = field(content, "parts", path, list, required=True)
+    if not parts:
+        raise invalid(at(path, "parts"), "must not be empty")
     parsed = [_part(p, at(at(path, "parts"), i), role, ledger) for i, p in enumerate(parts)]
-    return Message(role=role, parts=[p for p in parsed if p is not None])
+    return Message(role=role, parts=parsed)
 
 
-def _part(raw: Any, path: str, role: str, ledger: CallLedger) -> Part | None:
-    part = as_dict(raw, path)
-    signature = get(part, "thoughtSignature")
+def _part(raw: Any, path: str, role: str, ledger: CallLedger) -> Part:
+    part = _part_object(raw, path)
+    signature = part.get("thoughtSignature")
     meta = with_gemini_signature({}, signature)
-    for key in UNSUPPORTED_PARTS:
-        if get(part, key) is not None:
-            raise invalid(at(path, key), f"{key} parts are not supported")
-    if isinstance(part.get("text"), str):
+    if "text" in part:
         if part.get("thought"):
             return ReasoningPart(text=part["text"], provider_metadata=meta)
         return TextPart(text=part["text"], provider_metadata=meta)
-    if get(part, "inlineData") is not None:
-        data = as_dict(get(part, "inlineData"), at(path, "inlineData"))
+    if "inlineData" in part:
+        where = at(path, "inlineData")
+        data = as_dict(part["inlineData"], where)
         return ImagePart(
-            media_type=get(data, "mimeType") or "image/png", data=str(data.get("data", "")), provider_metadata=meta
+            media_type=_str(data, "mimeType", where) or "image/png",
+            data=_str(data, "data", where, required=True),
+            provider_metadata=meta,
         )
-    if get(part, "fileData") is not None:
-        data = as_dict(get(part, "fileData"), at(path, "fileData"))
-        uri = get(data, "fileUri")
-        if not isinstance(uri, str):
-            raise invalid(at(path, "fileData.fileUri"), "field required")
-        return ImagePart(media_type=get(data, "mimeType") or "image/png", url=uri, provider_metadata=meta)
-    if get(part, "functionCall") is not None:
-        return _function_call(get(part, "functionCall"), at(path, "functionCall"), role, ledger, meta)
-    if get(part, "functionResponse") is not None:
-        return _function_response(get(part, "functionResponse"), at(path, "functionResponse"), role, ledger)
-    # A part carrying only a signature (or a bare thought flag) keeps the signature as empty thinking.
-    return ReasoningPart(provider_metadata=meta) if meta else None
+    if "fileData" in part:
+        where = at(path, "fileData")
+        data = as_dict(part["fileData"], where)
+        uri = _str(data, "fileUri", where, required=True)
+        return ImagePart(media_type=_str(data, "mimeType", where) or "image/png", url=uri, provider_metadata=meta)
+    if "functionCall" in part:
+        return _function_call(part["functionCall"], at(path, "functionCall"), role, ledger, meta)
+    if "functionResponse" in part:
+        return _function_response(part["functionResponse"], at(path, "functionResponse"), role, ledger)
+    # A part carrying only a signature keeps the signature as empty thinking.
+    return ReasoningPart(provider_metadata=meta)
+
+
+def _str(obj: dict[str, Any], name: str, path: str, *, required: bool = False) -> str:
+    """A string field read in camelCase or snake_case ("" when absent and not required)."""
+    value = get(obj, name)
+    if value is None:
+        if required:
+            raise invalid(at(path, name), "field required")
+        return ""
+    if not isinstance(value, str):
+        raise invalid(at(path, name), "expected a string")
+    return value
 
 
 def _name(obj: dict[str, Any], path: str) -> str:
@@ -208,21 +275,27 @@ def _function_response(raw: Any, path: str, role: str, ledger: CallLedger) -> To
         raise invalid(path, "functionResponse parts belong in user turns")
     response = as_dict(raw, path)
     name = _name(response, path)
-    value = response.get("response") if response.get("response") is not None else {}
+    value = field(response, "response", path, dict) or {}  # a google.protobuf.Struct: an object
     content: list[TextPart | ImagePart] = [TextPart(text=json.dumps(value, ensure_ascii=False))]
     for i, extra in enumerate(as_list(response.get("parts") or [], at(path, "parts"))):
-        inline = get(as_dict(extra, at(at(path, "parts"), i)), "inlineData")
-        if isinstance(inline, dict):
-            content.append(
-                ImagePart(media_type=get(inline, "mimeType") or "image/png", data=str(inline.get("data", "")))
+        where = at(at(path, "parts"), i)
+        inline = get(as_dict(extra, where), "inlineData")
+        if inline is None:
+            raise invalid(at(where, "inlineData"), "field required (functionResponse parts hold inline data)")
+        inline = as_dict(inline, at(where, "inlineData"))
+        content.append(
+            ImagePart(
+                media_type=_str(inline, "mimeType", at(where, "inlineData")) or "image/png",
+                data=_str(inline, "data", at(where, "inlineData"), required=True),
             )
-    is_error = isinstance(value, dict) and set(value) == {"error"}
+        )
+    is_error = set(value) == {"error"}
     return ToolResultPart(
         tool_call_id=ledger.answer(name, field(response, "id", path, str)),
         name=name,
         content=content,
         is_error=is_error,
-        provider_metadata=with_gemini_function_response({}, value) if isinstance(value, dict) else {},
+        provider_metadata=with_gemini_function_response({}, value),
     )
 
 

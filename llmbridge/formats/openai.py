@@ -169,6 +169,7 @@ class OpenAIFormat(ClientFormat):
         Endpoint("GET", "/v1/models/{model}", "model"),
     )
     id_prefix = "chatcmpl-"
+    bracket_paths = True
 
     def parse_request(self, body: Any, model: str | None = None, stream: bool | None = None) -> ChatRequest:
         return parse_chat_request(body)

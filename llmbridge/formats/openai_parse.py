@@ -6,7 +6,6 @@ naming it, never a silent drop.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -27,7 +26,7 @@ from llmbridge.canonical import (
     with_gemini_signature,
 )
 from llmbridge.errors import InvalidRequest
-from llmbridge.formats.fields import validation_as_invalid
+from llmbridge.formats.fields import loads_json_text, validation_as_invalid
 
 # Accepted and deliberately not forwarded: they do not change what the model generates.
 IGNORED_PARAMS = frozenset(
@@ -120,6 +119,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
     _reject_unknown(body)
     _reject_unhonourable(body)
     model = _require(body, "model", str)
+    if not model:
+        raise InvalidRequest("'model' must not be empty", param="model")
     raw_messages = _require(body, "messages", list)
     if not raw_messages:
         raise InvalidRequest("'messages' must contain at least one message", param="messages")
@@ -328,7 +329,7 @@ def _content_part(item: Any, where: str, images: bool) -> Part:
     if kind == "text":
         return TextPart(text=_typed(item.get("text"), f"{where}.text", str))
     if kind == "image_url" and images:
-        url = (item.get("image_url") or {}).get("url")
+        url = _typed(item.get("image_url") or {}, f"{where}.image_url", dict).get("url")
         return _image(_typed(url, f"{where}.image_url.url", str), where)
     if kind in ("input_audio", "file", "image_url"):
         raise InvalidRequest(f"content part type '{kind}' is not supported here", param=f"{where}.type")
@@ -352,7 +353,7 @@ def _assistant_parts(msg: dict[str, Any], where: str) -> list[Part]:
     if isinstance(reasoning, str) and reasoning:
         parts.append(ReasoningPart(text=reasoning))
     parts += _content_parts(msg.get("content"), where, images=False)
-    for k, call in enumerate(msg.get("tool_calls") or []):
+    for k, call in enumerate(_typed(msg.get("tool_calls") or [], f"{where}.tool_calls", list)):
         parts.append(_tool_call(call, f"{where}.tool_calls[{k}]"))
     return parts
 
@@ -365,8 +366,8 @@ def _tool_call(call: Any, where: str) -> ToolCallPart:
     call_id, signature = split_tool_call_id(_typed(call.get("id"), f"{where}.id", str))
     raw_args = fn.get("arguments") or "{}"
     try:
-        arguments = json.loads(raw_args) if isinstance(raw_args, str) else raw_args
-    except json.JSONDecodeError:
+        arguments = loads_json_text(raw_args) if isinstance(raw_args, str) else raw_args
+    except ValueError:
         raise InvalidRequest(
             f"'{where}.function.arguments' is not valid JSON", param=f"{where}.function.arguments"
         ) from None

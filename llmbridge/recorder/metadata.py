@@ -170,18 +170,22 @@ TABLES: dict[str, dict[str, Any]] = {
 }
 
 
-def build_metadata(database_name: str) -> dict[str, Any]:
-    """Datasette metadata for a recordings database (its name is the file's stem)."""
-    return {
+def build_metadata(database_name: str, login: bool = False) -> dict[str, Any]:
+    """Datasette metadata for a recordings database (its name is the file's stem). With `login`, only
+    the signed-in root actor may see anything (Datasette's instance-wide `allow`)."""
+    metadata: dict[str, Any] = {
         "title": "llmbridge recordings",
         "description": "Every prompt and response that went through the bridge.",
         "databases": {database_name: {"tables": TABLES, "queries": QUERIES}},
     }
+    if login:
+        metadata["allow"] = {"id": "root"}
+    return metadata
 
 
-def write_metadata(database: Path, out: Path | None = None) -> Path:
+def write_metadata(database: Path, out: Path | None = None, login: bool = False) -> Path:
     """Writes metadata.yml next to the database (regenerated each time: edits are overwritten)."""
     out = out or database.parent / "metadata.yml"
-    text = yaml.safe_dump(build_metadata(database.stem), sort_keys=False, allow_unicode=True, width=110)
+    text = yaml.safe_dump(build_metadata(database.stem, login), sort_keys=False, allow_unicode=True, width=110)
     out.write_text("# Written by `llmbridge browse`; regenerated on each run.\n" + text)
     return out

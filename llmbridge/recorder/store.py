@@ -8,12 +8,14 @@ against OAuth/SSO token endpoints are credential refresh traffic and are never w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
 from typing import Any
 
 from llmbridge.exchange import AttemptRecord, ExchangeRecord
+from llmbridge.hostile import SURROGATE, escape_surrogates, scrub_surrogates
 from llmbridge.recorder.messages import MessageStore, compact
 from llmbridge.redact import (
     is_credential_url,
@@ -41,9 +43,11 @@ def utc_text(timestamp: float) -> str:
 
 
 def _json_text(value: Any) -> str | None:
+    """JSON text of a value; a lone surrogate in it (which UTF-8 cannot hold) is kept as its escape."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, default=str)
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if text.isascii() or not SURROGATE.search(text) else escape_surrogates(text)
 
 
 def _redacted_json_text(value: Any) -> str | None:
@@ -77,7 +81,15 @@ class RecordWriter:
         self.messages = MessageStore(conn)
 
     def write(self, record: ExchangeRecord) -> None:
-        """All rows of one exchange, or none (the transaction rolls back on any error)."""
+        """All rows of one exchange, or none (the transaction rolls back on any error). Text that
+        UTF-8 cannot encode (a lone surrogate from a client or an upstream) must not lose the row:
+        the exchange is written again with such characters replaced by U+FFFD."""
+        try:
+            self._write(record)
+        except UnicodeEncodeError:
+            self._write(_scrubbed(record))
+
+    def _write(self, record: ExchangeRecord) -> None:
         now = utc_text(record.started)
         canonical, result = as_plain(record.request_canonical), as_plain(record.result)
         with self.conn:
@@ -167,3 +179,15 @@ class RecordWriter:
             row["request_json"] = _redacted_json_text(attempt.request_body)
             row["response_body"] = redact_body(body)
         return row
+
+
+def _scrubbed(record: ExchangeRecord) -> ExchangeRecord:
+    """A copy of the record whose every text holds no lone surrogate (replaced by U+FFFD)."""
+    attempts = [
+        dataclasses.replace(
+            attempt, **{f.name: scrub_surrogates(getattr(attempt, f.name)) for f in dataclasses.fields(attempt)}
+        )
+        for attempt in record.attempts
+    ]
+    fields = {f.name: scrub_surrogates(as_plain(getattr(record, f.name))) for f in dataclasses.fields(record)}
+    return dataclasses.replace(record, **{**fields, "attempts": attempts})

@@ -50,6 +50,10 @@ class Reply:
     header_delay: float = 0.0  # seconds before the response starts
     cut: bool = False  # drop the connection before finishing
     headers: dict[str, str] = field(default_factory=dict)
+    # A broken upstream: `raw` is sent as the whole stream body instead of the scripted chunks;
+    # `inject[i]` is sent as it is after the i-th scripted chunk (0: the role chunk).
+    raw: bytes | None = None
+    inject: dict[int, bytes] = field(default_factory=dict)
 
 
 def text_reply(text: str, pieces: int = 3, **kw: Any) -> Reply:
@@ -144,8 +148,14 @@ class FakeOpenAI(LoopbackFake[Reply]):
                     for d in [{"role": "assistant", "content": ""}] + reply.deltas
                 ]
                 try:
-                    for chunk in chunks:
+                    if reply.raw is not None:
+                        self._send(reply.raw)
+                        self.wfile.write(b"0\r\n\r\n")
+                        return self.wfile.flush()
+                    for i, chunk in enumerate(chunks):
                         self._send(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                        if i in reply.inject:
+                            self._send(reply.inject[i])
                         time.sleep(reply.delay)
                     if reply.cut:
                         self.close_connection = True

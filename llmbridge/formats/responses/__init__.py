@@ -29,6 +29,7 @@ class ResponsesFormat(ClientFormat):
     prefixes = ("/v1/responses",)
     id_prefix = "resp_"
     own_ids = True  # previous_response_id names the id the client got
+    bracket_paths = True
     field_names = {
         "messages": "input",
         "response_format": "text.format",

@@ -60,7 +60,7 @@ def unseal(value: str) -> Sealed | None:
     data = value[len(PREFIX) :]
     try:
         fields = json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     if not isinstance(fields, dict):
         return None

@@ -21,7 +21,6 @@ that did not ask for it, in the function call's `call_id` (`<id>__thought__<sign
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from llmbridge.canonical import (
     with_gemini_signature,
 )
 from llmbridge.errors import InvalidRequest
-from llmbridge.formats.fields import validation_as_invalid
+from llmbridge.formats.fields import loads_json_text, validation_as_invalid
 from llmbridge.formats.openai_parse import split_tool_call_id
 from llmbridge.formats.responses.carrier import unseal
 
@@ -179,6 +178,8 @@ def parse_responses_request(body: Any, lookup: Lookup) -> ChatRequest:
     _reject_unknown(body)
     _reject_unhonourable(body)
     model = _get(body, "model", "", str, required=True)
+    if not model:
+        raise _invalid("model", "must not be empty")
     with validation_as_invalid():
         return _build(body, model, lookup)
 
@@ -514,8 +515,8 @@ class Turns:
         name = flat_name(_get(item, "namespace", path, str), _get(item, "name", path, str, required=True))
         raw_args = _get(item, "arguments", path, str) or "{}"
         try:
-            arguments = json.loads(raw_args)
-        except json.JSONDecodeError:
+            arguments = loads_json_text(raw_args)
+        except ValueError:
             raise _invalid(_at(path, "arguments"), "is not valid JSON") from None
         if not isinstance(arguments, dict):
             raise _invalid(_at(path, "arguments"), "must be a JSON object")

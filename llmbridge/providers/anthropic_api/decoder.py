@@ -48,6 +48,7 @@ class AnthropicDecoder(JsonEventStreamDecoder):
     """One per upstream response: `feed(bytes)` as they arrive, `close()` at the end of the body."""
 
     cut_message = CUT_MESSAGE
+    service = "Anthropic"
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,7 +57,7 @@ class AnthropicDecoder(JsonEventStreamDecoder):
 
     def on_json(self, event: object) -> list[StreamEvent]:
         if not isinstance(event, dict):
-            return []
+            return self.protocol_error(f"an event that is not a JSON object ({type(event).__name__})")
         handler = _HANDLERS.get(str(event.get("type")))
         return handler(self, event) if handler else []
 

@@ -64,6 +64,7 @@ class GeminiDecoder(JsonEventStreamDecoder):
     """One per upstream response: `feed(bytes)` as they arrive, `close()` at the end of the body."""
 
     cut_message = CUT_MESSAGE
+    service = "Gemini"
 
     def __init__(self, classify: Classify) -> None:
         super().__init__()
@@ -73,16 +74,16 @@ class GeminiDecoder(JsonEventStreamDecoder):
         self._tool_calls = 0
 
     def on_json(self, envelope: object) -> list[StreamEvent]:
-        # (unparsable chunks are dropped by the base class, as the official client drops them)
+        # (an unparsable chunk is a protocol error, in the base class: never a silently shorter answer)
         if isinstance(envelope, list) and envelope:
             envelope = envelope[0]
         if not isinstance(envelope, dict):
-            return []
+            return self.protocol_error(f"a chunk that is not a JSON object ({type(envelope).__name__})")
         if "error" in envelope:
             return self._error(envelope)
         response = envelope.get("response", envelope)  # bare, or in the Code Assist envelope
         if not isinstance(response, dict):
-            return []
+            return self.protocol_error("a chunk whose 'response' is not a JSON object")
         response_id = envelope.get("traceId") or response.get("responseId")
         events = self._meta(response_id, response.get("modelVersion"))
         return events + self._response(response)

@@ -31,6 +31,7 @@ from llmbridge.canonical import (
     Usage,
     UsageEvent,
 )
+from llmbridge.hostile import lone_surrogate_path
 from llmbridge.providers.kiro.errors import classify_exception_frame
 from llmbridge.providers.kiro.eventstream import EventStreamDecodeError, EventStreamReader, Frame
 
@@ -164,7 +165,13 @@ class KiroDecoder:
                 return events
         if broken is not None:
             self.failed = True
-            events.append(StreamError(kind="upstream_error", message=f"Kiro stream: {broken}", status=502))
+            events.append(
+                StreamError(
+                    kind="upstream_protocol_error",
+                    message=f"Kiro answered with a malformed stream: {broken}",
+                    status=502,
+                )
+            )
         return events
 
     def close(self) -> list[StreamEvent]:
@@ -217,19 +224,19 @@ class KiroDecoder:
             return []
         try:
             payload = json.loads(frame.payload) if frame.payload else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            self.failed = True
-            return [
-                StreamError(
-                    kind="upstream_error",
-                    status=502,
-                    message=f"Kiro sent a {frame.event_type} frame that is not JSON",
-                )
-            ]
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
+            return self._malformed(f"a {frame.event_type} frame that is not JSON")
         if not isinstance(payload, dict):
-            return []
+            return self._malformed(f"a {frame.event_type} frame that is not a JSON object")
+        if lone_surrogate_path(frame.payload, payload) is not None:
+            return self._malformed(f"a {frame.event_type} frame with text that is not valid Unicode (a lone surrogate)")
         handler = getattr(self, "_on_" + frame.event_type, None)
         return handler(payload) if handler else []
+
+    def _malformed(self, problem: str) -> list[StreamEvent]:
+        self.failed = True
+        message = f"Kiro answered with a malformed stream: {problem}"
+        return [StreamError(kind="upstream_protocol_error", status=502, message=message)]
 
     def _fail(self, error: Exception, exc_type: str) -> list[StreamEvent]:
         self.failed = True

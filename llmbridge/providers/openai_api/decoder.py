@@ -29,6 +29,8 @@ FINISH: dict[str, FinishReason] = {
 
 
 class ChatCompletionChunkDecoder(JsonEventStreamDecoder):
+    service = "the OpenAI-compatible upstream"
+
     def __init__(self) -> None:
         super().__init__()
         self.meta_sent = False
@@ -37,11 +39,12 @@ class ChatCompletionChunkDecoder(JsonEventStreamDecoder):
     def on_text(self, data: str) -> list[StreamEvent]:
         if data.strip() == "[DONE]":
             self.finished = True  # some servers send no finish_reason; [DONE] still ends the answer
-        return []
+            return []
+        return super().on_text(data)
 
     def on_json(self, chunk: object) -> list[StreamEvent]:
         if not isinstance(chunk, dict):
-            return []
+            return self.protocol_error(f"a chunk that is not a JSON object ({type(chunk).__name__})")
         if "error" in chunk:
             self.failed = True
             error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
