@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from llmbridge.answer import Answer, DeferredAnswer
 from llmbridge.canonical import ChatRequest
 from llmbridge.config import BridgeConfig, ClientKey
+from llmbridge.conversation import conversation_scope
 from llmbridge.errors import BridgeError, InternalError, InvalidRequest, ModelNotFound, RequestTooLarge, Unauthenticated
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.failover import Failover
@@ -201,6 +202,7 @@ class Bridge:
         request.passthrough_headers = {h: incoming.headers[h] for h in PASSTHROUGH_HEADERS if h in incoming.headers}
         record.request_canonical = request.model_dump(mode="json", exclude_none=True)
         record.model_requested, record.stream = request.model, request.stream
+        request.conversation = conversation_scope(record.key_label, incoming.headers)
         return request
 
     def _parse_body(self, incoming: IncomingRequest) -> Any:
