@@ -11,7 +11,8 @@ names in this order (fetch adds `host` and `connection` last):
     accept, accept-encoding, authorization, content-length, content-type, user-agent,
     x-goog-api-client, host, connection
 
-`accept` is `application/json` on the JSON calls (loadCodeAssist, onboardUser, operations,
+(`Host` and `Connection` capitalized, the rest lowercase). `accept` is `application/json` on the
+JSON calls (loadCodeAssist, onboardUser, operations,
 retrieveUserQuota, listExperiments, countTokens) and `*/*` on the SSE generation stream;
 `user-agent` is `GeminiCLI-<client name>/<version>/<model> (<platform>; <arch>; <surface>)`
 with the auth library's `google-api-nodejs-client/<ver>` appended, and `x-goog-api-client` names
@@ -72,8 +73,8 @@ def headers(token: str, model: str, *, stream: bool, version: str = CLIENT_VERSI
 
 
 def wire_headers(base: dict[str, str], host: str, body: bytes | None) -> list[tuple[str, str]]:
-    """`base` with content-length in its place (after authorization, for a body) and host and
-    connection last, as Node's fetch sends them."""
+    """`base` with content-length in its place (after authorization, for a body) and `Host` and
+    `Connection` last, as Node's fetch sends them."""
     out: list[tuple[str, str]] = []
     for name, value in base.items():
         if name == "content-type":
@@ -81,7 +82,7 @@ def wire_headers(base: dict[str, str], host: str, body: bytes | None) -> list[tu
                 continue  # a GET carries neither
             out.append(("content-length", str(len(body))))
         out.append((name, value))
-    return [*out, ("host", host), ("connection", "keep-alive")]
+    return [*out, ("Host", host), ("Connection", "keep-alive")]
 
 
 def client_metadata(project: str | None, version: str = CLIENT_VERSION) -> dict[str, str]:

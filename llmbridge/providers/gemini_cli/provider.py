@@ -140,7 +140,7 @@ class GeminiCodeAssistProvider(Provider):
 
     async def start_up(self, project: ProjectInfo, model: str) -> None:
         """What the CLI calls once after finding its project and before its first generation:
-        `retrieveUserQuota` then `listExperiments`. Once per account (single-flight, under the
+        `retrieveUserQuota` and `listExperiments`, concurrently. Once per account (single-flight, under the
         project lock); their answers are not needed, so a failure is logged and not retried."""
         if self._started:
             return
@@ -153,11 +153,14 @@ class GeminiCodeAssistProvider(Provider):
                 (":retrieveUserQuota", {"project": project.project}),
                 (":listExperiments", {"project": project.project, "metadata": metadata}),
             ]
-            for method, body in calls:
-                try:
-                    await self._call_json("POST", self.api_base + method, body, model)
-                except BridgeError as e:
-                    log.info("%s: %s failed (%s); carrying on", self.account.name, method, e.message)
+            # concurrently, as the CLI issues them
+            await asyncio.gather(*(self._start_up_call(model, method, body) for method, body in calls))
+
+    async def _start_up_call(self, model: str, method: str, body: dict[str, Any]) -> None:
+        try:
+            await self._call_json("POST", self.api_base + method, body, model)
+        except BridgeError as e:
+            log.info("%s: %s failed (%s); carrying on", self.account.name, method, e.message)
 
     async def _setup_call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         return await self._call_json(method, self.api_base + path, body, models.KNOWN_MODELS[0].id)
