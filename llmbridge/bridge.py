@@ -21,6 +21,7 @@ from llmbridge.aliases import Plan, Routing, answer_as_alias
 from llmbridge.answer import Answer, DeferredAnswer, attempt_headers
 from llmbridge.canonical import ChatRequest
 from llmbridge.config import BridgeConfig, ClientKey
+from llmbridge.conversation import conversation_scope
 from llmbridge.errors import BridgeError, InternalError, InvalidRequest, ModelNotFound, RequestTooLarge, Unauthenticated
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.failover import Failover
@@ -232,6 +233,7 @@ class Bridge:
         request.passthrough_headers = _passthrough_headers(incoming.headers)
         record.request_canonical = request.model_dump(mode="json", exclude_none=True)
         record.model_requested, record.stream = request.model, request.stream
+        request.conversation = conversation_scope(record.key_label, incoming.headers)
         return request
 
     def _parse_body(self, incoming: IncomingRequest) -> Any:

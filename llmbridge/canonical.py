@@ -197,6 +197,10 @@ class ChatRequest(Strict):
     # What the client's door needs back when it renders this request's answer (fields it echoes, how
     # it renamed tools); JSON-able, door-private, never read by a provider.
     client_options: dict[str, Any] = Field(default_factory=dict)
+    # Which client conversation this is (`llmbridge.conversation.conversation_scope`: the client key's
+    # label and the client's own session header), set by the bridge; a provider whose official client
+    # names its conversation on the wire (gemini-cli's session_id) derives that name from it.
+    conversation: str | None = None
 
     def system_text(self) -> str:
         return "\n\n".join(p.text for p in self.system)

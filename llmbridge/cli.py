@@ -9,6 +9,9 @@
     llmbridge [--config PATH] export-fixture EXCHANGE_ID [--attempt N] [--out DIR] [--db PATH]
     llmbridge [--config PATH] replay FIXTURE_OR_DIR... [--port N]
     llmbridge [--config PATH] accounts [--url URL] [--json]
+    llmbridge [--config PATH] captures [--db PATH]
+    llmbridge [--config PATH] export-capture SESSION_OR_SOURCE --out DIR [--provider NAME] [--db PATH]
+    llmbridge [--config PATH] drift [--official CAPTURE] [--bridge CAPTURE] [--db PATH]
 
 `--db` defaults to the `database` of the bridge config in force (`--config`, else the file
 `llmbridge.config.find_config` finds, else `recordings/bridge.db` in the home). Every failure is one
@@ -358,3 +361,13 @@ def format_accounts(accounts: list[dict[str, object]]) -> str:
         if reason:
             lines.append(f"    {reason}")
     return "\n".join(lines)
+
+
+def _add_capture_commands() -> None:
+    from llmbridge.capture_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_capture_commands()

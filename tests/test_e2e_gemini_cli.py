@@ -127,7 +127,8 @@ def test_gemini3_tool_call_signature_round_trip(bridge, fake):
     model_turn = fake.generate_requests[-1]["request"]["contents"][1]
     assert model_turn["parts"][0]["thoughtSignature"] == "SIGX"  # echoed, so Gemini 3 accepts the turn
     function_schema = fake.generate_requests[0]["request"]["tools"][0]["functionDeclarations"][0]
-    assert "additionalProperties" not in json.dumps(function_schema)
+    # the client's JSON Schema as parametersJsonSchema, unchanged, as Gemini CLI declares its tools
+    assert function_schema["parametersJsonSchema"] == TOOLS[0]["function"]["parameters"]
 
 
 def test_image_and_json_schema(bridge, fake):

@@ -41,6 +41,12 @@ def test_body_is_the_code_assist_inner_request_without_session():
     body = build_body(request, "gemini-2.5-flash")
     inner = build_request(request, "gemini-2.5-flash", "p", "id", "s")["request"]
     inner.pop("session_id")
+    # tools differ by design: Code Assist gets the CLI's parametersJsonSchema, the public API the
+    # reduced OpenAPI `parameters` (llmbridge/providers/google/schema.py)
+    assert inner.pop("tools") == [
+        {"functionDeclarations": [{"name": "get", "parametersJsonSchema": {"type": "object", "properties": {}}}]}
+    ]
+    assert body.pop("tools") == [{"functionDeclarations": [{"name": "get"}]}]
     assert body == inner
     assert set(body) <= REQUEST_FIELDS and set(body["generationConfig"]) <= GENERATION_FIELDS
     assert body["generationConfig"]["thinkingConfig"] == {"includeThoughts": True, "thinkingBudget": 2048}

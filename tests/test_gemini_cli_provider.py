@@ -102,22 +102,29 @@ def test_success_sends_the_cli_request_and_records_the_attempt(fake, creds):
     attempt, result = with_provider(account(fake, creds), body)
     sent = fake.calls(":streamGenerateContent")[0]
     assert sent.path == "/v1internal:streamGenerateContent?alt=sse"
-    assert set(sent.headers) == {
+    # Gemini CLI 0.61.0's headers, names, values and order; Node's fetch puts host after
+    # x-goog-api-client, h11 (under httpx) always writes it first (a documented drift entry)
+    assert list(sent.headers) == [
         "host",
         "accept",
-        "connection",
-        "content-type",
-        "authorization",
-        "user-agent",
         "accept-encoding",
+        "authorization",
         "content-length",
-    }
-    assert sent.headers["accept-encoding"] == "identity"
+        "content-type",
+        "user-agent",
+        "x-goog-api-client",
+        "connection",
+    ]
+    assert sent.headers["accept"] == "*/*"
+    assert sent.headers["accept-encoding"] == "gzip, deflate, br"
     agent = sent.headers["user-agent"]
-    assert agent.startswith("GeminiCLI/") and "/gemini-2.5-pro (" in agent and agent.endswith("; terminal)")
+    assert agent.startswith("GeminiCLI-tui/0.61.0/gemini-2.5-pro (")
+    assert agent.endswith("; terminal) google-api-nodejs-client/10.9.0")
+    assert sent.headers["x-goog-api-client"].startswith("gl-node/")
+    assert sent.headers["connection"] == "keep-alive"
     assert sent.body["project"] == "fake-project-0001"
     assert attempt.status == 200 and attempt.url.endswith(":streamGenerateContent?alt=sse")
-    assert attempt.request_headers["Authorization"] == "[redacted]"
+    assert attempt.request_headers["authorization"] == "[redacted]"
     assert attempt.request_body["request"]["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
     assert result.text() == "Hello!" and result.reasoning_text() == "let me think"
     assert result.parts[0].provider_metadata == {"gemini": {"thought_signature": "sig-A"}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,8 @@ def test_function_call_gives_start_and_full_arguments_and_tool_calls_finish():
     starts = [e for e in events if isinstance(e, ToolCallStart)]
     deltas = [e for e in events if isinstance(e, ToolCallDelta)]
     assert [s.name for s in starts] == ["read_file", "ls"] and [s.index for s in starts] == [0, 1]
-    assert starts[0].id.startswith("call_") and starts[1].id == "given-id"
+    # minted as the Gemini CLI mints it: <name>_<epoch ms>_<n>
+    assert re.fullmatch(rf"{re.escape(starts[0].name)}_\d{{13}}_0", starts[0].id) and starts[1].id == "given-id"
     assert starts[0].provider_metadata == {"gemini": {"thought_signature": "S1"}}
     assert json.loads(deltas[0].arguments) == {"path": "a.py", "n": 2} and deltas[1].arguments == "{}"
     assert events[-1].reason == "tool_calls"

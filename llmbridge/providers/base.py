@@ -70,9 +70,10 @@ class UpstreamCall:
     _chunks: AsyncIterator[bytes] | None = field(default=None, init=False, repr=False)
 
     def chunks(self) -> AsyncIterator[bytes]:
-        """The body's raw chunks; one iterator for the peek and the answer that follows it."""
+        """The body's chunks (content-encoding undone); one iterator for the peek and the answer that follows it."""
         if self._chunks is None:
-            self._chunks = self.response.aiter_raw()
+            # decoded: a provider that asks for gzip/br as its client does gets plain bytes here
+            self._chunks = self.response.aiter_bytes()
         return self._chunks
 
     def read(self) -> asyncio.Future[bytes | None]:
@@ -173,6 +174,11 @@ class Provider(ABC):
         """One line for the startup banner (no secrets)."""
         return f"{self.account.name} ({self.name})"
 
+    def build_request(self, method: str, url: str, headers: dict[str, str], content: bytes | None) -> httpx.Request:
+        """The upstream request; the HTTP client's default headers are merged in. A provider that
+        reproduces a client's exact headers and their order overrides this."""
+        return self.http.build_request(method, url, headers=headers, content=content)
+
     async def send(
         self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None, classify: Classifier
     ) -> tuple[httpx.Response, AttemptRecord]:
@@ -191,9 +197,7 @@ class Provider(ABC):
         content = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         started = time.monotonic()
         try:
-            response = await self.http.send(
-                self.http.build_request(method, url, headers=headers, content=content), stream=True
-            )
+            response = await self.http.send(self.build_request(method, url, headers, content), stream=True)
         except httpx.TransportError as e:
             raise failed(
                 attempt,

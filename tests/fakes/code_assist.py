@@ -330,6 +330,24 @@ class FakeCodeAssist:
             return 200, {"currentTier": tier, "allowedTiers": [tier], "cloudaicompanionProject": self.project}
         return 200, {"allowedTiers": [tier]}
 
+    def retrieve_user_quota(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+        buckets = [
+            {
+                "remainingAmount": "1000",
+                "remainingFraction": 1,
+                "resetTime": reset,
+                "tokenType": "REQUESTS",
+                "modelId": m,
+            }
+            for m in sorted(KNOWN_MODELS)
+            if m.startswith("gemini-")
+        ]
+        return 200, {"buckets": buckets}
+
+    def list_experiments(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return 200, {"experimentIds": [], "flags": []}
+
     def onboard(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if body.get("tierId") == "free-tier" and body.get("cloudaicompanionProject"):
             return 400, rpc_error(400, "Precondition Failed", "FAILED_PRECONDITION")

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakes.code_assist_rules import Rejected, known
+from tests.fakes.code_assist_rules import LIST_EXPERIMENTS, RETRIEVE_USER_QUOTA, Rejected, known
 
 if TYPE_CHECKING:
     from tests.fakes.code_assist import FakeCodeAssist, Reply
@@ -66,6 +66,10 @@ def make_handler(fake: FakeCodeAssist) -> type[BaseHTTPRequestHandler]:
                 return self._setup(body, LOAD_FIELDS, fake.load_code_assist)
             if method == ":onboardUser":
                 return self._setup(body, ONBOARD_FIELDS, fake.onboard)
+            if method == ":retrieveUserQuota":
+                return self._checked(body, RETRIEVE_USER_QUOTA, "", fake.retrieve_user_quota)
+            if method == ":listExperiments":
+                return self._checked(body, LIST_EXPERIMENTS, "metadata", fake.list_experiments)
             if method == ":countTokens":
                 return self._json(*fake.count_tokens(body))
             if method in (":streamGenerateContent", ":generateContent"):
@@ -75,6 +79,19 @@ def make_handler(fake: FakeCodeAssist) -> type[BaseHTTPRequestHandler]:
         def _setup(self, body: Any, fields: set[str], answer: Any) -> None:
             try:
                 known(known(body, fields, "").get("metadata", {}), METADATA_FIELDS, "metadata")
+            except Rejected as e:
+                return self._json(e.status, rpc_error(e.status, e.message, e.google_status))
+            self._json(*answer(body))
+
+        def _checked(self, body: Any, fields: set[str], metadata: str, answer: Any) -> None:
+            try:
+                known(body, fields, "")
+                if metadata:
+                    known(body.get(metadata, {}), METADATA_FIELDS, metadata)
+                if body.get("project") != fake.project:
+                    raise Rejected(
+                        403, "PERMISSION_DENIED", f"Permission denied on resource project {body.get('project')}."
+                    )
             except Rejected as e:
                 return self._json(e.status, rpc_error(e.status, e.message, e.google_status))
             self._json(*answer(body))

@@ -98,6 +98,8 @@ TOOL_CONFIG = {"functionCallingConfig"}
 CALLING_CONFIG = {"mode", "allowedFunctionNames"}
 SYSTEM = {"role", "parts"}
 COUNT_TOKENS = {"request"}
+RETRIEVE_USER_QUOTA = {"project", "userAgent"}
+LIST_EXPERIMENTS = {"project", "metadata"}
 COUNT_TOKENS_REQUEST = {"model", "contents", "systemInstruction", "tools", "generationConfig"}
 THINKING_LEVELS = {"MINIMAL", "LOW", "MEDIUM", "HIGH"}
 SIGNATURE_MESSAGE = (
@@ -237,6 +239,33 @@ def check_tool(tool: Any, where: str) -> None:
             raise invalid(f"* {spot}: parameters and parameters_json_schema are mutually exclusive")
         if "parameters" in declaration:
             check_schema(declaration["parameters"], f"{spot}.parameters")
+        if "parametersJsonSchema" in declaration:
+            check_json_schema(declaration["parametersJsonSchema"], f"{spot}.parameters_json_schema")
+
+
+JSON_SCHEMA_TYPES = {"string", "number", "integer", "boolean", "array", "object", "null"}
+
+
+def check_json_schema(schema: Any, where: str) -> None:
+    """`parametersJsonSchema` is JSON Schema (what the Gemini CLI sends for its own and its MCP tools:
+    lowercase types, `$schema`, `additionalProperties`, `$defs`); an OpenAPI `Schema` (`OBJECT`) or
+    anything that is not an object is refused."""
+    if not isinstance(schema, (dict, bool)):
+        raise invalid(f"Invalid value at '{where}' (google.protobuf.Value): a JSON Schema must be an object")
+    if isinstance(schema, bool):
+        return
+    kinds = schema.get("type")
+    for kind in kinds if isinstance(kinds, list) else [kinds] if kinds is not None else []:
+        if kind not in JSON_SCHEMA_TYPES:
+            raise invalid(f"* {where}.type: invalid JSON Schema type {kind!r}")
+    for key in ("properties", "$defs", "definitions"):
+        for name, sub in (schema.get(key) or {}).items():
+            check_json_schema(sub, f"{where}.{key}[{name}]")
+    if isinstance(schema.get("items"), (dict, bool)):
+        check_json_schema(schema["items"], f"{where}.items")
+    for key in ("anyOf", "oneOf", "allOf"):
+        for i, sub in enumerate(schema.get(key) or []):
+            check_json_schema(sub, f"{where}.{key}[{i}]")
 
 
 def check_schema(schema: Any, where: str) -> None:

@@ -8,22 +8,22 @@ Google's terms forbid using Gemini CLI OAuth from third-party software (gemini-c
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import platform
-import sys
-import uuid
+import logging
+import os
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
+from llmbridge.conversation import prompt_number, session_uuid
 from llmbridge.errors import BridgeError, ConfigError, UpstreamAuthError
 from llmbridge.exchange import AttemptRecord
 from llmbridge.providers.base import Provider, UpstreamCall, read_json
-from llmbridge.providers.gemini_cli import models
+from llmbridge.providers.gemini_cli import client, models
 from llmbridge.providers.gemini_cli.credentials import GoogleCredentials
 from llmbridge.providers.gemini_cli.errors import SERVICE, classify
 from llmbridge.providers.gemini_cli.request import build_count_request, build_request
@@ -34,14 +34,8 @@ from llmbridge.tokens import estimate_system_and_tools
 
 DEFAULT_BASE_URL = "https://cloudcode-pa.googleapis.com"
 API_VERSION = "v1internal"
-CLI_VERSION = "0.56.0"  # the Gemini CLI release whose requests we reproduce
-_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i386": "ia32", "i686": "ia32"}
-
-
-def user_agent(model: str) -> str:
-    """`GeminiCLI/<ver>/<model> (<platform>; <arch>; terminal)` with Node's platform/arch names."""
-    arch = _ARCH.get(platform.machine().lower(), platform.machine().lower())
-    return f"GeminiCLI/{CLI_VERSION}/{model} ({sys.platform}; {arch}; terminal)"
+PROMPT_ID_SEPARATOR = "########"  # <session_id>########<prompt number> (GC useGeminiStream.ts)
+log = logging.getLogger(__name__)
 
 
 class GeminiCodeAssistProvider(Provider):
@@ -58,10 +52,12 @@ class GeminiCodeAssistProvider(Provider):
         self.credentials = GoogleCredentials(path, account.token_url)
         base = (account.base_url or DEFAULT_BASE_URL).rstrip("/").removesuffix("/" + API_VERSION)
         self.api_base = f"{base}/{API_VERSION}"
-        self.session_id = str(uuid.uuid4())
-        self._prompt_counter = itertools.count(1)
+        self.client_version = account.client_version or client.CLIENT_VERSION
+        # Conversation ids are keyed hashes (llmbridge.conversation): this account's own key.
+        self._identity_secret = os.urandom(32)
         self._project: ProjectInfo | None = ProjectInfo(account.project) if account.project else None
         self._project_lock = asyncio.Lock()
+        self._started = False  # the CLI's start-up calls (retrieveUserQuota, listExperiments) made
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
@@ -77,6 +73,11 @@ class GeminiCodeAssistProvider(Provider):
         if not isinstance(data, dict) or not (data.get("refresh_token") or data.get("access_token")):
             raise ConfigError(
                 f"account {account.name!r}: {path} holds no Google OAuth token (access_token/refresh_token)"
+            )
+        if account.client_version is not None and not client.VERSION_PATTERN.match(account.client_version):
+            raise ConfigError(
+                f"account {account.name!r}: client_version {account.client_version!r} is not a Gemini CLI "
+                f"release number such as {client.CLIENT_VERSION!r}"
             )
 
     def models(self) -> list[ModelInfo]:
@@ -95,17 +96,25 @@ class GeminiCodeAssistProvider(Provider):
 
     def describe(self) -> str:
         where = f"project {self.account.project}" if self.account.project else "project discovered"
-        return f"{self.account.name} (gemini-cli, {self.credentials.path}, {where})"
+        return f"{self.account.name} (gemini-cli {self.client_version}, {self.credentials.path}, {where})"
+
+    def identity(self, request: ChatRequest) -> tuple[str, str]:
+        """(session_id, user_prompt_id) of the client conversation this request continues: the
+        session is one per conversation, the prompt number counts the user's prompts (a tool result
+        going back continues the prompt), as in an interactive Gemini CLI session."""
+        session = session_uuid(self._identity_secret, request.conversation, request.messages)
+        return session, f"{session}{PROMPT_ID_SEPARATOR}{prompt_number(request.messages)}"
 
     # --- requests --------------------------------------------------------------------------------
 
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         await self.refresh_credentials()
         project = await self.project()
-        prompt_id = f"{self.session_id}########{next(self._prompt_counter)}"
-        body = build_request(request, upstream_model, project.project, prompt_id, self.session_id)
+        await self.start_up(project, upstream_model)
+        session_id, prompt_id = self.identity(request)
+        body = build_request(request, upstream_model, project.project, prompt_id, session_id)
         url = f"{self.api_base}:streamGenerateContent?alt=sse"
-        response, attempt = await self._send("POST", url, body, upstream_model)
+        response, attempt = await self._send("POST", url, body, upstream_model, stream=True)
         return UpstreamCall(response=response, decoder=GeminiDecoder(classify), attempt=attempt)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
@@ -129,6 +138,30 @@ class GeminiCodeAssistProvider(Provider):
                     )
         return self._project
 
+    async def start_up(self, project: ProjectInfo, model: str) -> None:
+        """What the CLI calls once after finding its project and before its first generation:
+        `retrieveUserQuota` and `listExperiments`, concurrently. Once per account (single-flight, under the
+        project lock); their answers are not needed, so a failure is logged and not retried."""
+        if self._started:
+            return
+        async with self._project_lock:
+            if self._started:
+                return
+            self._started = True
+            metadata = client.client_metadata(project.project, self.client_version)
+            calls: list[tuple[str, dict[str, Any]]] = [
+                (":retrieveUserQuota", {"project": project.project}),
+                (":listExperiments", {"project": project.project, "metadata": metadata}),
+            ]
+            # concurrently, as the CLI issues them
+            await asyncio.gather(*(self._start_up_call(model, method, body) for method, body in calls))
+
+    async def _start_up_call(self, model: str, method: str, body: dict[str, Any]) -> None:
+        try:
+            await self._call_json("POST", self.api_base + method, body, model)
+        except BridgeError as e:
+            log.info("%s: %s failed (%s); carrying on", self.account.name, method, e.message)
+
     async def _setup_call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         return await self._call_json(method, self.api_base + path, body, models.KNOWN_MODELS[0].id)
 
@@ -136,21 +169,27 @@ class GeminiCodeAssistProvider(Provider):
         response, attempt = await self._send(method, url, body, model)
         return await read_json(response, attempt, self.service)
 
-    def _headers(self, model: str) -> dict[str, str]:
-        # Built from scratch: nothing of the client's request reaches Google.
-        return {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {self.credentials.access_token}",
-            "User-Agent": user_agent(model),
-            "Accept-Encoding": "identity",
-        }
+    def _headers(self, model: str, stream: bool = False) -> dict[str, str]:
+        # Built from scratch as the CLI builds them: nothing of the client's request reaches Google.
+        token = self.credentials.access_token or ""
+        return client.headers(token, model, stream=stream, version=self.client_version)
+
+    def build_request(self, method: str, url: str, headers: dict[str, str], content: bytes | None) -> httpx.Request:
+        """Exactly the CLI's headers in its order: none of the HTTP client's defaults merged in."""
+        return httpx.Request(
+            method,
+            url,
+            headers=client.wire_headers(headers, urlsplit(url).netloc, content),
+            content=content,
+            extensions={"timeout": self.http.timeout.as_dict()},
+        )
 
     async def _send(
-        self, method: str, url: str, body: dict[str, Any] | None, model: str
+        self, method: str, url: str, body: dict[str, Any] | None, model: str, stream: bool = False
     ) -> tuple[httpx.Response, AttemptRecord]:
         """Send with the current token; a rejected token is marked so the next refresh replaces it."""
-        headers = self._headers(model)
-        token = headers["Authorization"].removeprefix("Bearer ")
+        headers = self._headers(model, stream)
+        token = headers["authorization"].removeprefix("Bearer ")
         try:
             return await self.send(method, url, headers, body, _classify)
         except UpstreamAuthError:

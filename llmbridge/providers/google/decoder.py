@@ -11,7 +11,7 @@ classifier, so its message names that provider's API.
 from __future__ import annotations
 
 import json
-import os
+import time
 from typing import Any, Callable
 
 from llmbridge.canonical import (
@@ -56,8 +56,11 @@ FINISH_REASONS: dict[str, FinishReason] = {
 CUT_MESSAGE = "the upstream stream was cut before Gemini finished its answer"
 
 
-def new_call_id() -> str:
-    return "call_" + os.urandom(12).hex()
+def new_call_id(name: str, n: int) -> str:
+    """An id for a function call Gemini sent without one, as the Gemini CLI mints it
+    (`<name>_<epoch ms>_<n>`, n counting the calls of one answer): it goes back upstream with the
+    call and its result."""
+    return f"{name.strip() or 'generic_tool'}_{int(time.time() * 1000)}_{n}"
 
 
 class GeminiDecoder(JsonEventStreamDecoder):
@@ -132,10 +135,10 @@ class GeminiDecoder(JsonEventStreamDecoder):
     def _call(self, call: dict[str, Any], metadata: dict[str, Any]) -> list[StreamEvent]:
         index = self._tool_calls
         self._tool_calls += 1
-        call_id = call.get("id") or new_call_id()
+        name = str(call.get("name", ""))
+        call_id = call.get("id") or new_call_id(name, index)
         args = call.get("args") if isinstance(call.get("args"), dict) else {}
         arguments = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
-        name = str(call.get("name", ""))
         return [
             ToolCallStart(index=index, id=call_id, name=name, provider_metadata=metadata),
             ToolCallDelta(index=index, arguments=arguments),

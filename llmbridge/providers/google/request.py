@@ -31,7 +31,7 @@ from llmbridge.canonical import (
 )
 from llmbridge.errors import InvalidRequest
 from llmbridge.providers.google import models
-from llmbridge.providers.google.schema import function_parameters, response_json_schema
+from llmbridge.providers.google.schema import function_parameters, json_schema_parameters, response_json_schema
 
 # Sent when a Gemini 3 function call has no signature we know (GC geminiChat.ts uses the same value).
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -124,15 +124,20 @@ def thinking_problem(request: ChatRequest, model: str) -> str | None:
 # --- the request -----------------------------------------------------------------------------------
 
 
-def generate_content_request(request: ChatRequest, model: str, *, cli_thinking: bool) -> Json:
+def generate_content_request(
+    request: ChatRequest, model: str, *, cli_thinking: bool, json_schema_tools: bool = False
+) -> Json:
     """The Gemini `GenerateContentRequest` (contents, systemInstruction, tools, toolConfig,
-    generationConfig) for `model` (the upstream id); `cli_thinking` as in `thinking_config`."""
+    generationConfig) for `model` (the upstream id); `cli_thinking` as in `thinking_config`.
+    With `json_schema_tools` the tools' JSON Schemas go out as `parametersJsonSchema`, unchanged, as
+    the Gemini CLI sends its own; else reduced to the OpenAPI `parameters` form (`schema.py`)."""
     inner: Json = {"contents": build_contents(request.messages, gemini3=models.is_gemini3(model))}
     system = system_instruction(request)
     if system:
         inner["systemInstruction"] = system
     if request.tools:
-        inner["tools"] = [{"functionDeclarations": [_declaration(tool) for tool in request.tools]}]
+        declare = _json_schema_declaration if json_schema_tools else _declaration
+        inner["tools"] = [{"functionDeclarations": [declare(tool) for tool in request.tools]}]
     config = tool_config(request)
     if config:
         inner["toolConfig"] = config
@@ -154,6 +159,15 @@ def _declaration(tool: Any) -> Json:
     parameters = function_parameters(tool.parameters)
     if parameters:
         declaration["parameters"] = parameters
+    return declaration
+
+
+def _json_schema_declaration(tool: Any) -> Json:
+    declaration: Json = {"name": tool.name}
+    if tool.description:
+        declaration["description"] = tool.description
+    if isinstance(tool.parameters, dict):
+        declaration["parametersJsonSchema"] = json_schema_parameters(tool.parameters)
     return declaration
 
 

@@ -1,6 +1,11 @@
-"""Reduces client JSON Schemas to the subset Gemini function declarations accept.
+"""Tool schemas for Gemini function declarations, in either of the two forms Gemini accepts.
 
-Why `parameters` and not `parametersJsonSchema`: `parameters` is the OpenAPI-3.0 `Schema` object that
+Code Assist (the gemini-cli provider) gets `parametersJsonSchema`, the client's JSON Schema as it
+is, because that is what the Gemini CLI itself sends (`json_schema_parameters`): a declaration in the
+other form is a request the official client never makes. The public API (the gemini provider) gets
+the reduced `parameters` form below.
+
+Why `parameters` there and not `parametersJsonSchema`: `parameters` is the OpenAPI-3.0 `Schema` object that
 every Gemini model accepts (Gemini 2.5, Gemini 3, Gemma; through Code Assist and the public API), and
 its fields are documented field by field (Vertex AI / Gemini API `Schema` reference).
 `parametersJsonSchema` accepts more of JSON Schema, but which keywords each backend model honours is
@@ -52,6 +57,13 @@ def function_parameters(schema: Schema | None) -> Schema | None:
         return None  # Gemini rejects an OBJECT root whose `properties` is empty
     reduced["type"] = "OBJECT"
     return reduced
+
+
+def json_schema_parameters(schema: Schema) -> Schema:
+    """`parametersJsonSchema`: the tool's JSON Schema as the client gave it, as the Gemini CLI sends
+    its own tools' and its MCP servers' schemas (`$schema`, `additionalProperties` and lowercase types
+    included); only a schema with no `type` at the root gets `type: object`."""
+    return schema if "type" in schema else {"type": "object", **schema}
 
 
 def response_json_schema(schema: Schema) -> Schema:
