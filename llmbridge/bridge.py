@@ -25,7 +25,7 @@ from llmbridge.exchange import ExchangeRecord
 from llmbridge.failover import Failover
 from llmbridge.formats import load_formats
 from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, RenderOptions
-from llmbridge.hostile import HeadersTooLarge, json_too_deep, scan_headers
+from llmbridge.hostile import HeadersTooLarge, count_messages, count_parts, json_too_deep, scan_headers
 from llmbridge.peek import PEEK_SECONDS
 from llmbridge.pool import AccountPool, Candidate
 from llmbridge.redact import redact_json
@@ -34,6 +34,10 @@ from llmbridge.routing import NoRoute, Route, Router
 
 log = logging.getLogger(__name__)
 PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
+# Bodies larger than this are parsed (JSON, the limits, the canonical model, the record's copies) on a
+# worker thread, so that one big request does not hold the event loop every other client shares.
+# Smaller ones are parsed in place: the hop to a thread costs more than their parsing.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
 
 
 @dataclass
@@ -176,7 +180,10 @@ class Bridge:
             return json_response(fmt.render_models(self.pool.models()))
         if route.action == "model":
             return self._one_model(fmt, route.model or "")
-        request = self._parse(route, incoming, record)
+        if len(incoming.body) > PARSE_OFF_LOOP_BYTES:
+            request = await asyncio.to_thread(self._parse, route, incoming, record)
+        else:
+            request = self._parse(route, incoming, record)
         if route.action == "count_tokens":
             return await self._count_tokens(fmt, request)
         return await self.open_answer(fmt, request, record, route.options)
@@ -186,6 +193,7 @@ class Bridge:
     def _parse(self, route: Route, incoming: IncomingRequest, record: ExchangeRecord) -> ChatRequest:
         """The canonical request, with what the client sent (and what it became) on the record."""
         body = self._parse_body(incoming)
+        self._check_size(body)
         record.request_raw = redact_json(body)
         if isinstance(body, dict):  # what the body names (the URL's model and stream win), should it prove invalid
             _note_request(
@@ -198,10 +206,29 @@ class Bridge:
             request = fmt.parse_count_tokens(body, route.model)
         else:
             request = fmt.parse_request(body, model=route.model, stream=route.stream)
+        if len(request.messages) > self.config.max_messages:  # a stored conversation it continues counts too
+            raise RequestTooLarge(
+                f"the conversation has {len(request.messages)} messages; the limit is "
+                f"{self.config.max_messages} (setting 'max_messages')"
+            )
         request.passthrough_headers = {h: incoming.headers[h] for h in PASSTHROUGH_HEADERS if h in incoming.headers}
         record.request_canonical = request.model_dump(mode="json", exclude_none=True)
         record.model_requested, record.stream = request.model, request.stream
         return request
+
+    def _check_size(self, body: Any) -> None:
+        """413 for more messages or parts than the limits, counted before any costly work."""
+        messages = count_messages(body)
+        if messages > self.config.max_messages:
+            raise RequestTooLarge(
+                f"the request has {messages} messages; the limit is {self.config.max_messages} (setting 'max_messages')"
+            )
+        parts = count_parts(body)
+        if parts > self.config.max_parts:
+            raise RequestTooLarge(
+                f"the request has {parts} content parts in all; the limit is {self.config.max_parts} "
+                "(setting 'max_parts')"
+            )
 
     def _parse_body(self, incoming: IncomingRequest) -> Any:
         if len(incoming.body) > self.config.max_body_bytes:
