@@ -17,10 +17,20 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from llmbridge.answer import Answer, DeferredAnswer
+from llmbridge.answer import Answer, DeferredAnswer, shutdown_error
 from llmbridge.canonical import ChatRequest
 from llmbridge.config import BridgeConfig, ClientKey
-from llmbridge.errors import BridgeError, InternalError, InvalidRequest, ModelNotFound, RequestTooLarge, Unauthenticated
+from llmbridge.errors import (
+    BridgeError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelNotFound,
+    RequestTimeout,
+    RequestTooLarge,
+    ShuttingDown,
+    Unauthenticated,
+)
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.failover import Failover
 from llmbridge.formats import load_formats
@@ -62,6 +72,28 @@ class Bridge:
         self.on_exchange = on_exchange
         self.router = Router(load_formats())
         self.failover = Failover(pool, config.max_attempts, min(PEEK_SECONDS, config.keepalive_seconds), on_exchange)
+        self._cut_off: asyncio.Future[None] | None = None
+
+    @property
+    def cut_off_answers(self) -> asyncio.Future[None]:
+        """Done once `cut_off` has been called: answers still opening or running then end (made on
+        first use, in the running event loop)."""
+        if self._cut_off is None:
+            self._cut_off = asyncio.get_running_loop().create_future()
+        return self._cut_off
+
+    def cut_off(self) -> None:
+        """The shutdown grace period is over: every answer still opening or running ends now, in its
+        client's dialect (a 503 before the answer began, an error event in a stream)."""
+        if not self.cut_off_answers.done():
+            self.cut_off_answers.set_result(None)
+
+    def shutting_down(self, method: str, target: str, headers: dict[str, str]) -> LocalResponse:
+        """The 503 (with Retry-After) for a request that arrives while the bridge drains."""
+        error = ShuttingDown("the bridge is shutting down and takes no new requests; retry shortly", retry_after=1)
+        response = self._local_error(self._dialect(method, target, headers), error)
+        response.headers["connection"] = "close"
+        return response
 
     # --- routing ----------------------------------------------------------------------------------
 
@@ -122,6 +154,27 @@ class Bridge:
         )
         status, response_headers, body = self._dialect(method, target, headers).error_response(error)
         return LocalResponse(status, response_headers, body)
+
+    def timed_out(self, method: str, target: str, headers: dict[str, str], message: str) -> LocalResponse:
+        """The 408 for a client too slow to send its request (`client_header_timeout`, `client_body_timeout`)."""
+        return self._local_error(self._dialect(method, target, headers), RequestTimeout(message))
+
+    def refused_method(self, method: str, target: str) -> LocalResponse:
+        """The 405 for CONNECT: the bridge is an API endpoint, never a forward proxy."""
+        error = MethodNotAllowed(f"this is an API endpoint, not a proxy: {method} is refused")
+        response = self._local_error(self.router.default, error)
+        response.headers["allow"] = "GET, POST"
+        return response
+
+    def malformed(self, method: str, target: str, headers: dict[str, str], message: str) -> LocalResponse:
+        """The 400 for a request mitmproxy refused as malformed (bad chunked encoding, smuggling headers)."""
+        text = f"malformed HTTP request: {message}"
+        return self._local_error(self._dialect(method, target, headers), InvalidRequest(text))
+
+    @staticmethod
+    def _local_error(fmt: ClientFormat, error: BridgeError) -> LocalResponse:
+        status, headers, body = fmt.error_response(error)
+        return LocalResponse(status, headers, body)
 
     def _dialect(self, method: str, target: str, headers: dict[str, str] | None = None) -> ClientFormat:
         try:
@@ -274,10 +327,26 @@ class Bridge:
         """The answer, opened through failover; a stream is handed on at once, still opening."""
         candidates = self.failover.candidates(request.model, fmt.models_path)
         self.failover.check(request, candidates)
-        opening = self._answer(fmt, request, record, candidates, options)
+        opening = self._until_cut_off(self._answer(fmt, request, record, candidates, options))
         if request.stream:
             return DeferredAnswer(asyncio.ensure_future(self._answer_or_error(fmt, record, opening)), record)
         return await opening
+
+    async def _until_cut_off(self, opening: Awaitable[Answer]) -> Answer:
+        """The answer once opened; ShuttingDown if the shutdown grace period ends first (the opening
+        is cancelled and waited for, so its attempt is closed and its account slot freed)."""
+        task = asyncio.ensure_future(opening)
+        waiting: set[asyncio.Future[Any]] = {task, self.cut_off_answers}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the client left, or the bridge stops: so does the opening
+            await _cancel(task)
+            raise
+        if not task.done():
+            await _cancel(task)
+            if task.cancelled() or task.exception() is not None:
+                raise shutdown_error("the answer had not begun")
+        return task.result()
 
     async def _answer(
         self,
@@ -296,6 +365,7 @@ class Bridge:
             keepalive_seconds=self.config.keepalive_seconds,
             on_done=lease.answer_done,
             options=options,
+            cut_off=self.cut_off_answers,
         )
 
     async def _answer_or_error(
@@ -306,7 +376,7 @@ class Bridge:
         except BridgeError as error:
             return await self._error(fmt, error, record)
         except asyncio.CancelledError:  # the client left, or the bridge is stopping: still recorded
-            if not record.client_disconnected:
+            if not record.client_disconnected and not record.error_kind:
                 record.error_kind, record.error_message = "interrupted", "the bridge stopped before the answer began"
             record.duration_ms = record.elapsed_ms()
             await self.on_exchange(record)
@@ -324,6 +394,15 @@ class Bridge:
         if record.key_label is not None or record.attempts:
             await self.on_exchange(record)
         return LocalResponse(status, headers, body, record)
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` and wait until it has finished (its attempt closed, its account slot freed)."""
+    task.cancel()
+    try:
+        await task
+    except BaseException:
+        pass
 
 
 def _internal_error(record: ExchangeRecord) -> InternalError:
