@@ -16,13 +16,19 @@ serve` (and `scripts/serve`) give the same defaults on the command line, so they
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 import sys
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
-from mitmproxy import addonmanager, ctx, exceptions, http
+from mitmproxy import addonmanager, connection, ctx, exceptions, http
 from mitmproxy.net.http import http1
+from mitmproxy.proxy import commands, events
+from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.utils import human
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
@@ -63,7 +69,49 @@ INTERNAL_ERROR = b'{"error":{"message":"internal error in the bridge; see its lo
 # (mitmproxy reads the little body, then sends the answer; the connection stays open). A longer or
 # unbounded body is never read: the answer goes out at once and the connection is closed.
 READ_REFUSED_BODY_UP_TO = 64 * 1024
+# After the shutdown grace period: how long the answers told to end get to do so (each writes its
+# error and is recorded; hundreds at once take a second or two of CPU on a small machine).
+CUT_OFF_SECONDS = 5.0
 SECRET_HEADER_BYTES = frozenset(name.encode() for name in SECRET_HEADERS)
+# mitmproxy's error messages for a client that went away, or a flow the bridge itself ended: no answer.
+CLIENT_GONE_ERRORS = ("Client disconnected", "Connection killed", "killed")
+# mitmproxy's messages for a request it refused as malformed: a 400.
+MALFORMED_REQUEST_ERRORS = ("HTTP/1 protocol error", "Received ", "Invalid request scheme", "HTTP request has no host")
+
+
+def _json_error_response(status_code: int, message: str = "") -> bytes:
+    """Replaces mitmproxy's own HTML error page (which names its version) on HTTP/1 connections: the
+    few errors no hook sees (a request line that does not parse) get a JSON body in OpenAI's shape;
+    the `error` hook answers the others first, in the door's dialect."""
+    kind = "invalid_request_error" if status_code < 500 else "server_error"
+    body = json.dumps({"error": {"message": message or "bad request", "type": kind, "code": status_code}}).encode()
+    response = http.Response.make(status_code, body, {"content-type": "application/json", "connection": "close"})
+    raw: bytes = http1.assemble_response(response)
+    return raw
+
+
+_mitmproxy_wait = _http1.Http1Server.wait
+
+
+def _answer_through_half_close(self: _http1.Http1Server, event: events.Event) -> Generator[commands.Command, Any, None]:
+    """mitmproxy takes a client's FIN after its request (a half-close: `shutdown(SHUT_WR)`, as
+    `curl`/`nc -N` may do) for "not interested in the answer" and closes the connection at once. A
+    half-closed client can still read: it gets its answer, then the connection is closed."""
+    if (
+        isinstance(event, events.ConnectionClosed)
+        and event.connection is self.conn
+        and event.connection.state & connection.ConnectionState.CAN_WRITE
+        and self.request is not None
+    ):
+        self.request.headers["connection"] = "close"  # mark_done closes once the answer is out
+        return
+    yield from _mitmproxy_wait(self, event)
+
+
+def patch_mitmproxy() -> None:
+    """The two HTTP/1 behaviours of mitmproxy the bridge changes (module docstring of each above)."""
+    _http1.make_error_response = _json_error_response
+    _http1.Http1Server.wait = _answer_through_half_close  # type: ignore[method-assign,assignment]
 
 
 class OpenAIBridge:
@@ -72,8 +120,16 @@ class OpenAIBridge:
         self.parked: dict[str, str] = {}  # flow id -> relay token (live objects stay off the flow)
         self.screened: dict[str, dict[str, str]] = {}  # flow id -> its headers, read in `requestheaders`
         self.refused: set[str] = set()  # flow ids answered from their headers alone
+        self.answered_early: set[str] = set()  # flow ids answered by the bridge outside the hooks (408)
+        self.clients: set[str] = set()  # ids of the client connections open now
+        self.header_timers: dict[str, asyncio.TimerHandle] = {}  # client id -> its header deadline
+        self.body_timers: dict[str, asyncio.TimerHandle] = {}  # flow id -> its body deadline
+        self.live: dict[str, http.HTTPFlow] = {}  # flows from their headers until answered or failed
+        self.requested: set[str] = set()  # live flows whose body is in (the `request` hook has run)
+        self.draining = False  # stopping: new requests are refused, those in flight may finish
 
     def load(self, loader: addonmanager.Loader) -> None:
+        patch_mitmproxy()
         loader.add_option(
             "bridge_config",
             str,
@@ -159,6 +215,67 @@ class OpenAIBridge:
             if addon is not None and option in known and not getattr(ctx.options, option):
                 ctx.master.addons.remove(addon)
 
+    # --- read deadlines: mitmproxy has only `tcp_timeout` (600 s of silence); a client that trickles
+    # a byte at a time (slowloris) would hold its connection forever ---------------------------------
+
+    def client_connected(self, client: connection.Client) -> None:
+        self.clients.add(client.id)
+        self._expect_headers(client)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self.clients.discard(client.id)
+        timer = self.header_timers.pop(client.id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expect_headers(self, client: connection.Client) -> None:
+        """The next request's headers must be in within `client_header_timeout`: from the connection's
+        start, or from the end of the previous answer on a kept-alive connection."""
+        if self.app is None or client.id not in self.clients:
+            return
+        old = self.header_timers.pop(client.id, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self.header_timers[client.id] = loop.call_later(
+            self.app.config.client_header_timeout, self._headers_timed_out, client
+        )
+
+    def _headers_timed_out(self, client: connection.Client) -> None:
+        self.header_timers.pop(client.id, None)
+        if self.app is None or self.app.bridge is None:
+            return
+        seconds = self.app.config.client_header_timeout
+        answer = self.app.bridge.timed_out(
+            "GET", "/", {}, f"the request headers did not arrive within {seconds:g}s (setting 'client_header_timeout')"
+        )
+        self._write_and_close(client, http.Response.make(answer.status, answer.body, answer.headers))
+
+    def _expect_body(self, flow: http.HTTPFlow) -> None:
+        assert self.app is not None
+        loop = asyncio.get_running_loop()
+        self.body_timers[flow.id] = loop.call_later(self.app.config.client_body_timeout, self._body_timed_out, flow)
+
+    def _body_received(self, flow: http.HTTPFlow) -> None:
+        timer = self.body_timers.pop(flow.id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _body_timed_out(self, flow: http.HTTPFlow) -> None:
+        self.body_timers.pop(flow.id, None)
+        if self.app is None or self.app.bridge is None or flow.response is not None:
+            return
+        seconds = self.app.config.client_body_timeout
+        headers = self.screened.get(flow.id, {})
+        answer = self.app.bridge.timed_out(
+            flow.request.method,
+            flow.request.path,
+            headers,
+            f"the request body did not arrive within {seconds:g}s (setting 'client_body_timeout')",
+        )
+        if self._answer_and_close(flow, http.Response.make(answer.status, answer.body, answer.headers)):
+            self.answered_early.add(flow.id)
+
     def http_connect(self, flow: http.HTTPFlow) -> None:
         # The bridge is an API endpoint, never a forward proxy: no tunnels to anywhere.
         flow.response = http.Response.make(
@@ -177,13 +294,21 @@ class OpenAIBridge:
             log.exception("llmbridge: requestheaders hook failed")
 
     async def _requestheaders(self, flow: http.HTTPFlow) -> None:
+        timer = self.header_timers.pop(flow.client_conn.id, None)
+        if timer is not None:
+            timer.cancel()
         if self.app is None or self.app.bridge is None or flow.response is not None:
             return
+        self.live[flow.id] = flow
         request = flow.request
         length = self._body_length(request)
         headers, refusal = await self.app.bridge.screen(request.method, request.path, request.headers.fields, length)
         self.screened[flow.id] = headers
+        if refusal is None and self.draining:
+            refusal = self.app.bridge.shutting_down(request.method, request.path, headers)
         if refusal is None:
+            if length != 0:
+                self._expect_body(flow)
             return
         self.refused.add(flow.id)
         response = http.Response.make(refusal.status, refusal.body, refusal.headers)
@@ -219,14 +344,19 @@ class OpenAIBridge:
     def _answer_and_close(self, flow: http.HTTPFlow, response: http.Response) -> bool:
         """Send `response` to an HTTP/1 client now and close the connection, so the body it is
         still sending is never read. mitmproxy 12 sends a response set in `requestheaders` only after
-        it has read (and buffered) the whole body, so this writes on the client's transport itself:
-        the proxyserver addon's `connections` (client id -> handler) and the handler's `transports`.
+        it has read (and buffered) the whole body, so this writes on the client's transport itself.
         False (nothing done) where that is not possible; the caller falls back to `flow.response`."""
         if not flow.request.http_version.startswith("HTTP/1"):
             return False
+        return self._write_and_close(flow.client_conn, response)
+
+    @staticmethod
+    def _write_and_close(client: connection.Client, response: http.Response) -> bool:
+        """Write `response` on the client's transport and close it: the proxyserver addon's
+        `connections` (client id -> handler) and the handler's `transports`. False if not possible."""
         proxyserver = ctx.master.addons.get("proxyserver")
-        handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
-        io = getattr(handler, "transports", {}).get(flow.client_conn)
+        handler = getattr(proxyserver, "connections", {}).get(client.id)
+        io = getattr(handler, "transports", {}).get(client)
         writer = getattr(io, "writer", None)
         if writer is None or writer.is_closing():
             return False
@@ -238,6 +368,10 @@ class OpenAIBridge:
         return True
 
     async def request(self, flow: http.HTTPFlow) -> None:
+        self._body_received(flow)
+        self.requested.add(flow.id)
+        if flow.id in self.answered_early:
+            return  # the 408 is out and the connection closing
         if flow.id in self.refused:
             self.refused.discard(flow.id)
             self.screened.pop(flow.id, None)
@@ -281,7 +415,7 @@ class OpenAIBridge:
             await outcome.run(sink)
             flow.response = http.Response.make(sink.status, bytes(sink.body), sink.headers)
         else:
-            self._forward_to_relay(flow, outcome)
+            self._forward_to_relay(flow, outcome, headers)
 
     def _scrub(self, flow: http.HTTPFlow) -> None:
         """Remove the client's key from the flow, so no mitmproxy output or dump can show it."""
@@ -291,7 +425,7 @@ class OpenAIBridge:
             flow.request.headers.fields = kept
         flow.request.url = redact_url(flow.request.url)
 
-    def _forward_to_relay(self, flow: http.HTTPFlow, answer: DeferredAnswer) -> None:
+    def _forward_to_relay(self, flow: http.HTTPFlow, answer: DeferredAnswer, headers: dict[str, str]) -> None:
         assert self.app is not None
         relay = self.app.relay
         token = relay.park(answer)
@@ -300,24 +434,64 @@ class OpenAIBridge:
         flow.request.method = "GET"
         flow.request.headers.clear()
         flow.request.headers["host"] = f"127.0.0.1:{relay.port}"
+        # mitmproxy decides from this same request whether to close the client's connection once the
+        # answer is out: the client's `Connection: close` must survive the headers being replaced.
+        if "close" in headers.get("connection", "").lower() or flow.request.http_version == "HTTP/1.0":
+            flow.request.headers["connection"] = "close"
         flow.request.content = b""
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.id in self.parked and flow.response is not None:
             flow.response.stream = True  # pass the relay's translated chunks straight through
+            if flow.request.http_version == "HTTP/1.0":
+                # HTTP/1.0 has no chunked encoding: the body ends when the connection closes
+                flow.response.headers.pop("transfer-encoding", None)
+                flow.response.headers["connection"] = "close"
 
     def response(self, flow: http.HTTPFlow) -> None:
         self.parked.pop(flow.id, None)
+        self._exchange_over(flow)
+
+    def _exchange_over(self, flow: http.HTTPFlow) -> None:
+        self.live.pop(flow.id, None)
+        self.requested.discard(flow.id)
+        self._body_received(flow)
+        self.answered_early.discard(flow.id)
+        self._expect_headers(flow.client_conn)  # a kept-alive connection: the next request's deadline
 
     async def error(self, flow: http.HTTPFlow) -> None:
         self.screened.pop(flow.id, None)
         refused = flow.id in self.refused
         self.refused.discard(flow.id)
-        if not refused and flow.error and "body_size_limit" in flow.error.msg:
+        answered = refused or flow.id in self.answered_early
+        self._exchange_over(flow)
+        failure: tuple[int, str] | None = None
+        message = flow.error.msg if flow.error else ""
+        if not answered and "body_size_limit" in message:
             self._body_too_large(flow)
+        elif not answered and flow.response is None and not message.startswith(CLIENT_GONE_ERRORS):
+            failure = self._answer_mitmproxy_error(flow, message)
         token = self.parked.pop(flow.id, None)
         if token is not None and self.app is not None:
-            await self.app.relay.unpark(token)  # no-op if the relay already picked it up
+            await self.app.relay.unpark(token, failure)  # no-op if the relay already picked it up
+
+    def _answer_mitmproxy_error(self, flow: http.HTTPFlow, message: str) -> tuple[int, str] | None:
+        """mitmproxy is about to answer with its own HTML error page (naming its version): answer
+        first, in the door's dialect; its page then finds the connection closing. The status and
+        message the client got, or None if it could not be answered."""
+        if self.app is None or self.app.bridge is None:
+            return None
+        request = flow.request
+        headers = self.screened.get(flow.id, {})
+        if request.method.upper() == "CONNECT":
+            answer = self.app.bridge.refused_method(request.method, request.path)
+        elif message.startswith(MALFORMED_REQUEST_ERRORS):
+            answer = self.app.bridge.malformed(request.method, request.path, headers, message)
+        else:
+            answer = self.app.bridge.internal_error(request.method, request.path, headers)
+        if self._write_and_close(flow.client_conn, http.Response.make(answer.status, answer.body, answer.headers)):
+            return answer.status, message
+        return None
 
     def _body_too_large(self, flow: http.HTTPFlow) -> None:
         """mitmproxy stopped reading a body past body_size_limit and is about to answer with its own
@@ -328,8 +502,78 @@ class OpenAIBridge:
         self._answer_and_close(flow, http.Response.make(answer.status, answer.body, answer.headers))
 
     async def done(self) -> None:
+        """SIGTERM (or Ctrl-C): drain, then stop. See `_drain`."""
         if self.app is not None:
+            try:
+                await self._drain()
+            except Exception:
+                log.exception("llmbridge: draining failed; stopping at once")
             await self.app.stop()
+
+    async def _drain(self) -> None:
+        """Stop taking requests (the listeners close; a request on a connection already open gets a
+        503 with Retry-After in its door's dialect); let the answers in flight finish within
+        `shutdown_grace_seconds`; then end the rest in their dialect: an error event in a stream
+        that has begun, a 503 for an answer that has not, a 503 for a body still being uploaded.
+        Returns once every client has been sent what its exchange's row records."""
+        assert self.app is not None
+        self.draining = True
+        await self._stop_listening()
+        loop = asyncio.get_running_loop()
+        grace = self.app.config.shutdown_grace_seconds
+        if self.live:
+            log.info("llmbridge: stopping; %d requests in flight get up to %gs to finish", len(self.live), grace)
+        deadline = loop.time() + grace
+        while self.live and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.live and self.app.bridge is not None:
+            log.warning("llmbridge: %d requests still in flight after %gs: ending them", len(self.live), grace)
+            self.app.bridge.cut_off()
+            for flow in list(self.live.values()):
+                if flow.id not in self.requested and flow.response is None:
+                    self._refuse_upload(flow)
+            deadline = loop.time() + CUT_OFF_SECONDS
+            while self.live and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            if self.live:
+                log.warning("llmbridge: %d requests did not end when told to", len(self.live))
+        log.info("llmbridge: drained")
+        await asyncio.sleep(0.05)  # a whole answer set in its hook is written just after the hook returns
+        await self._flush_clients(loop.time() + 1.0)
+
+    def _refuse_upload(self, flow: http.HTTPFlow) -> None:
+        """A request whose body is still coming when the grace period ends: 503, connection closed."""
+        assert self.app is not None and self.app.bridge is not None
+        headers = self.screened.get(flow.id, {})
+        answer = self.app.bridge.shutting_down(flow.request.method, flow.request.path, headers)
+        if self._answer_and_close(flow, http.Response.make(answer.status, answer.body, answer.headers)):
+            self.answered_early.add(flow.id)
+
+    async def _stop_listening(self) -> None:
+        """Close mitmproxy's listeners: new connections are refused; open ones stay."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        for instance in list(getattr(proxyserver, "servers", [])):
+            try:
+                await instance.stop()
+            except Exception as e:  # not running (already stopped, or never started)
+                log.debug("llmbridge: stopping a listener: %r", e)
+
+    @staticmethod
+    async def _flush_clients(deadline: float) -> None:
+        """Until what mitmproxy has written to the clients has left the process (or `deadline`):
+        once `done` returns, mitmproxy cancels every connection, and unsent bytes would be lost."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            pending = 0
+            for handler in list(getattr(proxyserver, "connections", {}).values()):
+                for io in list(getattr(handler, "transports", {}).values()):
+                    transport = getattr(getattr(io, "writer", None), "transport", None)
+                    if transport is not None and not transport.is_closing():
+                        pending += transport.get_write_buffer_size()
+            if not pending:
+                return
+            await asyncio.sleep(0.02)
 
 
 class PortAdvice(logging.Filter):

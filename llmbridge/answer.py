@@ -19,7 +19,7 @@ import httpx
 
 from llmbridge.accumulate import StreamAccumulator
 from llmbridge.canonical import ChatRequest, ChatResult
-from llmbridge.errors import BridgeError, InternalError, error_for_kind, transport_error
+from llmbridge.errors import BridgeError, InternalError, ShuttingDown, error_for_kind, transport_error
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, RenderOptions, dumps
 from llmbridge.providers.base import UpstreamCall
@@ -47,6 +47,14 @@ def attempt_headers(record: ExchangeRecord) -> dict[str, str]:
     if not record.attempts or not record.account:
         return {}
     return {"x-llmbridge-account": record.account, "x-llmbridge-attempts": str(len(record.attempts))}
+
+
+def shutdown_error(what: str) -> ShuttingDown:
+    return ShuttingDown(
+        f"the bridge is shutting down: {what} when its grace period ended "
+        "(setting 'shutdown_grace_seconds'); retry the request",
+        retry_after=1,
+    )
 
 
 class ClientGone(Exception):
@@ -109,6 +117,9 @@ class Answer:
     # Called once when the answer has ended, however (sent, failed, abandoned): frees the account's slot.
     on_done: Callable[[Answer], Awaitable[None]]
     options: RenderOptions = DEFAULT_OPTIONS  # from the route, for the stream renderer
+    # Done when the bridge's shutdown grace period is over: the answer then ends at once, with an
+    # error in the client's dialect (an error event in a stream, a 503 for a whole answer).
+    cut_off: asyncio.Future[None] | None = None
     # The error the answer ended with: the one raised, else the one the upstream's stream reported.
     error: BridgeError | None = field(default=None, init=False)
 
@@ -241,6 +252,8 @@ class Answer:
         """The next upstream chunk, sending keep-alives while waiting; ClientGone if the client left."""
         next_chunk = self.call.read()
         waiting = {next_chunk} | ({gone} if gone is not None else set())
+        if self.cut_off is not None:
+            waiting.add(self.cut_off)
         try:
             while not next_chunk.done():
                 done, _ = await asyncio.wait(
@@ -248,6 +261,8 @@ class Answer:
                 )
                 if gone is not None and gone in done:
                     raise ClientGone()
+                if self.cut_off is not None and self.cut_off in done:
+                    raise shutdown_error("the answer was cut short")
                 if not done and sink is not None:
                     await sink.write(translation.renderer.keepalive() if translation.renderer else b"")
             return next_chunk.result()

@@ -17,6 +17,7 @@ import httpx
 from llmbridge import __version__
 from llmbridge.bridge import Bridge
 from llmbridge.config import AccountConfig, BridgeConfig, ClientKey, data_dir, find_config, load_config
+from llmbridge.credentials import recover_temp_files
 from llmbridge.errors import ConfigError
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats import load_formats
@@ -53,6 +54,7 @@ def generated_client_key(home: Path) -> str:
     """The key in `<home>/client_key`, created (mode 0600) when missing. Written whole to a temporary
     file and linked into place, so a crash or a second process never sees an empty or half key."""
     key_file = home / "client_key"
+    _remove_dead_writers_temp_files(home)
     if key_file.is_file() and (existing := key_file.read_text().strip()):
         return existing
     home.mkdir(parents=True, exist_ok=True)
@@ -74,6 +76,28 @@ def generated_client_key(home: Path) -> str:
         return key
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _remove_dead_writers_temp_files(home: Path) -> None:
+    """`.client_key.<pid>.<random>` files of processes killed mid-write hold a key: remove them."""
+    try:
+        leftovers = list(home.glob(".client_key.*"))
+    except OSError:
+        return
+    for temp in leftovers:
+        pid = temp.name.split(".")[2] if temp.name.count(".") >= 3 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            temp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def make_http_client(config: BridgeConfig) -> httpx.AsyncClient:
@@ -104,8 +128,19 @@ class BridgeApp:
 
     def _validate_accounts(self) -> None:
         check_providers(self.config.accounts)  # every name first: a typo is the likelier fault
+        self._recover_credential_writes()
         for account in self.config.accounts:
             provider_class(account.provider).validate_account(account)
+
+    def _recover_credential_writes(self) -> None:
+        """A credential write cut short by a crash (kill -9) leaves a temp file holding tokens beside
+        the file: restore it or remove it before anything reads the credentials."""
+        for account in self.config.accounts:
+            default = provider_class(account.provider).default_credentials
+            path = account.credentials_path() or (Path(default).expanduser() if default else None)
+            if path is not None:
+                for line in recover_temp_files(path):
+                    log.warning("llmbridge: %s", line)
 
     def _register_secrets(self) -> None:
         """Every key the config holds is redacted by value wherever it appears (OAuth tokens are

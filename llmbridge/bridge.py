@@ -18,16 +18,34 @@ from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from llmbridge.aliases import Plan, Routing, answer_as_alias
-from llmbridge.answer import Answer, DeferredAnswer, attempt_headers
+from llmbridge.answer import Answer, DeferredAnswer, attempt_headers, shutdown_error
 from llmbridge.canonical import ChatRequest
 from llmbridge.config import BridgeConfig, ClientKey
 from llmbridge.conversation import conversation_scope
-from llmbridge.errors import BridgeError, InternalError, InvalidRequest, ModelNotFound, RequestTooLarge, Unauthenticated
+from llmbridge.errors import (
+    BridgeError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelNotFound,
+    RequestTimeout,
+    RequestTooLarge,
+    ShuttingDown,
+    Unauthenticated,
+)
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.failover import Failover
 from llmbridge.formats import load_formats
 from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, RenderOptions
-from llmbridge.hostile import HeadersTooLarge, escape_surrogates, json_too_deep, lone_surrogate_path, scan_headers
+from llmbridge.hostile import (
+    HeadersTooLarge,
+    count_messages,
+    count_parts,
+    escape_surrogates,
+    json_too_deep,
+    lone_surrogate_path,
+    scan_headers,
+)
 from llmbridge.peek import PEEK_SECONDS
 from llmbridge.pool import AccountPool, Candidate
 from llmbridge.redact import redact_json
@@ -40,6 +58,10 @@ PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
 # How long a model list, or a request for a model no account knows yet, waits for the accounts' own
 # model listings (Kiro's ListAvailableModels); a slower listing finishes in the background.
 MODEL_LIST_WAIT = 5.0
+# Bodies larger than this are parsed (JSON, the limits, the canonical model, the record's copies) on a
+# worker thread, so that one big request does not hold the event loop every other client shares.
+# Smaller ones are parsed in place: the hop to a thread costs more than their parsing.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
 
 
 @dataclass
@@ -66,6 +88,7 @@ class Bridge:
         self.failover = Failover(pool, config.max_attempts, min(PEEK_SECONDS, config.keepalive_seconds), on_exchange)
         self.rules = Rules()
         self.use_rules(config, client_keys)
+        self._cut_off: asyncio.Future[None] | None = None
 
     def use_rules(self, config: BridgeConfig, client_keys: list[ClientKey]) -> None:
         """(Re)build the prompt and parameter rules (`llmbridge.rules`) and the aliases, pins and key
@@ -73,6 +96,27 @@ class Bridge:
         already read are kept (and read again only when they change)."""
         self.rules = Rules.from_config(config, self.rules.files)
         self.routing = Routing.from_config(config, client_keys, self.pool)
+
+    @property
+    def cut_off_answers(self) -> asyncio.Future[None]:
+        """Done once `cut_off` has been called: answers still opening or running then end (made on
+        first use, in the running event loop)."""
+        if self._cut_off is None:
+            self._cut_off = asyncio.get_running_loop().create_future()
+        return self._cut_off
+
+    def cut_off(self) -> None:
+        """The shutdown grace period is over: every answer still opening or running ends now, in its
+        client's dialect (a 503 before the answer began, an error event in a stream)."""
+        if not self.cut_off_answers.done():
+            self.cut_off_answers.set_result(None)
+
+    def shutting_down(self, method: str, target: str, headers: dict[str, str]) -> LocalResponse:
+        """The 503 (with Retry-After) for a request that arrives while the bridge drains."""
+        error = ShuttingDown("the bridge is shutting down and takes no new requests; retry shortly", retry_after=1)
+        response = self._local_error(self._dialect(method, target, headers), error)
+        response.headers["connection"] = "close"
+        return response
 
     # --- routing ----------------------------------------------------------------------------------
 
@@ -138,6 +182,27 @@ class Bridge:
         status, response_headers, body = self._dialect(method, target, headers).error_response(error)
         return LocalResponse(status, response_headers, body)
 
+    def timed_out(self, method: str, target: str, headers: dict[str, str], message: str) -> LocalResponse:
+        """The 408 for a client too slow to send its request (`client_header_timeout`, `client_body_timeout`)."""
+        return self._local_error(self._dialect(method, target, headers), RequestTimeout(message))
+
+    def refused_method(self, method: str, target: str) -> LocalResponse:
+        """The 405 for CONNECT: the bridge is an API endpoint, never a forward proxy."""
+        error = MethodNotAllowed(f"this is an API endpoint, not a proxy: {method} is refused")
+        response = self._local_error(self.router.default, error)
+        response.headers["allow"] = "GET, POST"
+        return response
+
+    def malformed(self, method: str, target: str, headers: dict[str, str], message: str) -> LocalResponse:
+        """The 400 for a request mitmproxy refused as malformed (bad chunked encoding, smuggling headers)."""
+        text = f"malformed HTTP request: {message}"
+        return self._local_error(self._dialect(method, target, headers), InvalidRequest(text))
+
+    @staticmethod
+    def _local_error(fmt: ClientFormat, error: BridgeError) -> LocalResponse:
+        status, headers, body = fmt.error_response(error)
+        return LocalResponse(status, headers, body)
+
     def _dialect(self, method: str, target: str, headers: dict[str, str] | None = None) -> ClientFormat:
         try:
             return self.route(method, target, headers).client_format
@@ -199,7 +264,10 @@ class Bridge:
             return self._one_model(fmt, route.model or "", record.key_label, pins)
         if route.action == "status":
             return json_response({"accounts": self.pool.status_report()})
-        request = self._parse(route, incoming, record)
+        if len(incoming.body) > PARSE_OFF_LOOP_BYTES:
+            request = await asyncio.to_thread(self._parse, route, incoming, record)
+        else:
+            request = self._parse(route, incoming, record)
         plan = self.routing.plan(request.model, record.key_label, pins)
         if route.action == "count_tokens":
             return await self._count_tokens(fmt, request, plan)
@@ -210,6 +278,7 @@ class Bridge:
     def _parse(self, route: Route, incoming: IncomingRequest, record: ExchangeRecord) -> ChatRequest:
         """The canonical request, with what the client sent (and what it became) on the record."""
         body = self._parse_body(incoming)
+        self._check_size(body)
         record.request_raw = redact_json(body)  # the recorder escapes any lone surrogate it holds
         fmt = route.client_format
         surrogate = lone_surrogate_path(incoming.body, body)
@@ -230,11 +299,30 @@ class Bridge:
             request = fmt.parse_count_tokens(body, route.model)
         else:
             request = fmt.parse_request(body, model=route.model, stream=route.stream)
+        if len(request.messages) > self.config.max_messages:  # a stored conversation it continues counts too
+            raise RequestTooLarge(
+                f"the conversation has {len(request.messages)} messages; the limit is "
+                f"{self.config.max_messages} (setting 'max_messages')"
+            )
         request.passthrough_headers = _passthrough_headers(incoming.headers)
         record.request_canonical = request.model_dump(mode="json", exclude_none=True)
         record.model_requested, record.stream = request.model, request.stream
         request.conversation = conversation_scope(record.key_label, incoming.headers)
         return request
+
+    def _check_size(self, body: Any) -> None:
+        """413 for more messages or parts than the limits, counted before any costly work."""
+        messages = count_messages(body)
+        if messages > self.config.max_messages:
+            raise RequestTooLarge(
+                f"the request has {messages} messages; the limit is {self.config.max_messages} (setting 'max_messages')"
+            )
+        parts = count_parts(body)
+        if parts > self.config.max_parts:
+            raise RequestTooLarge(
+                f"the request has {parts} content parts in all; the limit is {self.config.max_parts} "
+                "(setting 'max_parts')"
+            )
 
     def _parse_body(self, incoming: IncomingRequest) -> Any:
         if len(incoming.body) > self.config.max_body_bytes:
@@ -314,10 +402,26 @@ class Bridge:
         candidates = await self._candidates(fmt, plan)
         prepare = self._prepare(plan, record)
         self.failover.check(request, candidates, prepare)
-        opening = self._answer(fmt, request, record, candidates, options, plan, prepare)
+        opening = self._until_cut_off(self._answer(fmt, request, record, candidates, options, plan, prepare))
         if request.stream:
             return DeferredAnswer(asyncio.ensure_future(self._answer_or_error(fmt, record, opening)), record)
         return await opening
+
+    async def _until_cut_off(self, opening: Awaitable[Answer]) -> Answer:
+        """The answer once opened; ShuttingDown if the shutdown grace period ends first (the opening
+        is cancelled and waited for, so its attempt is closed and its account slot freed)."""
+        task = asyncio.ensure_future(opening)
+        waiting: set[asyncio.Future[Any]] = {task, self.cut_off_answers}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the client left, or the bridge stops: so does the opening
+            await _cancel(task)
+            raise
+        if not task.done():
+            await _cancel(task)
+            if task.cancelled() or task.exception() is not None:
+                raise shutdown_error("the answer had not begun")
+        return task.result()
 
     async def _answer(
         self,
@@ -340,6 +444,7 @@ class Bridge:
             keepalive_seconds=self.config.keepalive_seconds,
             on_done=lease.answer_done,
             options=options,
+            cut_off=self.cut_off_answers,
         )
 
     async def _answer_or_error(
@@ -350,7 +455,7 @@ class Bridge:
         except BridgeError as error:
             return await self._error(fmt, error, record)
         except asyncio.CancelledError:  # the client left, or the bridge is stopping: still recorded
-            if not record.client_disconnected:
+            if not record.client_disconnected and not record.error_kind:
                 record.error_kind, record.error_message = "interrupted", "the bridge stopped before the answer began"
             record.duration_ms = record.elapsed_ms()
             await self.on_exchange(record)
@@ -369,6 +474,15 @@ class Bridge:
         if record.key_label is not None or record.attempts:
             await self.on_exchange(record)
         return LocalResponse(status, headers, body, record)
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` and wait until it has finished (its attempt closed, its account slot freed)."""
+    task.cancel()
+    try:
+        await task
+    except BaseException:
+        pass
 
 
 def _internal_error(record: ExchangeRecord) -> InternalError:

@@ -75,6 +75,11 @@ class BridgeConfig(Strict):
     max_header_count: int = Field(default=200, ge=16)  # request headers; more is a 431
     max_header_bytes: int = Field(default=64 * 1024, ge=4096)  # all request headers together; more is a 431
     max_json_depth: int = Field(default=200, ge=8, le=500)  # nesting of a request body; deeper is a 400
+    max_messages: int = Field(default=10_000, ge=1)  # messages (contents, input items) in one request; more is a 413
+    max_parts: int = Field(default=100_000, ge=1)  # content parts of all messages together; more is a 413
+    client_header_timeout: float = Field(default=10.0, gt=0)  # seconds to send the request headers; then 408
+    client_body_timeout: float = Field(default=30.0, gt=0)  # seconds to send the request body; then 408
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)  # on SIGTERM: time for answers in flight to end
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=300.0, gt=0)  # silence allowed between upstream bytes
     keepalive_seconds: float = Field(default=15.0, gt=0)  # SSE keep-alive during upstream silence

@@ -99,6 +99,23 @@ class RequestTooLarge(ClientError):
     kind = "request_too_large"
 
 
+class RequestTimeout(ClientError):
+    status = 408
+    kind = "request_timeout"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    kind = "method_not_allowed"
+
+
+class ShuttingDown(BridgeError):
+    """The bridge is stopping: a new request, or an answer still running when the grace period ended."""
+
+    status = 503
+    kind = "shutting_down"
+
+
 class ContextTooLong(ClientError):
     kind = "context_too_long"
 

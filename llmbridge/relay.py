@@ -18,6 +18,7 @@ import secrets
 from http import HTTPStatus
 
 from llmbridge.answer import Answer, ClientGone, DeferredAnswer, ResponseSink
+from llmbridge.exchange import ExchangeRecord
 from llmbridge.responses import LocalResponse
 
 log = logging.getLogger(__name__)
@@ -103,16 +104,21 @@ class Relay:
     def url(self, token: str) -> str:
         return f"http://127.0.0.1:{self.port}/{token}"
 
-    async def unpark(self, token: str) -> None:
-        """The flow died before mitmproxy reached the relay: close the upstream, keep the record."""
+    async def unpark(self, token: str, failure: tuple[int, str] | None = None) -> None:
+        """The flow died before mitmproxy reached the relay: close the upstream, keep the record.
+        `failure`: the error (status, message) the client was answered with instead; without one the
+        client is recorded as gone."""
         parked = self.parked.pop(token, None)
+        if parked is None:
+            return
+        record = parked.record
+        if record is not None:
+            _note_failure(record, failure)
         if isinstance(parked, DeferredAnswer) and not parked.task.done():
-            if parked.record is not None:  # nobody is waiting for it: stop opening it
-                parked.record.client_disconnected = True
-            parked.task.cancel()
-        answer = await _resolved(parked) if parked is not None else None
+            parked.task.cancel()  # nobody is waiting for it: stop opening it
+        answer = await _resolved(parked)
         if isinstance(answer, Answer):
-            answer.record.client_disconnected = True
+            _note_failure(answer.record, failure)
             await _abandon(answer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -179,6 +185,13 @@ class Relay:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+
+def _note_failure(record: ExchangeRecord, failure: tuple[int, str] | None) -> None:
+    if failure is None:
+        record.client_disconnected = True
+    else:
+        record.status, record.error_kind, record.error_message = failure[0], "bridge_error", failure[1]
 
 
 async def _resolved(parked: Answer | DeferredAnswer) -> Answer | LocalResponse | None:
