@@ -27,6 +27,7 @@ from llmbridge.recorder import Recorder, recorder_from_config
 from llmbridge.recorder.prune import prune
 from llmbridge.redact import redact_secrets, redact_text, register_secret
 from llmbridge.relay import Relay
+from llmbridge.reload import ConfigWatcher, restart_needed
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class BridgeApp:
         self.discovered = not self.config.accounts and config_path is None
         if self.discovered:
             self.config.accounts = discover_accounts()
-        self._validate_accounts()
+        self.validate(self.config)
         self.home = data_dir()
         self.client_keys, self.generated_key = load_client_keys(self.config, self.home)
         self._register_secrets()
@@ -125,17 +126,19 @@ class BridgeApp:
         self.relay = Relay()
         self.pool: AccountPool | None = None  # made at start, with the HTTP client
         self.bridge: Bridge | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
-    def _validate_accounts(self) -> None:
-        check_providers(self.config.accounts)  # every name first: a typo is the likelier fault
-        self._recover_credential_writes()
-        for account in self.config.accounts:
+    def validate(self, config: BridgeConfig) -> None:
+        """ConfigError naming the problem when `config`'s accounts cannot work."""
+        check_providers(config.accounts)  # every name first: a typo is the likelier fault
+        self._recover_credential_writes(config)
+        for account in config.accounts:
             provider_class(account.provider).validate_account(account)
 
-    def _recover_credential_writes(self) -> None:
+    def _recover_credential_writes(self, config: BridgeConfig) -> None:
         """A credential write cut short by a crash (kill -9) leaves a temp file holding tokens beside
         the file: restore it or remove it before anything reads the credentials."""
-        for account in self.config.accounts:
+        for account in config.accounts:
             default = provider_class(account.provider).default_credentials
             path = account.credentials_path() or (Path(default).expanduser() if default else None)
             if path is not None:
@@ -176,6 +179,33 @@ class BridgeApp:
         self.pool = AccountPool(providers, self.config.strategy)
         await self.relay.start()
         self.bridge = Bridge(self.config, self.pool, self.client_keys, self.exchange_done)
+        if self.config_path is not None and not self.discovered:
+            self._watcher = asyncio.ensure_future(ConfigWatcher(self, self.config_path).run())
+
+    def apply(self, config: BridgeConfig) -> str:
+        """A reloaded config on the running bridge (`llmbridge.reload`); what changed, in words."""
+        assert self.pool is not None and self.bridge is not None and self.http is not None
+        keys, _ = load_client_keys(config, self.home)
+        for key in keys:
+            register_secret(key.key)
+        for account in config.accounts:
+            register_secret(account.api_key)
+            register_secret(account.client_secret)
+        providers = [provider_class(a.provider)(a, self.http) for a in config.accounts if a.enabled]
+        fresh, removed = self.pool.replace_accounts(providers, config.strategy)
+        restart = restart_needed(self.config, config)
+        self.config, self.client_keys = config, keys
+        self.bridge.config, self.bridge.client_keys = config, keys
+        self.bridge.failover.max_attempts = config.max_attempts
+        self.bridge.use_rules(config, keys)
+        said = []
+        if fresh:
+            said.append("accounts added or changed: " + ", ".join(fresh))
+        if removed:
+            said.append("accounts removed: " + ", ".join(removed))
+        if restart:
+            said.append("takes effect after a restart: " + ", ".join(restart))
+        return "; ".join(said)
 
     async def exchange_done(self, record: ExchangeRecord) -> None:
         log.info(console_line(record))
@@ -188,6 +218,8 @@ class BridgeApp:
         Streams in the relay are cancelled and awaited; closing the HTTP client ends the upstream
         reads of whole (non-stream) answers, which then finish and are submitted; only then is the
         recorder flushed and closed (submitting to a closed recorder would drop the record)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.relay.close()
         if self.http is not None:
             await self.http.aclose()

@@ -135,6 +135,24 @@ class AccountPool:
         self.strategy = strategy
         self._turn = 0
 
+    def replace_accounts(self, providers: list[Provider], strategy: Strategy) -> tuple[list[str], list[str]]:
+        """A reloaded config's accounts: an account whose settings are unchanged keeps its state
+        (cool-down, dead reason, pacing, counts); a new or changed one starts afresh; one no longer
+        configured leaves the pool (answers in flight on it finish: they hold its state). Returns
+        (names added or changed, names removed)."""
+        kept = {state.name: state for state in self.states}
+        states: list[AccountState] = []
+        fresh: list[str] = []
+        for provider in providers:
+            old = kept.pop(provider.account.name, None)
+            if old is not None and old.provider.account == provider.account:
+                states.append(old)
+            else:
+                states.append(AccountState(provider))
+                fresh.append(provider.account.name)
+        self.states, self.strategy = states, strategy
+        return fresh, sorted(kept)
+
     def models(self) -> list[ModelInfo]:
         """Every served model once as `model` and once as `provider/model`."""
         seen: dict[str, ModelInfo] = {}
