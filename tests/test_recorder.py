@@ -128,3 +128,72 @@ def test_recorder_from_config_follows_record_options(tmp_path: Path) -> None:
     assert recorder_from_config(BridgeConfig(record=False)) is None
     rec = recorder_from_config(BridgeConfig(database=str(tmp_path / "x.db"), record_bodies=False))
     assert rec is not None and rec.path == tmp_path / "x.db" and rec.record_bodies is False
+
+
+# --- failures that pass: retried, so nothing is lost ---------------------------------------------------
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pauses of 0.2 s, and a writer that waits 100 ms for a lock (not SQLite's 30 s) before failing."""
+    import llmbridge.recorder.recorder as module
+
+    real_connect = module.connect
+
+    def connect(path: str | Path) -> sqlite_utils.Database:
+        database = real_connect(path)
+        database.conn.execute("PRAGMA busy_timeout = 100")
+        return database
+
+    monkeypatch.setattr(module, "RETRY_PAUSES", (0.2, 0.2, 0.2, 0.2))
+    monkeypatch.setattr(module, "connect", connect)
+
+
+def test_a_database_locked_past_the_busy_timeout_is_written_once_free(
+    db_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder(db_path)
+    rec.open()
+    locker = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")  # another program holds the database
+    with caplog.at_level(logging.WARNING, logger="llmbridge.recorder"):
+        rec.submit(exchange([user("while locked")]))
+        threading.Timer(0.5, lambda: locker.execute("COMMIT")).start()  # freed after a few tries
+        rec.flush()
+    rec.close()
+    locker.close()
+    assert rec.stats["written"] == 1 and rec.stats["failed"] == 0
+    assert count(db_path, "exchanges") == 1
+    assert any("database is locked" in r.message and "trying again" in r.message for r in caplog.records)
+
+
+def test_a_write_that_keeps_failing_is_lost_loudly(
+    recorder: Recorder, quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    def disk_full(writer: object, record: object) -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    recorder._write = disk_full  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="llmbridge.recorder"):
+        recorder.submit(exchange([user("never written")]))
+        recorder.flush()
+    assert len(calls) == 5 and recorder.stats["failed"] == 1  # the first try and four retries
+    assert any(r.levelno == logging.ERROR and "disk is full" in r.message for r in caplog.records)
+
+
+def test_a_full_disk_that_clears_loses_nothing(recorder: Recorder, db_path: Path, quick_retries: None) -> None:
+    real_write = recorder._write
+    failures = [sqlite3.OperationalError("database or disk is full")] * 2
+
+    def full_then_free(writer: object, record: object) -> None:
+        if failures:
+            raise failures.pop()
+        real_write(writer, record)  # type: ignore[arg-type]
+
+    recorder._write = full_then_free  # type: ignore[method-assign]
+    recorder.submit(exchange([user("after the disk was freed")]))
+    recorder.flush()
+    assert recorder.stats["written"] == 1 and count(db_path, "exchanges") == 1

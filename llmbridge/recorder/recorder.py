@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 
 _STOP = object()  # tells the writer thread to finish
 OVERFLOW_LOG_INTERVAL = 5.0  # seconds between repeated "queue full" errors during one overflow
+# A write that fails for a reason that passes (the database locked past SQLite's busy timeout by
+# another program, the disk full until space is freed) is tried again after these pauses, in
+# seconds; the exchange is lost, loudly, only when all fail. Other errors are not retried.
+RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0)
+TRANSIENT = ("database is locked", "database table is locked", "database or disk is full", "disk i/o error")
 
 
 class RecorderError(ConfigError):
@@ -154,7 +160,7 @@ class Recorder:
         try:
             if writer is None:
                 raise RecorderError(f"recordings database {self.path} is not open")
-            self._write(writer, record)
+            self._write_retrying(writer, record)
             ok = True
         except Exception as e:  # counted and logged: a write failure must never pass silently
             log.error("recorder: writing exchange %s failed: %s: %s", getattr(record, "id", "?"), type(e).__name__, e)
@@ -165,6 +171,17 @@ class Recorder:
             else:
                 self._failed += 1
             self._progress.notify_all()
+
+    def _write_retrying(self, writer: RecordWriter, record: ExchangeRecord) -> None:
+        for pause in (*RETRY_PAUSES, None):
+            try:
+                self._write(writer, record)
+                return
+            except (sqlite3.OperationalError, OSError) as e:
+                if pause is None or not any(reason in str(e).lower() for reason in TRANSIENT):
+                    raise
+                log.warning("recorder: writing exchange %s failed (%s); trying again in %.0fs", record.id, e, pause)
+                time.sleep(pause)
 
     def _write(self, writer: RecordWriter, record: ExchangeRecord) -> None:
         """One record, one transaction. (A seam for tests that slow the writer down.)"""
