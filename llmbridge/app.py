@@ -197,6 +197,7 @@ class BridgeApp:
         self.config, self.client_keys = config, keys
         self.bridge.config, self.bridge.client_keys = config, keys
         self.bridge.failover.max_attempts = config.max_attempts
+        self.bridge.failover.max_wait = config.max_wait_seconds
         self.bridge.use_rules(config, keys)
         said = []
         if fresh:

@@ -85,7 +85,8 @@ class Bridge:
         self.client_keys = client_keys
         self.on_exchange = on_exchange
         self.router = Router(load_formats())
-        self.failover = Failover(pool, config.max_attempts, min(PEEK_SECONDS, config.keepalive_seconds), on_exchange)
+        peek_seconds = min(PEEK_SECONDS, config.keepalive_seconds)
+        self.failover = Failover(pool, config.max_attempts, peek_seconds, on_exchange, config.max_wait_seconds)
         self.rules = Rules()
         self.use_rules(config, client_keys)
         self._cut_off: asyncio.Future[None] | None = None

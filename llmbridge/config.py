@@ -84,6 +84,7 @@ class BridgeConfig(Strict):
     upstream_read_timeout: float = Field(default=300.0, gt=0)  # silence allowed between upstream bytes
     keepalive_seconds: float = Field(default=15.0, gt=0)  # SSE keep-alive during upstream silence
     max_attempts: int = Field(default=4, ge=1)  # accounts tried per request before giving up
+    max_wait_seconds: float = Field(default=20.0, ge=0)  # wait for a pacing slot or a cool-down, then 429
     accounts: list[AccountConfig] = Field(default_factory=list)
     # Prompt rules, aliases and routing (`llmbridge.rules`, `llmbridge.aliases`)
     system_prompt: list[SystemPromptRule] = Field(default_factory=list)

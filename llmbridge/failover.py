@@ -26,7 +26,7 @@ from llmbridge.providers.base import Provider, UpstreamCall
 from llmbridge.tokens import estimate_input_tokens
 
 log = logging.getLogger(__name__)
-MAX_PACING_WAIT = 20.0  # seconds a request may wait for an account's pacing slot before a 429
+MAX_PACING_WAIT = 20.0  # default `max_wait_seconds`: how long a request may wait for a slot before a 429
 
 # Where a finished exchange's record goes (the recorder and the console line).
 ExchangeDone = Callable[[ExchangeRecord], Awaitable[None]]
@@ -53,9 +53,17 @@ class Lease:
 
 
 class Failover:
-    def __init__(self, pool: AccountPool, max_attempts: int, peek_seconds: float, on_exchange: ExchangeDone) -> None:
+    def __init__(
+        self,
+        pool: AccountPool,
+        max_attempts: int,
+        peek_seconds: float,
+        on_exchange: ExchangeDone,
+        max_wait: float = MAX_PACING_WAIT,
+    ) -> None:
         self.pool = pool
         self.max_attempts = max_attempts  # accounts tried per request before giving up
+        self.max_wait = max_wait  # seconds a request may wait for a pacing slot or a cool-down ending
         self.peek_seconds = peek_seconds
         self.on_exchange = on_exchange
 
@@ -107,11 +115,11 @@ class Failover:
 
     async def _first(self, candidates: list[Candidate]) -> tuple[Candidate | None, float | None]:
         """The first account to try, waiting for one whose pacing lets it start (at most
-        MAX_PACING_WAIT in all); else (None, seconds until one may be usable)."""
+        `max_wait` seconds in all); else (None, seconds until one may be usable)."""
         waited = 0.0
         while True:
             candidate, wait = self.pool.pick(candidates, set())
-            if candidate is not None or wait is None or waited + wait > MAX_PACING_WAIT:
+            if candidate is not None or wait is None or waited + wait > self.max_wait:
                 return candidate, wait
             await asyncio.sleep(wait)
             waited += wait

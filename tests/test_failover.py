@@ -253,3 +253,24 @@ def test_a_token_count_with_no_usable_account_is_estimated_without_asking():
 
     (count, method), state = asyncio.run(run())
     assert method == "estimate" and state.last_error == "busy"  # not asked: its error is still the first
+
+
+def test_max_wait_seconds_bounds_the_wait_for_a_pacing_slot():
+    """With max_wait_seconds = 0 a request that would have to wait for a slot is a 429 at once; with
+    room to wait it waits and is answered."""
+
+    async def run(max_wait: float) -> tuple[int, float]:
+        bridge, pool = make_bridge(good_upstream)
+        bridge.failover.max_wait = max_wait
+        pool.states[0].provider.account.max_concurrent = 1
+        pool.states[0].in_flight = 1  # another answer holds the only slot
+        started = asyncio.get_running_loop().time()
+        release = asyncio.get_running_loop().call_later(0.3, lambda: pool.release(pool.states[0]))
+        status = (await answer(bridge, chat_request()))[0]
+        release.cancel()
+        return status, asyncio.get_running_loop().time() - started
+
+    refused, waited_refused = asyncio.run(run(0.0))
+    answered, waited = asyncio.run(run(5.0))
+    assert refused == 429 and waited_refused < 0.3
+    assert answered == 200 and 0.25 <= waited < 5
