@@ -36,6 +36,8 @@ def answer_headers(request: ChatRequest, record: ExchangeRecord) -> dict[str, st
     """Headers every answer carries: the account that answered and how many upstream attempts it
     took (`attempt_headers`), and the tools its door left out, if any."""
     headers = attempt_headers(record)
+    if record.model_requested and request.model != record.model_requested:  # a `[fallbacks]` model answered
+        headers["x-llmbridge-fallback"] = f"{record.model_requested} -> {request.model}"
     if request.dropped_tools:
         headers[DROPPED_TOOLS_HEADER] = ", ".join(request.dropped_tools)
     return headers

@@ -34,7 +34,7 @@ from llmbridge.errors import (
     Unauthenticated,
 )
 from llmbridge.exchange import ExchangeRecord
-from llmbridge.failover import Failover
+from llmbridge.failover import Failover, Lease
 from llmbridge.formats import load_formats
 from llmbridge.formats.base import DEFAULT_OPTIONS, ClientFormat, RenderOptions
 from llmbridge.hostile import (
@@ -434,7 +434,10 @@ class Bridge:
         plan: Plan,
         prepare: Callable[[ChatRequest, Candidate], ChatRequest],
     ) -> Answer:
-        lease = await self.failover.open(request, candidates, record, prepare)
+        try:
+            lease = await self.failover.open(request, candidates, record, prepare)
+        except BridgeError as error:
+            lease, request, plan = await self._fall_back(fmt, request, record, plan, error)
         if plan.alias is not None:
             answer_as_alias(lease.call)  # the answer names the alias the client asked for
         return Answer(
@@ -447,6 +450,31 @@ class Bridge:
             options=options,
             cut_off=self.cut_off_answers,
         )
+
+    async def _fall_back(
+        self, fmt: ClientFormat, request: ChatRequest, record: ExchangeRecord, plan: Plan, error: BridgeError
+    ) -> tuple[Lease, ChatRequest, Plan]:
+        """When no account of the model could answer, the models of its `[fallbacks]` chain in order
+        (same pins and key allow-list); the answer then names the model that served it. `error` again
+        when the chain is empty, ends, or the failure was the request's own fault."""
+        chain = self.config.fallbacks.get(plan.requested) or self.config.fallbacks.get(plan.model) or []
+        if not chain or error.action == "stop" or error.status < 429:
+            raise error
+        for model in chain:
+            fallback_plan = self.routing.plan(model, record.key_label, plan.pins)
+            fallback = request.model_copy(update={"model": model})
+            try:
+                candidates = await self._candidates(fmt, fallback_plan)
+                prepare = self._prepare(fallback_plan, record)
+                self.failover.check(fallback, candidates, prepare)
+                lease = await self.failover.open(fallback, candidates, record, prepare)
+            except BridgeError as fallback_error:  # not served, cannot honour the request, or failing too
+                log.info("fallback %s for %s could not answer: %s", model, plan.requested, fallback_error.message)
+                continue
+            log.info("%s could not answer (%s); fallback %s answers", plan.requested, error.kind, model)
+            return lease, fallback, fallback_plan
+        error.message = f"{error.message}; fallbacks tried: {', '.join(chain)}"
+        raise error
 
     async def _answer_or_error(
         self, fmt: ClientFormat, record: ExchangeRecord, opening: Awaitable[Answer]

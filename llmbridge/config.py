@@ -91,6 +91,9 @@ class BridgeConfig(Strict):
     replace: list[ReplaceRule] = Field(default_factory=list)
     params: list[ParamRule] = Field(default_factory=list)
     models: dict[str, ModelAlias] = Field(default_factory=dict)
+    # model -> models tried in order when no account of the model can answer (all cooling, dead,
+    # overloaded or failing); never for a request the upstream refused as invalid
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known_names(self) -> BridgeConfig:
