@@ -16,7 +16,7 @@ import pytest
 
 from tests.bridge_process import CLIENT_KEY, BridgeProcess, write_config
 from tests.fakes.openai_upstream import FakeOpenAI, text_reply
-from tests.test_e2e_hostile import HealthProbe, rss_kb
+from tests.test_e2e_hostile import STALL_BOUND, HealthProbe, rss_kb
 
 LIMIT = 10_000  # the default max_messages
 
@@ -81,7 +81,7 @@ def test_300000_messages_are_413_at_once_naming_the_limit(bridge, door):
     response, took, worst, before, after = timed(bridge, door, 300_000)
     assert response.status_code == 413, response.text[:300]
     assert "max_messages" in response.text and str(LIMIT) in response.text
-    assert took < 5 and worst < 1.0
+    assert took < 10 and worst < STALL_BOUND
     assert after - before < 300_000  # kB
 
 
@@ -89,7 +89,7 @@ def test_300000_messages_are_413_at_once_naming_the_limit(bridge, door):
 def test_a_conversation_at_the_limit_is_answered_and_health_keeps_answering(bridge, door):
     response, took, worst, _, _ = timed(bridge, door, LIMIT - 1)
     assert response.status_code == 200, response.text[:300]
-    assert worst < 1.0
+    assert worst < STALL_BOUND
 
 
 def test_too_many_parts_is_413_naming_max_parts(bridge):

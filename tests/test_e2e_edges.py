@@ -120,7 +120,7 @@ def test_connection_close_on_a_stream_closes_once_the_stream_has_ended(bridge):
     head, body = head_and_body(received)
     assert head.startswith("http/1.1 200") and "transfer-encoding: chunked" in head
     assert body.endswith(b"0\r\n\r\n") and b"data: [DONE]" in body
-    assert closed and took < 2, (closed, took)
+    assert closed and took < 5, (closed, took)
 
 
 def test_an_http10_client_gets_no_chunked_encoding_the_body_ends_with_the_connection(bridge):
@@ -130,7 +130,7 @@ def test_an_http10_client_gets_no_chunked_encoding_the_body_ends_with_the_connec
     head, body = head_and_body(received)
     assert head.startswith("http/1.1 200") and "transfer-encoding" not in head and "content-length" not in head
     assert body.startswith(b"data: ") and body.rstrip().endswith(b"data: [DONE]"), body[-200:]
-    assert closed and took < 2
+    assert closed and took < 5
     with connect(bridge) as conn:  # a whole answer: delimited by its length
         conn.sendall(post(chat(False), version="HTTP/1.0"))
         received, closed, _ = read_until_closed(conn, 5)
@@ -162,7 +162,7 @@ def test_headers_trickled_byte_by_byte_are_408_within_the_header_timeout(bridge)
     head, body = head_and_body(answer + more)
     assert head.startswith("http/1.1 408"), answer[:200]
     assert "client_header_timeout" in json.loads(body)["error"]["message"]
-    assert closed and took < HEADER_TIMEOUT + 1.5, took
+    assert closed and took < HEADER_TIMEOUT + 4, took
 
 
 def test_an_idle_connection_is_closed_with_408_after_the_header_timeout(bridge):
@@ -171,7 +171,7 @@ def test_an_idle_connection_is_closed_with_408_after_the_header_timeout(bridge):
         time.sleep(0.5)
         received, closed, took = read_until_closed(conn, 5)
     assert received.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in received
-    assert closed and took < HEADER_TIMEOUT + 1.0
+    assert closed and took < HEADER_TIMEOUT + 4
 
 
 def test_a_body_trickled_slowly_is_408_in_the_doors_dialect(bridge):
@@ -200,7 +200,7 @@ def test_a_body_trickled_slowly_is_408_in_the_doors_dialect(bridge):
     assert head.startswith("http/1.1 408"), (answer + more)[:300]
     error = json.loads(payload)
     assert error["type"] == "error" and "client_body_timeout" in error["error"]["message"]  # Anthropic's shape
-    assert closed and took < BODY_TIMEOUT + 1.5, took
+    assert closed and took < BODY_TIMEOUT + 4, took
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -211,7 +211,7 @@ def test_a_client_that_half_closes_after_sending_gets_its_answer_and_the_row_say
         conn.shutdown(socket.SHUT_WR)  # "I have sent everything"; still reading
         received, closed, took = read_until_closed(conn, 5)
     head, body = head_and_body(received)
-    assert head.startswith("http/1.1 200") and closed and took < 2
+    assert head.startswith("http/1.1 200") and closed and took < 5
     assert (b"data: [DONE]" in body) if stream else (b"hello there, client" in body)
     assert rows(bridge, tag) == [{"status": 200, "client_disconnected": 0, "finish_reason": "stop", "error_kind": None}]
 

@@ -21,6 +21,11 @@ from tests.bridge_process import CLIENT_KEY, BridgeProcess, write_config
 from tests.fakes.openai_upstream import FakeOpenAI, Reply
 
 MAX_BODY = 1024 * 1024
+# The worst /health answer time allowed during an attack. Generous on purpose: the faults these tests
+# keep fixed stalled the bridge for 10 s to minutes, while a loaded CI machine (2 CPUs, other test
+# processes) can add a second or two to a healthy run. The figures themselves are printed, and
+# measured properly by scripts/bench.
+STALL_BOUND = 5.0
 UPSTREAM_KEY = "sk-upstream-echoed-SECRET-4242"
 
 
@@ -135,7 +140,7 @@ def test_100000_headers_are_431_at_once_and_health_keeps_answering(bridge):
     )
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
     assert "max_header_count" in body_of(answer)["error"]["message"]
-    assert took < 3 and probe.worst < 1.0 and not probe.failures
+    assert took < 10 and probe.worst < STALL_BOUND and not probe.failures
 
 
 def test_headers_over_the_limits_are_431_in_the_doors_dialect(bridge):
@@ -178,7 +183,7 @@ def test_1gb_upload_without_key_is_401_at_once_and_never_buffered(bridge):
         f"{probe.worst * 1000:.0f}ms, RSS {before} -> {after} kB"
     )
     assert response.status_code == 401 and "no API key" in response.json()["error"]["message"]
-    assert took < 3 and probe.worst < 1.0 and not probe.failures
+    assert took < 10 and probe.worst < STALL_BOUND and not probe.failures
     assert after - before < 50_000  # kB: the body was not kept
 
 
@@ -190,7 +195,7 @@ def test_huge_declared_length_without_a_body_is_answered_at_once(bridge):
             b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + key + b"content-length: 99999999999\r\n\r\n",
         )
         assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5
     assert "max_body_bytes" in body_of(answer)["error"]["message"]
 
 
@@ -210,7 +215,7 @@ def test_chunked_body_past_the_limit_is_413_without_buffering_it(bridge):
     )
     assert response.status_code == 413 and response.json()["type"] == "error"
     assert "max_body_bytes" in response.json()["error"]["message"]
-    assert took < 3 and rss_kb(bridge.proc.pid) - before < 50_000
+    assert took < 10 and rss_kb(bridge.proc.pid) - before < 50_000
 
 
 @pytest.mark.parametrize(
@@ -228,7 +233,7 @@ def test_deep_nesting_is_400_naming_the_limit_on_every_door(bridge, path, header
         response = httpx.post(bridge.base_url + path, content=body, headers=headers, timeout=10)
         assert response.status_code == 400, response.text[:300]
         assert "max_json_depth" in response.text and "200" in response.text
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1beta/models/gpt-test:generateContent"])

@@ -363,7 +363,9 @@ def test_sigterm_with_400_in_flight_drains_and_each_row_records_what_its_client_
             received = future.result()
         bridge.stop()
     print(f"\nSIGTERM with {total} in flight: exit {code} after {exit_seconds:.2f}s (grace {GRACE}s)")
-    assert code == 0 and exit_seconds < GRACE + 6, (code, exit_seconds, bridge.output()[-1500:])
+    # Bounded, not tight: measured 5-9 s on a loaded 2-CPU machine (about 3 s of it before mitmproxy
+    # calls `done` while it works through the 400 queued requests); the fault was never exiting.
+    assert code == 0 and exit_seconds < GRACE + 16, (code, exit_seconds, bridge.output()[-1500:])
     print(f"a new request while draining: {late}")
     assert all("html" not in r.get("content_type", "") for r in received)
     recorded = {
