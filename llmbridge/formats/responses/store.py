@@ -14,6 +14,7 @@ no bodies. A conversation rebuilt from it would not be the one the model saw.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 from llmbridge.formats.responses.parse import Conversation
@@ -25,18 +26,23 @@ class ResponseStore:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
         self._items: OrderedDict[str, Conversation] = OrderedDict()
+        # Large request bodies are parsed on a worker thread (`Bridge._parse`), so `get` may run there
+        # while `put` runs on the event loop: both reorder the dict.
+        self._lock = threading.Lock()
 
     def put(self, response_id: str, conversation: Conversation) -> None:
-        self._items[response_id] = conversation
-        self._items.move_to_end(response_id)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[response_id] = conversation
+            self._items.move_to_end(response_id)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
     def get(self, response_id: str) -> Conversation | None:
-        found = self._items.get(response_id)
-        if found is not None:
-            self._items.move_to_end(response_id)  # a conversation still going stays
-        return found
+        with self._lock:
+            found = self._items.get(response_id)
+            if found is not None:
+                self._items.move_to_end(response_id)  # a conversation still going stays
+            return found
 
     def __len__(self) -> int:
         return len(self._items)
