@@ -137,6 +137,12 @@ class OpenAIBridge:
             "Path of the bridge's TOML config (default: ./bridge.toml when it exists, else "
             "defaults with accounts discovered from standard credential files).",
         )
+        loader.add_option(
+            "bridge_replay",
+            str,
+            "",
+            "Offline mode: a folder of replay fixtures to answer from, with no accounts (llmbridge serve --replay).",
+        )
         self._apply_safe_defaults()
         # mitmdump sets the root logger to DEBUG; httpx/httpcore then build a log record for every
         # connection event, which measurably slows every request (see scripts/bench).
@@ -167,14 +173,15 @@ class OpenAIBridge:
             verbose = ctx.options.termlog_verbosity == "debug"
             logging.getLogger(CONNECTION_LOGGER).setLevel(logging.NOTSET if verbose else logging.WARNING)
         if self.app is not None:
-            if "bridge_config" in updated:
+            if updated & {"bridge_config", "bridge_replay"}:
                 raise exceptions.OptionsError(
-                    "llmbridge: bridge_config cannot change while the bridge runs; "
-                    "restart mitmdump with the new --set bridge_config"
+                    "llmbridge: bridge_config and bridge_replay cannot change while the bridge runs; "
+                    "restart mitmdump with the new --set"
                 )
             return
         try:
-            app = BridgeApp(find_config(ctx.options.bridge_config))
+            replay = Path(ctx.options.bridge_replay) if ctx.options.bridge_replay else None
+            app = BridgeApp(find_config(ctx.options.bridge_config), replay)
             app.open_recorder()
         except ConfigError as e:
             # mitmproxy only logs a script's errors and runs on, so stop startup here, in one line.

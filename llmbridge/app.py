@@ -21,6 +21,7 @@ from llmbridge.credentials import recover_temp_files
 from llmbridge.errors import ConfigError
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats import load_formats
+from llmbridge.offline import OfflineCorpus
 from llmbridge.pool import AccountPool
 from llmbridge.providers.base import PROVIDERS, Provider, check_providers, provider_class
 from llmbridge.recorder import Recorder, recorder_from_config
@@ -111,12 +112,15 @@ def make_http_client(config: BridgeConfig) -> httpx.AsyncClient:
 
 
 class BridgeApp:
-    def __init__(self, config_path: Path | None) -> None:
+    def __init__(self, config_path: Path | None, replay: Path | None = None) -> None:
         self.config_path = config_path
         self.config = load_config(config_path)
-        self.discovered = not self.config.accounts and config_path is None
+        self.offline = OfflineCorpus(replay) if replay is not None else None
+        self.discovered = not self.config.accounts and config_path is None and self.offline is None
         if self.discovered:
             self.config.accounts = discover_accounts()
+        if self.offline is not None:  # offline mode: the corpus's accounts only, nothing recorded
+            self.config.accounts, self.config.record = self.offline.accounts(), False
         self.validate(self.config)
         self.home = data_dir()
         self.client_keys, self.generated_key = load_client_keys(self.config, self.home)
@@ -179,7 +183,9 @@ class BridgeApp:
         self.pool = AccountPool(providers, self.config.strategy)
         await self.relay.start()
         self.bridge = Bridge(self.config, self.pool, self.client_keys, self.exchange_done)
-        if self.config_path is not None and not self.discovered:
+        if self.offline is not None:
+            await self.offline.start()
+        elif self.config_path is not None and not self.discovered:
             self._watcher = asyncio.ensure_future(ConfigWatcher(self, self.config_path).run())
 
     def apply(self, config: BridgeConfig) -> str:
@@ -227,6 +233,9 @@ class BridgeApp:
         await self._drain(drain_timeout)
         if self.recorder is not None:
             self.recorder.close()
+        if self.offline is not None:
+            log.info("offline mode: %s", self.offline.describe())
+            await self.offline.close()
 
     async def _drain(self, timeout: float) -> None:
         """Waits (bounded) until no account has a request in flight: each in-flight answer releases
@@ -257,6 +266,9 @@ class BridgeApp:
         else:
             labels = ", ".join(k.label for k in self.client_keys)
             lines.append(f"  API keys:  from the config ({labels})")
+        if self.offline is not None:
+            count, folder = len(self.offline.fixtures), self.offline.directory
+            lines.append(f"  Offline:   answering from {count} recordings in {folder}")
         lines.append(
             f"  Config:    {self.config_path}"
             if self.config_path is not None
@@ -264,6 +276,8 @@ class BridgeApp:
         )
         lines += self._account_lines()
         database = self.config.database if self.recorder is not None else "off"
+        if self.offline is not None:
+            database = "off (offline mode: the answers are recordings)"
         lines.append(f"  Recording: {database}")
         return "\n".join(lines)
 
@@ -276,6 +290,8 @@ class BridgeApp:
                 "             Until then every model request answers 503.",
             ]
         where = "discovered from standard credential files" if self.discovered else "from the config"
+        if self.offline is not None:
+            where = "stand-ins pointed at the recordings"
         lines = [f"  Accounts ({where}):"]
         for provider in self.pool.states if self.pool is not None else []:
             lines.append(f"    - {provider.provider.describe()}")

@@ -1,6 +1,6 @@
 """The `llmbridge` command: start the bridge, browse and maintain the recordings database, replay fixtures.
 
-    llmbridge [--config PATH] serve [MITMDUMP_ARGS...]
+    llmbridge [--config PATH] serve [--replay DIR] [MITMDUMP_ARGS...]
     llmbridge [--config PATH] key
     llmbridge [--config PATH] browse [--db PATH] [--port N] [--host ADDR] [--allow-host NAME]... [--login]
     llmbridge [--config PATH] logs [--db PATH] [-n N] [-f]
@@ -91,13 +91,25 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--replay",
+    "replay_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Offline mode: answer from this folder of replay fixtures (e.g. replay/demo), with no accounts.",
+)
 @click.argument("mitmdump_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def serve(ctx: click.Context, mitmdump_args: tuple[str, ...]) -> None:
+def serve(ctx: click.Context, replay_dir: Path | None, mitmdump_args: tuple[str, ...]) -> None:
     """Start the bridge: mitmdump with the addon and the safe defaults on its command line, so that
     only the configured address is ever bound. Extra arguments go to mitmdump
     (e.g. --set listen_port=9000)."""
     from llmbridge.launch import build, port_problem
+
+    if replay_dir is not None:
+        if not replay_dir.is_dir():
+            raise click.ClickException(f"--replay {replay_dir}: no such folder (e.g. --replay replay/demo)")
+        mitmdump_args = ("--set", f"bridge_replay={replay_dir.resolve()}", *mitmdump_args)
 
     mitmdump = Path(sys.executable).parent / "mitmdump"
     if not mitmdump.is_file():

@@ -6,6 +6,10 @@ Matching is on method, path and the JSON body with volatile fields (session and 
 ignored. A request that matches no fixture is answered with status 599 and a body that names the
 first difference from the closest fixture: a provider's changed protocol, or a changed translator,
 shows up at once instead of silently passing. Each fixture answers once; `unused()` lists the rest.
+
+With `nearest=True` (offline mode, `llmbridge serve --replay`, `llmbridge.offline`) a request the corpus
+does not hold exactly is answered by the closest recording of the same call instead, and the
+difference is logged: a newcomer can try any prompt, while a recorded session still replays exactly.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,8 @@ from urllib.parse import urlsplit
 # Fields that differ on every request by design; everything else must match exactly.
 VOLATILE_FIELDS = frozenset({"user_prompt_id", "session_id", "conversationId", "agentContinuationId"})
 NO_MATCH_STATUS = 599
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,11 +95,24 @@ def first_difference(expected: Any, actual: Any, where: str = "body") -> str | N
     return None if expected == actual else f"{where} is {actual!r}, the fixture has {expected!r}"
 
 
+def nearest_fixture(same_call: list[Fixture], body: Any) -> Fixture:
+    """The recording to answer a call the corpus does not hold exactly: one whose body matches (it was
+    replayed before), else one that streams as the request asks, else the first."""
+    exact = [f for f in same_call if first_difference(f.body, body) is None]
+    if exact:
+        return exact[0]
+    wants_stream = body.get("stream") if isinstance(body, dict) else None
+    alike = [f for f in same_call if isinstance(f.body, dict) and f.body.get("stream") == wants_stream]
+    return (alike or same_call)[0]
+
+
 class ReplayServer:
-    def __init__(self, fixtures: list[Fixture], chunk_size: int = 256) -> None:
+    def __init__(self, fixtures: list[Fixture], chunk_size: int = 256, nearest: bool = False) -> None:
         self.fixtures = fixtures
         self.chunk_size = chunk_size  # the body goes out in pieces, as a stream would
+        self.nearest = nearest  # answer an unmatched call from its closest recording (offline mode)
         self.mismatches: list[str] = []
+        self.approximated: list[str] = []  # calls answered from a nearest recording, and why
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -99,8 +120,12 @@ class ReplayServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, port: int = 0) -> ReplayServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+    async def start(self, port: int = 0, sock: socket.socket | None = None) -> ReplayServer:
+        """Listen on 127.0.0.1:`port`, or on `sock`, a socket bound before (its address was needed first)."""
+        if sock is not None:
+            self.server = await asyncio.start_server(self._serve, sock=sock)
+        else:
+            self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -116,13 +141,16 @@ class ReplayServer:
         """The unused fixture this request matches; else None and why, against the closest one."""
         body = normalize(body)
         closest = "no fixture for this method and path"
-        for fixture in self.fixtures:
-            if fixture.method != method or fixture.target != target:
-                continue
+        same_call = [f for f in self.fixtures if f.method == method and f.target == target]
+        for fixture in same_call:
             difference = first_difference(fixture.body, body)
             if difference is None and not fixture.used:
                 return fixture, ""
             closest = f"{fixture.path.name}: {difference or 'matches, but was already replayed'}"
+        if self.nearest and same_call:
+            self.approximated.append(f"{method} {target}: {closest}")
+            log.info("replay: no exact recording, answering from the nearest (%s)", closest)
+            return nearest_fixture(same_call, body), ""
         return None, f"{method} {target}: {closest}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -35,7 +35,7 @@ from tests.fakes.code_assist import (
     tool_call_reply,
 )
 
-SAMPLES = Path(__file__).parent / "data" / "gemini_cli"
+SAMPLES = Path(__file__).parents[1] / "replay" / "samples" / "gemini-cli"
 
 
 @pytest.fixture

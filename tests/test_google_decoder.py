@@ -25,7 +25,7 @@ from llmbridge.providers.google.decoder import GeminiDecoder
 from llmbridge.providers.google.errors import classify
 from tests.fakes.gemini_api import chunk, text_reply, tool_reply
 
-SAMPLES = Path(__file__).parent / "data" / "gemini_cli"
+SAMPLES = Path(__file__).parents[1] / "replay" / "samples" / "gemini-cli"
 
 
 def sse(*envelopes: dict, newline: bytes = b"\r\n") -> bytes:

@@ -23,7 +23,7 @@ from llmbridge.errors import (
 )
 from llmbridge.providers.google.errors import classify, parse_duration
 
-SAMPLES = Path(__file__).parent / "data" / "gemini_cli"
+SAMPLES = Path(__file__).parents[1] / "replay" / "samples" / "gemini-cli"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 

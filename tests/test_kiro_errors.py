@@ -25,7 +25,7 @@ from llmbridge.errors import (
 from llmbridge.providers.kiro.errors import classify, classify_exception_frame, seconds_until_next_month
 from llmbridge.providers.kiro.provider import KiroProvider
 
-SAMPLES = Path(__file__).parent / "data" / "kiro" / "kiro-error-bodies.txt"
+SAMPLES = Path(__file__).parents[1] / "replay" / "samples" / "kiro" / "kiro-error-bodies.txt"
 EXPECTED = [
     UpstreamBadRequest,
     UpstreamBadRequest,

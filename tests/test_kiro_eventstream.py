@@ -16,7 +16,7 @@ from llmbridge.providers.kiro.decoder import KiroDecoder
 from llmbridge.providers.kiro.eventstream import EventStreamDecodeError, EventStreamReader
 from tests.fakes.kiro import encode_frame, event_frame
 
-SAMPLES = Path(__file__).parent / "data" / "kiro"
+SAMPLES = Path(__file__).parents[1] / "replay" / "samples" / "kiro"
 NAMES = [
     "kiro-eventstream-simple-text",
     "kiro-eventstream-medium-text",

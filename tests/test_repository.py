@@ -60,8 +60,8 @@ def test_no_file_points_at_folders_beside_the_checkout() -> None:
             if any(needle in line for needle in FORBIDDEN):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, (
-        "files point outside the checkout (a clean clone has nothing beside it: copy the data into tests/data/ "
-        "or docs/ and link to that):\n" + "\n".join(offenders)
+        "files point outside the checkout (a clean clone has nothing beside it: copy the data into tests/data/, "
+        "replay/ or docs/ and link to that):\n" + "\n".join(offenders)
     )
 
 
@@ -72,7 +72,7 @@ def test_the_data_the_tests_read_is_in_the_repository() -> None:
         "gemini-codeassist-stream-chunks-unwrapped.ndjson",
         "README.md",
     ):
-        assert (ROOT / "tests" / "data" / "gemini_cli" / name).is_file(), name
+        assert (ROOT / "replay" / "samples" / "gemini-cli" / name).is_file(), name
     assert (ROOT / "docs" / "architecture.md").is_file()
 
 

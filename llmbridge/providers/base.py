@@ -136,6 +136,20 @@ class Provider(ABC):
         return cls.default_credentials is not None
 
     @classmethod
+    def replay_account(cls, name: str, origin: str, recorded: list[dict[str, Any]], workdir: Path) -> AccountConfig:
+        """Offline mode (`llmbridge.offline`): an account of this provider that answers from a replay
+        server at `origin`, given the fixtures recorded from it. API-key providers take a stand-in key
+        and serve exactly the models the fixtures hold; OAuth providers override this to write
+        stand-in credentials into `workdir` and carry the recorded account settings (project, ARN)."""
+        return AccountConfig(
+            name=name,
+            provider=cls.name,
+            base_url=origin + cls.base_url_path,
+            api_key="replay-key",
+            models=recorded_models(recorded),
+        )
+
+    @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
         """Raise ConfigError naming the problem when the account cannot work (checked at startup)."""
         if account.credentials and not Path(account.credentials).expanduser().is_file():
@@ -247,6 +261,21 @@ def failed(attempt: AttemptRecord, error: BridgeError) -> BridgeError:
 
 
 # provider name -> "module:Class"; imported lazily so that a broken provider cannot stop the others.
+def recorded_models(recorded: list[dict[str, Any]]) -> list[str] | None:
+    """The models clients asked for in these replay fixtures (the `model` of the client's request, or
+    the model in a Gemini-door path): what an offline replay account serves."""
+    models = set()
+    for fixture in recorded:
+        client = fixture.get("client") or {}
+        request = client.get("request")
+        model = request.get("model") if isinstance(request, dict) else None
+        if not model and "/models/" in str(client.get("endpoint") or ""):
+            model = str(client["endpoint"]).split("/models/", 1)[1].split(":", 1)[0]
+        if model:
+            models.add(str(model))
+    return sorted(models) or None
+
+
 PROVIDERS: dict[str, str] = {
     "anthropic": "llmbridge.providers.anthropic_api.provider:AnthropicProvider",
     "gemini": "llmbridge.providers.gemini_api.provider:GeminiAPIProvider",

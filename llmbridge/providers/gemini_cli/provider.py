@@ -20,9 +20,10 @@ import httpx
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.conversation import prompt_number, session_uuid
+from llmbridge.credentials import write_json_atomic
 from llmbridge.errors import BridgeError, ConfigError, UpstreamAuthError
 from llmbridge.exchange import AttemptRecord
-from llmbridge.providers.base import Provider, UpstreamCall, read_json
+from llmbridge.providers.base import Provider, UpstreamCall, read_json, recorded_models
 from llmbridge.providers.gemini_cli import client, models
 from llmbridge.providers.gemini_cli.credentials import GoogleCredentials
 from llmbridge.providers.gemini_cli.errors import SERVICE, classify
@@ -36,6 +37,14 @@ DEFAULT_BASE_URL = "https://cloudcode-pa.googleapis.com"
 API_VERSION = "v1internal"
 PROMPT_ID_SEPARATOR = "########"  # <session_id>########<prompt number> (GC useGeminiStream.ts)
 log = logging.getLogger(__name__)
+# Offline mode's stand-in login: valid until 2100, so no refresh is ever attempted; no real secret.
+REPLAY_CREDENTIALS = {
+    "access_token": "replay-access-token",
+    "refresh_token": "replay-refresh-token",
+    "token_type": "Bearer",
+    "expiry_date": 4102444800000,
+}
+REPLAY_PACE = 1000  # a replay server needs no ban-safety pacing
 
 
 class GeminiCodeAssistProvider(Provider):
@@ -58,6 +67,26 @@ class GeminiCodeAssistProvider(Provider):
         self._project: ProjectInfo | None = ProjectInfo(account.project) if account.project else None
         self._project_lock = asyncio.Lock()
         self._started = False  # the CLI's start-up calls (retrieveUserQuota, listExperiments) made
+
+    @classmethod
+    def replay_account(cls, name: str, origin: str, recorded: list[dict[str, Any]], workdir: Path) -> AccountConfig:
+        """Stand-in Google credentials that never need refreshing, and the recorded project (it is in
+        every request body, so an exact replay needs the same one)."""
+        credentials = workdir / f"{name}.json"
+        write_json_atomic(credentials, REPLAY_CREDENTIALS)
+        bodies = [f.get("request", {}).get("body") for f in recorded]
+        project = next((b["project"] for b in bodies if isinstance(b, dict) and b.get("project")), "replay-project")
+        return AccountConfig(
+            name=name,
+            provider=cls.name,
+            credentials=str(credentials),
+            base_url=origin,
+            token_url=origin + "/token",
+            project=str(project),
+            models=recorded_models(recorded),
+            requests_per_minute=REPLAY_PACE,
+            max_concurrent=REPLAY_PACE,
+        )
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:

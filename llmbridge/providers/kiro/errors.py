@@ -1,4 +1,4 @@
-"""Kiro error bodies -> the bridge's error tree (samples: tests/data/kiro/kiro-error-bodies.txt).
+"""Kiro error bodies -> the bridge's error tree (samples: replay/samples/kiro/kiro-error-bodies.txt).
 
 Kiro answers errors as JSON `{"message", "reason", "__type"}` (any of them may be missing or null) or,
 for token problems, as plain text. The `reason` code decides first, then `__type`, then the status.

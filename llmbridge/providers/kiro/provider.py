@@ -10,14 +10,16 @@ import logging
 import platform
 import time
 import uuid
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
+from llmbridge.credentials import write_json_atomic
 from llmbridge.errors import BridgeError, InvalidRequest, UpstreamAuthError
-from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.base import Provider, UpstreamCall, recorded_models
 from llmbridge.providers.kiro import models
 from llmbridge.providers.kiro.credentials import DEFAULT_TOKEN_FILE, KiroCredentials
 from llmbridge.providers.kiro.decoder import KiroDecoder
@@ -26,6 +28,16 @@ from llmbridge.providers.kiro.models import KiroModel
 from llmbridge.providers.kiro.request import build_request, image_entry
 
 log = logging.getLogger(__name__)
+# Offline mode's stand-in login: valid until 2100, so no refresh is ever attempted; no real secret.
+REPLAY_TOKEN = {
+    "accessToken": "replay-access-token",
+    "refreshToken": "replay-refresh-token",
+    "expiresAt": "2100-01-01T00:00:00.000Z",
+    "authMethod": "social",
+    "provider": "Google",
+    "region": "us-east-1",
+}
+REPLAY_PACE = 1000  # a replay server needs no ban-safety pacing
 
 KIRO_VERSION = "0.11.63"
 LISTING_INTERVAL = 3600.0  # seconds between ListAvailableModels calls (after a failure: RETRY)
@@ -58,6 +70,25 @@ class KiroProvider(Provider):
         self._catalog: tuple[KiroModel, ...] = models.MODELS  # until the account's own list arrives
         self._listing: asyncio.Task[None] | None = None
         self._listing_due = 0.0  # monotonic time of the next ListAvailableModels call
+
+    @classmethod
+    def replay_account(cls, name: str, origin: str, recorded: list[dict[str, Any]], workdir: Path) -> AccountConfig:
+        """A stand-in social login that never needs refreshing, with the recorded profile ARN (it is in
+        every request body, so an exact replay needs the same one)."""
+        bodies = [f.get("request", {}).get("body") for f in recorded]
+        arn = next((b["profileArn"] for b in bodies if isinstance(b, dict) and b.get("profileArn")), None)
+        token_file = workdir / f"{name}.json"
+        write_json_atomic(token_file, {**REPLAY_TOKEN, **({"profileArn": arn} if arn else {})})
+        return AccountConfig(
+            name=name,
+            provider=cls.name,
+            credentials=str(token_file),
+            base_url=origin,
+            token_url=origin + "/refreshToken",
+            models=recorded_models(recorded),
+            requests_per_minute=REPLAY_PACE,
+            max_concurrent=REPLAY_PACE,
+        )
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
