@@ -1,4 +1,4 @@
-"""The official coding clients (Claude Code, Gemini CLI, Codex) run headless against the real bridge.
+"""The official coding clients (Claude Code, Gemini CLI, Codex, Qwen Code) run headless against the real bridge.
 
 `scripts/install-clients` installs the versions pinned in tests/clients/ into a cache outside git
 (`scripts/test` runs it through `scripts/bootstrap --with-clients`); `clients()` finds that install or
@@ -231,6 +231,45 @@ def codex(
     env.update(CODEX_HOME=str(codex_home), LLMBRIDGE_API_KEY=CLIENT_KEY)
     args = ["exec", "--json", "--skip-git-repo-check", "--color", "never", prompt]
     return _run("codex", bin_dir, args, cwd, env, timeout)
+
+
+def qwen(
+    bin_dir: Path,
+    base_url: str,
+    model: str,
+    prompt: str,
+    home: Path,
+    cwd: Path,
+    *,
+    output: str = "json",
+    timeout: float = TIMEOUT,
+) -> Run:
+    """`qwen PROMPT --auth-type openai --approval-mode yolo -o json|stream-json`: Qwen Code with its
+    OpenAI-compatible provider pointed at the bridge's `/v1` (OPENAI_BASE_URL, OPENAI_API_KEY,
+    OPENAI_MODEL), usage statistics, telemetry and update checks off. Qwen Code needs Node >= 22: the
+    pinned `node` in the clients' .bin comes first on its PATH. Any other address is a dead proxy."""
+    settings = {
+        "security": {"auth": {"selectedType": "openai"}},
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+    }
+    (home / ".qwen").mkdir(parents=True, exist_ok=True)
+    (home / ".qwen" / "settings.json").write_text(json.dumps(settings))
+    env = _base_env(home)
+    env.update(
+        PATH=f"{bin_dir}:{env['PATH']}",
+        OPENAI_BASE_URL=f"{base_url}/v1",
+        OPENAI_API_KEY=CLIENT_KEY,
+        OPENAI_MODEL=model,
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        QWEN_CODE_SUPPRESS_YOLO_WARNING="1",
+    )
+    args = [prompt, "--auth-type", "openai", "--approval-mode", "yolo", "-o", output]
+    if output == "stream-json":
+        args.append("--include-partial-messages")
+    return _run("qwen", bin_dir, args, cwd, env, timeout)
 
 
 # --- what the client sent at the bridge's door ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Real-client conformance: the official Claude Code, Gemini CLI and Codex, at pinned versions, run
+"""Real-client conformance: the official Claude Code, Gemini CLI, Codex and Qwen Code, at pinned versions, run
 headless through the real bridge (mitmdump) against each backend's strict fake.
 
 For each client x backend: a plain answer, a streamed answer, and a full agentic turn (the fake asks
@@ -41,9 +41,9 @@ MODELS = {
     "openai": "gpt-test",
 }
 GEMINI_WIRE = ("gemini", "gemini-cli")  # the backends that speak Gemini's wire format upstream
-TOOLS = {"claude": "Write", "gemini": "write_file", "codex": "exec_command"}
+TOOLS = {"claude": "Write", "gemini": "write_file", "codex": "exec_command", "qwen": "write_file"}
 CONTENT = "written by the fake's tool call\n"
-SHAPES: dict[str, list[dict[str, Any]]] = {"claude": [], "gemini": [], "codex": []}
+SHAPES: dict[str, list[dict[str, Any]]] = {"claude": [], "gemini": [], "codex": [], "qwen": []}
 
 
 # --- gaps the clients found, now fixed (each raised on its exact symptom, should it come back) ---
@@ -179,6 +179,10 @@ def run_client(
             BIN, backend.bridge.base_url, chosen, prompt, home, cwd, output="stream-json" if stream else "json"
         )
     assert chosen
+    if client == "qwen":
+        return rc.qwen(
+            BIN, backend.bridge.base_url, chosen, prompt, home, cwd, output="stream-json" if stream else "json"
+        )
     return rc.codex(BIN, backend.bridge.base_url, chosen, prompt, home, cwd)
 
 
@@ -192,6 +196,11 @@ def answer_text(client: str, run: rc.Run, stream: bool) -> str:
         results = [e for e in run.json_lines() if e.get("type") == "result"]
         assert results and not results[-1].get("is_error"), run.describe()
         return results[-1]["result"]
+    if client == "qwen":  # -o json: a JSON array of events; stream-json: one event per line
+        events = json.loads(run.stdout[run.stdout.index("[") :]) if not stream else run.json_lines()
+        results = [e for e in events if e.get("type") == "result"]
+        assert results and not results[-1].get("is_error"), run.describe()
+        return str(results[-1]["result"])
     if client == "gemini":
         if not stream:
             return json.loads(run.stdout[run.stdout.index("{") :])["response"]
@@ -211,7 +220,7 @@ def answer_text(client: str, run: rc.Run, stream: bool) -> str:
 
 def streamed_pieces(client: str, run: rc.Run) -> list[str]:
     """The text deltas the client printed as they arrived (stream-json output)."""
-    if client == "claude":
+    if client in ("claude", "qwen"):  # the same stream_event lines
         return [
             e["event"]["delta"]["text"]
             for e in run.json_lines()
@@ -250,6 +259,11 @@ def test_gemini_cli_plain(bridges: Bridges, backend_name: str, place: tuple[Path
     _plain("gemini", bridges, backend_name, place)
 
 
+@pytest.mark.parametrize("backend_name", params("qwen"))
+def test_qwen_code_plain(bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
+    _plain("qwen", bridges, backend_name, place)
+
+
 @pytest.mark.parametrize("backend_name", params("codex"))
 def test_codex_plain(bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
     _plain("codex", bridges, backend_name, place)
@@ -285,6 +299,11 @@ def test_gemini_cli_stream(bridges: Bridges, backend_name: str, place: tuple[Pat
     _stream("gemini", bridges, backend_name, place)
 
 
+@pytest.mark.parametrize("backend_name", params("qwen"))
+def test_qwen_code_stream(bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
+    _stream("qwen", bridges, backend_name, place)
+
+
 def _stream(client: str, bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
     backend = bridges(backend_name)
     marker = f"stream-{client}-{backend_name}"
@@ -318,6 +337,11 @@ def test_gemini_cli_agentic_write_file(bridges: Bridges, backend_name: str, plac
 @pytest.mark.parametrize("backend_name", params("codex"))
 def test_codex_agentic_exec(bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
     _agentic("codex", bridges, backend_name, place)
+
+
+@pytest.mark.parametrize("backend_name", params("qwen"))
+def test_qwen_code_agentic_write_file(bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
+    _agentic("qwen", bridges, backend_name, place)
 
 
 def _agentic(client: str, bridges: Bridges, backend_name: str, place: tuple[Path, Path]) -> None:
