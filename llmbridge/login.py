@@ -260,22 +260,29 @@ def add_account(account: dict[str, object], explicit_config: str | Path | None) 
     path = find_config(explicit_config)
     created = path is None or not path.exists()
     target = path or home_dir() / CONFIG_NAME
-    existing = _existing_accounts(target, created)
+    if created:
+        # discovered from the standard files: kept, except the one this login just (re)wrote
+        kept = [a for a in _discovered() if _same_credentials([a], account.get("credentials")) is None]
+        entry = dict(account, name=unused_name(str(account["name"]), {a.name for a in kept}))
+        _replace_checked(target, _new_config_text(kept, entry))
+        return AddedAccount(target, str(entry["name"]), created_config=True)
+    existing = _configured(target)
     same_file = _same_credentials(existing, account.get("credentials"))
     if same_file is not None:
         return AddedAccount(target, same_file.name, already=True)
     entry = dict(account, name=unused_name(str(account["name"]), {a.name for a in existing}))
-    old_text = "" if created else target.read_text(encoding="utf-8")
-    text = _new_config_text(entry) if created else old_text.rstrip("\n") + "\n\n" + account_block(entry)
-    _replace_checked(target, text)
-    return AddedAccount(target, str(entry["name"]), created_config=created)
+    old_text = target.read_text(encoding="utf-8")
+    _replace_checked(target, old_text.rstrip("\n") + "\n\n" + account_block(entry))
+    return AddedAccount(target, str(entry["name"]))
 
 
-def _existing_accounts(path: Path, created: bool) -> list[AccountConfig]:
-    if created:
-        from llmbridge.app import discover_accounts  # the registry imports every provider: only when needed
+def _discovered() -> list[AccountConfig]:
+    from llmbridge.app import discover_accounts  # the registry imports every provider: only when needed
 
-        return discover_accounts()
+    return discover_accounts()
+
+
+def _configured(path: Path) -> list[AccountConfig]:
     try:
         return load_config(path).accounts
     except ConfigError as e:
@@ -293,18 +300,13 @@ def _same_credentials(accounts: list[AccountConfig], credentials: object) -> Acc
     return None
 
 
-def _new_config_text(entry: dict[str, object]) -> str:
-    from llmbridge.app import discover_accounts
-
+def _new_config_text(discovered: list[AccountConfig], entry: dict[str, object]) -> str:
     header = (
         "# llmbridge config, created by `llmbridge login`. Settings: README, 'Configuration'.\n"
         "# The accounts the bridge had discovered from the providers' standard credential files are\n"
         "# listed too: with a config file, only its accounts are used.\n"
     )
-    blocks = [
-        account_block({"name": a.name, "provider": a.provider, "credentials": a.credentials})
-        for a in discover_accounts()
-    ]
+    blocks = [account_block({"name": a.name, "provider": a.provider, "credentials": a.credentials}) for a in discovered]
     return header + "\n" + "\n".join([*blocks, account_block(entry)])
 
 

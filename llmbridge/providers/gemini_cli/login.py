@@ -95,7 +95,7 @@ def sign_in(
     login: GeminiLogin,
     say: Callable[[str], None],
     ask: Callable[[str], str],
-    open_browser: Callable[[str], bool] = webbrowser.open,
+    open_browser: Callable[[str], bool] | None = None,
 ) -> GeminiLoginResult:
     """The whole login, up to (not including) writing the file: sign-in, token exchange, project."""
     verifier, challenge = pkce_pair(96)  # google-auth-library's verifier is 96 random bytes
@@ -113,7 +113,7 @@ def sign_in(
             redirect_uri = loopback.redirect_uri
             url = authorization_url(login, redirect_uri, state, challenge)
             say(f"Opening the Google sign-in page in your browser. If it does not open, visit:\n\n{url}\n")
-            if not open_browser(url):
+            if not (open_browser or webbrowser.open)(url):
                 say("(no browser could be started: open the URL above yourself, or use --no-browser)")
             say("Waiting for the sign-in (Ctrl-C cancels)...")
             code = code_from_redirect(loopback.wait(login.timeout), state, VENDOR)

@@ -69,7 +69,7 @@ def sign_in(
     login: QwenLogin,
     say: Callable[[str], None],
     progress: Progress,
-    open_browser: Callable[[str], bool] = webbrowser.open,
+    open_browser: Callable[[str], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """The device flow up to the credentials to write (nothing is written here)."""
@@ -80,7 +80,7 @@ def sign_in(
             f"To sign in to Qwen, open {device.verification_uri_complete}\n"
             f"(or {device.verification_uri} and enter the code {device.user_code}).\n"
         )
-        if not login.no_browser and not open_browser(device.verification_uri_complete):
+        if not login.no_browser and not (open_browser or webbrowser.open)(device.verification_uri_complete):
             say("(no browser could be started: open the URL above yourself)")
         tokens = poll_for_token(http, login, device, verifier, progress, sleep)
     return credentials_from(tokens)
