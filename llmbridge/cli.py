@@ -414,7 +414,12 @@ def _say(text: str) -> None:
 
 
 def _finish_login(
-    ctx: click.Context, account: dict[str, object], credentials: dict[str, object], path: Path, print_only: bool
+    ctx: click.Context,
+    account: dict[str, object],
+    credentials: dict[str, object],
+    path: Path,
+    print_only: bool,
+    imported_from: Path | None = None,
 ) -> None:
     from llmbridge.login import finish
 
@@ -426,6 +431,7 @@ def _finish_login(
         explicit_config=ctx.obj.get("config_path"),
         say=_say,
         show_block=lambda block: click.echo(block, nl=False),
+        imported_from=imported_from,
     )
 
 
@@ -537,7 +543,7 @@ def login_kiro(ctx: click.Context, /, **options: Any) -> None:
         for warning in imported.warnings:
             _say(f"Note: {warning}.")
         entry = kiro.account_entry(name, path, options["token_url"], options["base_url"])
-        _finish_login(ctx, entry, imported.token, path, options["print_only"])
+        _finish_login(ctx, entry, imported.token, path, options["print_only"], imported.source)
 
 
 def _given(**endpoints: str | None) -> dict[str, str]:

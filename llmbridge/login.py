@@ -227,6 +227,7 @@ class AddedAccount:
     name: str
     created_config: bool = False
     already: bool = False  # the config already had an account on this credential file
+    same_login: str | None = None  # an account of the config on the file this login was imported from
 
 
 def toml_value(value: object) -> str:
@@ -252,17 +253,22 @@ def unused_name(wanted: str, taken: set[str]) -> str:
     return next(f"{wanted}-{n}" for n in itertools.count(2) if f"{wanted}-{n}" not in taken)
 
 
-def add_account(account: dict[str, object], explicit_config: str | Path | None) -> AddedAccount:
+def add_account(
+    account: dict[str, object], explicit_config: str | Path | None, imported_from: Path | None = None
+) -> AddedAccount:
     """Append the account to the config in force (the file `find_config` finds), or create
     `bridge.toml` in the bridge's home when there is none. A new config lists the accounts the bridge
     discovered until now too, so creating it loses none of them. The result is validated as the bridge
-    would before it replaces the file; an account on the same credential file is not added twice."""
+    would before it replaces the file; an account on the same credential file is not added twice.
+    `imported_from`: the file an imported login came from; a discovered account on it is replaced by
+    the new one (two copies of one login would refresh each other's tokens away)."""
     path = find_config(explicit_config)
     created = path is None or not path.exists()
     target = path or home_dir() / CONFIG_NAME
     if created:
         # discovered from the standard files: kept, except the one this login just (re)wrote
-        kept = [a for a in _discovered() if _same_credentials([a], account.get("credentials")) is None]
+        superseded = {account.get("credentials"), imported_from}
+        kept = [a for a in _discovered() if not any(_same_credentials([a], path) for path in superseded)]
         entry = dict(account, name=unused_name(str(account["name"]), {a.name for a in kept}))
         _replace_checked(target, _new_config_text(kept, entry))
         return AddedAccount(target, str(entry["name"]), created_config=True)
@@ -273,7 +279,8 @@ def add_account(account: dict[str, object], explicit_config: str | Path | None) 
     entry = dict(account, name=unused_name(str(account["name"]), {a.name for a in existing}))
     old_text = target.read_text(encoding="utf-8")
     _replace_checked(target, old_text.rstrip("\n") + "\n\n" + account_block(entry))
-    return AddedAccount(target, str(entry["name"]))
+    twin = _same_credentials(existing, imported_from)
+    return AddedAccount(target, str(entry["name"]), same_login=twin.name if twin else None)
 
 
 def _discovered() -> list[AccountConfig]:
@@ -340,6 +347,7 @@ def finish(
     explicit_config: str | Path | None,
     say: Callable[[str], None],
     show_block: Callable[[str], None],
+    imported_from: Path | None = None,
 ) -> None:
     """Write the credential file, then add the account to the config (or print its block)."""
     from llmbridge.providers.base import PROVIDERS
@@ -354,7 +362,7 @@ def finish(
         say("Add this block to the config (README, 'Configuration'):")
         show_block(account_block(account))
         return
-    added = add_account(account, explicit_config)
+    added = add_account(account, explicit_config, imported_from)
     if added.already:
         say(
             f"The config {added.config_path} already has account {added.name!r} on this file; "
@@ -364,6 +372,11 @@ def finish(
         say(f"Created the config {added.config_path} with account {added.name!r}.")
     else:
         say(f"Added account {added.name!r} to the config {added.config_path}.")
+    if added.same_login:
+        say(
+            f"Remove account {added.same_login!r} from the config: it uses {imported_from}, the same login, and "
+            "two copies of one login refresh each other's tokens away."
+        )
     if added.created_config:
         say("Restart a bridge that is running without a config file to use it.")
     else:

@@ -70,7 +70,7 @@ def sign_in(
     say: Callable[[str], None],
     progress: Progress,
     open_browser: Callable[[str], bool] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """The device flow up to the credentials to write (nothing is written here)."""
     verifier, challenge = pkce_pair(32)
@@ -82,7 +82,7 @@ def sign_in(
         )
         if not login.no_browser and not (open_browser or webbrowser.open)(device.verification_uri_complete):
             say("(no browser could be started: open the URL above yourself)")
-        tokens = poll_for_token(http, login, device, verifier, progress, sleep)
+        tokens = poll_for_token(http, login, device, verifier, progress, sleep or time.sleep)
     return credentials_from(tokens)
 
 
