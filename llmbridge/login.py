@@ -179,19 +179,22 @@ class Progress:
         self.stream = stream or sys.stderr
         self._frames = itertools.cycle("|/-\\")
         self._ticks = 0
+        self._width = 0  # of the spinner line, to blank it at the end
 
     def tick(self, elapsed: float, note: str = "") -> None:
         self._ticks += 1
         if self.stream.isatty():
             extra = f" ({note})" if note else ""
-            self.stream.write(f"\r{self.label} {next(self._frames)} {int(elapsed)} s{extra}   ")
+            line = f"{self.label} {next(self._frames)} {int(elapsed)} s{extra}"
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = max(self._width, len(line))
         else:
             self.stream.write("." if self._ticks > 1 else f"{self.label} .")
         self.stream.flush()
 
     def end(self, message: str) -> None:
         if self._ticks:
-            self.stream.write("\r" if self.stream.isatty() else "\n")
+            self.stream.write("\r" + " " * self._width + "\r" if self.stream.isatty() else "\n")
         self.stream.write(message + "\n")
         self.stream.flush()
 
@@ -362,7 +365,12 @@ def finish(
         say("Add this block to the config (README, 'Configuration'):")
         show_block(account_block(account))
         return
-    added = add_account(account, explicit_config, imported_from)
+    try:
+        added = add_account(account, explicit_config, imported_from)
+    except LoginError as e:
+        say(f"The login is saved, but the account could not be added to the config: add this block yourself ({e}).")
+        show_block(account_block(account))
+        raise
     if added.already:
         say(
             f"The config {added.config_path} already has account {added.name!r} on this file; "

@@ -111,7 +111,8 @@ def test_progress_spins_on_a_terminal_and_prints_dots_elsewhere():
         progress.tick(2.0)
         progress.tick(4.5, "slowing down")
         progress.end("Approved.")
-    assert "\rWaiting | 2 s" in terminal.getvalue() and "4 s (slowing down)" in terminal.getvalue()
+    spinner = "\rWaiting | 2 s\rWaiting / 4 s (slowing down)"
+    assert terminal.getvalue() == spinner + "\r" + " " * len("Waiting / 4 s (slowing down)") + "\rApproved.\n"
     assert log.getvalue() == "Waiting ..\nApproved.\n"
 
 
@@ -186,3 +187,22 @@ def test_a_broken_config_is_left_alone(machine):
     with pytest.raises(LoginError, match="did you mean 'retention_days'.*fix the config first"):
         login.add_account({"name": "kiro", "provider": "kiro", "credentials": "/x/kiro.json"}, None)
     assert machine.config.read_text() == "retention_day = 3\n"
+
+
+def test_a_config_that_cannot_take_the_account_leaves_the_block_to_paste(machine):
+    machine.config.write_text('[[accounts]]\nname = "kiro"\nprovider = "kiro"\ncredentials = "/x/kiro.json"\n')
+    said: list[str] = []
+    shown: list[str] = []
+    account = {"name": "k", "provider": "kiro", "credentials": str(machine.home / "k.json"), "region": 5}
+    with pytest.raises(LoginError, match="would not load"):
+        login.finish(
+            account,
+            {"accessToken": "a"},
+            machine.home / "k.json",
+            print_only=False,
+            explicit_config=None,
+            say=said.append,
+            show_block=shown.append,
+        )
+    assert "add this block yourself" in said[-1] and shown == [login.account_block(account)]
+    assert (machine.home / "k.json").is_file()  # the login itself is kept
