@@ -1,8 +1,8 @@
 """What every `llmbridge login PROVIDER` shares: PKCE, the loopback redirect server, reading a pasted
-code, progress on stderr, endpoint overrides, writing the credential file, and adding the account to
-the config.
+code, progress on stderr, writing the credential file, and adding the account to the config.
 
-The provider modules (`llmbridge.providers.<name>.login`) hold each vendor's flow; this module never
+The provider modules (`llmbridge.providers.<name>.login`) hold each vendor's flow and `llmbridge.cli`
+the `login` commands (whose endpoint options also read `LLMBRIDGE_LOGIN_*_URL`); this module never
 speaks a vendor's protocol. Everything here runs in the foreground of one command: a KeyboardInterrupt
 anywhere leaves nothing behind (credential files are written once, atomically, at the very end).
 """
@@ -53,14 +53,6 @@ def pkce_pair(verifier_bytes: int = 32) -> tuple[str, str]:
 def s256(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-# --- endpoints ------------------------------------------------------------------------------------
-
-
-def endpoint(option: str | None, env_name: str, default: str) -> str:
-    """An endpoint: the command-line option, else the environment variable, else the real one."""
-    return option or os.environ.get(env_name) or default
 
 
 # --- the loopback redirect ------------------------------------------------------------------------
