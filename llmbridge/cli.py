@@ -454,7 +454,7 @@ def login_gemini_cli(ctx: click.Context, /, **options: Any) -> None:
     from llmbridge.login import check_target
     from llmbridge.providers.gemini_cli import login as gemini
 
-    path = (options["out"] or Path(gemini.DEFAULT_OUT)).expanduser()
+    path = (options["out"] or Path(gemini.DEFAULT_OUT)).expanduser().absolute()
     flow = gemini.GeminiLogin(
         **_given(auth_url=options["auth_url"], token_url=options["token_url"], base_url=options["base_url"]),
         project=options["project"],
@@ -490,7 +490,7 @@ def login_qwen(ctx: click.Context, /, **options: Any) -> None:
     from llmbridge.login import Progress, check_target
     from llmbridge.providers.qwen import login as qwen
 
-    path = (options["out"] or Path(qwen.DEFAULT_OUT)).expanduser()
+    path = (options["out"] or Path(qwen.DEFAULT_OUT)).expanduser().absolute()
     flow = qwen.QwenLogin(
         **_given(device_url=options["device_url"], token_url=options["token_url"]),
         no_browser=options["no_browser"],
@@ -530,7 +530,7 @@ def login_kiro(ctx: click.Context, /, **options: Any) -> None:
     from llmbridge.providers.kiro import login as kiro
 
     name = options["name"] or "kiro"
-    path = (options["out"] or bridge_credentials_path(name)).expanduser()
+    path = (options["out"] or bridge_credentials_path(name)).expanduser().absolute()
     with _login_errors():
         check_target(path, options["force"], "kiro")
         _say(kiro.TERMS)

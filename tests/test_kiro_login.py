@@ -201,3 +201,11 @@ def test_a_configured_account_on_the_imported_file_is_pointed_out(machine):
     result = login("kiro")
     assert result.exit_code == 0, result.output
     assert "Remove account 'ide' from the config" in result.output
+
+
+def test_a_relative_out_path_is_saved_in_the_config_as_absolute(machine):
+    with FakeKiro() as kiro:
+        kiro.write_token_file(ide_file(machine))
+    assert login("kiro", "--out", "mine.json").exit_code == 0
+    assert load_config(machine.config).accounts[0].credentials == str(machine.work / "mine.json")
+    assert mode(machine.work / "mine.json") == 0o600
