@@ -17,7 +17,7 @@ import secrets
 import sys
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, TextIO
 from urllib.parse import parse_qs, urlsplit
@@ -27,13 +27,12 @@ from llmbridge.credentials import write_json_atomic
 from llmbridge.errors import ConfigError
 
 CALLBACK_PATH = "/oauth2callback"
+# The page the browser shows after the redirect. It cannot know yet whether the code will be
+# accepted (the state check and the token exchange come after), so it points at the terminal.
 DONE_PAGE = (
     b"<!doctype html><meta charset=utf-8><title>llmbridge</title>"
-    b"<p>llmbridge: signed in. You can close this tab and go back to the terminal.</p>"
-)
-FAILED_PAGE = (
-    b"<!doctype html><meta charset=utf-8><title>llmbridge</title>"
-    b"<p>llmbridge: the sign-in did not complete; the terminal says why.</p>"
+    b"<p>llmbridge received the sign-in answer. The terminal says whether the login succeeded; "
+    b"you can close this tab.</p>"
 )
 
 
@@ -75,7 +74,9 @@ class LoopbackRedirect:
     def __init__(self, port: int = 0) -> None:
         self.callback = Callback()
         self._done = threading.Event()
-        self._server = HTTPServer(("127.0.0.1", port), self._handler())
+        # threaded: a browser's idle speculative connection must not hold up the real redirect
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True)
 
     @property
@@ -113,12 +114,11 @@ class LoopbackRedirect:
                     self.send_error(404)
                     return
                 owner.callback.params = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                page = FAILED_PAGE if "error" in owner.callback.params else DONE_PAGE
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
+                self.send_header("Content-Length", str(len(DONE_PAGE)))
                 self.end_headers()
-                self.wfile.write(page)
+                self.wfile.write(DONE_PAGE)
                 owner._done.set()
 
         return Handler

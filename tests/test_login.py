@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import tomllib
 
 import httpx
@@ -46,9 +47,17 @@ def test_loopback_receives_the_redirect_and_ignores_other_paths():
         base = loopback.redirect_uri.removesuffix("/oauth2callback")
         assert httpx.get(base + "/favicon.ico").status_code == 404
         page = httpx.get(loopback.redirect_uri, params={"code": "4/abc", "state": "s1"})
-        assert page.status_code == 200 and "signed in" in page.text
+        assert page.status_code == 200 and "The terminal says whether the login succeeded" in page.text
         assert loopback.wait(5) == {"code": "4/abc", "state": "s1"}
         assert httpx.get(loopback.redirect_uri, params={"code": "again"}).status_code == 404  # one-shot
+
+
+def test_loopback_is_not_held_up_by_an_idle_connection():
+    with LoopbackRedirect() as loopback:
+        port = int(loopback.redirect_uri.split(":")[2].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port)):  # a browser's speculative connection, never used
+            httpx.get(loopback.redirect_uri, params={"code": "c", "state": "s"}, timeout=5)
+            assert loopback.wait(5)["code"] == "c"
 
 
 def test_loopback_gives_up_after_the_timeout():

@@ -118,6 +118,7 @@ def sign_in(
             say("Waiting for the sign-in (Ctrl-C cancels)...")
             code = code_from_redirect(loopback.wait(login.timeout), state, VENDOR)
     credentials = exchange_code(login, code, verifier, redirect_uri)
+    say("Finding the account's Code Assist project (a new account is onboarded first: up to a few minutes)...")
     project = asyncio.run(find_project(login, str(credentials["access_token"])))
     return GeminiLoginResult(credentials, project, email_of(credentials))
 
