@@ -263,7 +263,7 @@ def add_account(
     if created:
         # discovered from the standard files: kept, except the one this login just (re)wrote
         superseded = {account.get("credentials"), imported_from}
-        kept = [a for a in _discovered() if not any(_same_credentials([a], path) for path in superseded)]
+        kept = [a for a in _discovered() if not any(_same_credentials([a], file) for file in superseded)]
         entry = dict(account, name=unused_name(str(account["name"]), {a.name for a in kept}))
         _replace_checked(target, _new_config_text(kept, entry))
         return AddedAccount(target, str(entry["name"]), created_config=True)
@@ -325,7 +325,8 @@ def _replace_checked(target: Path, text: str) -> None:
         check_providers(load_config(tmp).accounts)
         os.replace(tmp, target)
     except ConfigError as e:
-        raise LoginError(f"the config with the new account would not load ({e}); {target} is unchanged") from None
+        problem = str(e).replace(str(tmp), str(target))  # name the file the user knows, not the draft
+        raise LoginError(f"the config with the new account would not load ({problem}); {target} is unchanged") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -214,4 +214,5 @@ def test_a_config_that_cannot_take_the_account_leaves_the_block_to_paste(machine
             show_block=shown.append,
         )
     assert "add this block yourself" in said[-1] and shown == [login.account_block(account)]
+    assert f"config file {machine.config}: accounts.1.region" in said[-1]
     assert (machine.home / "k.json").is_file()  # the login itself is kept
