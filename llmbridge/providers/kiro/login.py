@@ -137,7 +137,7 @@ def from_cli(path: Path) -> dict[str, Any]:
         refresh=data.get("refresh_token"),
         expires=_rfc3339(data.get("expires_at")),
         method="social" if social else "IdC",
-        provider=data.get("provider") or ("Google" if social else "BuilderId"),
+        provider=data.get("provider"),  # only when kiro-cli recorded it: the provider does not need it
         profile=data.get("profile_arn") or _cli_profile_arn(path),
         region=data.get("region"),
     )
