@@ -285,9 +285,9 @@ class BridgeApp:
         accounts = [a for a in self.config.accounts if a.enabled]
         if not accounts:
             return [
-                "  Accounts:  none. Add one: log in with the Gemini CLI (creates ~/.gemini/oauth_creds.json)",
-                "             or the Kiro IDE, or list accounts in bridge.toml (README, 'Account keys').",
-                "             Until then every model request answers 503.",
+                "  Accounts:  none. Add one: llmbridge login gemini-cli (or qwen, or kiro to import a Kiro",
+                "             login), or list accounts in bridge.toml (README, 'Account keys'). Until then",
+                "             every model request answers 503; scripts/serve --replay replay/demo runs offline.",
             ]
         where = "discovered from standard credential files" if self.discovered else "from the config"
         if self.offline is not None:
