@@ -77,7 +77,7 @@ def test_logs_on_a_missing_database_is_one_line(tmp_path: Path) -> None:
 def test_db_migrate_creates_then_reports_up_to_date(tmp_path: Path) -> None:
     path = tmp_path / "new" / "bridge.db"
     first = run("db", "migrate", "--db", str(path))
-    assert first.exit_code == 0 and "applied m001_initial, m002_parts_fts" in first.output
+    assert first.exit_code == 0 and "applied m001_initial, m002_parts_fts, m003_parts_fts_porter" in first.output
     second = run("db", "migrate", "--db", str(path))
     assert "schema up to date" in second.output
 

@@ -22,5 +22,11 @@ def test_migrations_are_idempotent(db_path: Path) -> None:
         rec.close()
     db = connect(db_path)
     assert migrate(db) == []
-    assert applied(db) == ["m001_initial", "m002_parts_fts"]
-    assert db["_sqlite_migrations"].count == 2
+    assert applied(db) == [
+        "m001_initial",
+        "m002_parts_fts",
+        "m003_parts_fts_porter",
+        "m004_turn_indexes",
+        "m005_exchange_column_order",
+    ]
+    assert db["_sqlite_migrations"].count == 5
