@@ -90,7 +90,7 @@ def render_cell(row: Any, value: Any, column: str, table: str | None, database: 
     if column == "blob_hash" and isinstance(value, str):
         return _link(row_url(datasette, database, "blobs", value), value, "the image bytes")
     if column.endswith("_ms") and isinstance(value, int | float):
-        return Markup('<span title="{} ms">{}</span>').format(value, duration(value))
+        return duration(value)
     if isinstance(value, str) and HIT_START in value:
         return highlighted(value)
     if column in JSON_COLUMNS and looks_like_json(value):
