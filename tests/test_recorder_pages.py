@@ -109,6 +109,9 @@ def test_cells_link_and_read_well(recorded: Path) -> None:
     assert sorted(facets) == ["account", "client_format", "model_served", "provider", "started_at", "status"]
     assert "started_at (date)" in exchanges.text  # the day facet
     assert "Milliseconds until the exchange ended" in help_page.text  # the column descriptions
+    assert 'href="/-/llmbridge/help#exchanges">What the columns mean' in exchanges.text
+    (row,) = fetch(recorded, f"/bridge/exchanges/{ids(recorded)[0]}")
+    assert f'href="/bridge/-/exchange/{ids(recorded)[0]}">Read this exchange on one screen' in row.text
     assert "Quota and cool-down history" in help_page.text
 
 

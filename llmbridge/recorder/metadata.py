@@ -1,7 +1,9 @@
 """What Datasette shows for a recordings database: titles, column descriptions and canned queries.
 
-`llmbridge browse` writes this as `metadata.yml` next to the database and starts Datasette with it;
-tests pass `build_metadata()` to an in-process `Datasette`. Core Datasette only (no plugins).
+`llmbridge browse` writes this as `metadata.yml` next to the database and starts Datasette with it and
+with the plugin in `datasette_plugins/` (the search query calls its `llmbridge_fts()`; ids and hashes
+become links there); tests pass `build_metadata()` to `browse.datasette_app()`, the same Datasette in
+process. Column descriptions are shown on the plugin's help page and in each column's menu.
 """
 
 from __future__ import annotations
@@ -234,7 +236,10 @@ def build_metadata(database_name: str, login: bool = False) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "title": "llmbridge recordings",
         "description": "Every prompt and response that went through the bridge.",
-        "databases": {database_name: {"tables": TABLES, "queries": QUERIES}},
+        # hide_sql: the rows first; each page keeps a "show" link for the SQL.
+        "databases": {
+            database_name: {"tables": TABLES, "queries": {n: {**q, "hide_sql": True} for n, q in QUERIES.items()}}
+        },
     }
     if login:
         metadata["allow"] = {"id": "root"}
