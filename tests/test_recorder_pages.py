@@ -83,6 +83,8 @@ def test_the_start_page_has_a_search_box_and_the_recent_exchanges(recorded: Path
     assert links == [f"/bridge/-/exchange/{i}" for i in reversed(ids(recorded))]  # newest first
     assert "question 1" in page.text and "14 ms" in page.text and "13.74" not in page.text
     assert "/bridge/usage_per_account" in page.text and "/-/llmbridge/help" in page.text
+    assert page.text.count('<svg class="llmbridge-chart"') == 2  # requests and tokens per day
+    assert "<title>Requests per day (failed in red)</title>" in page.text
 
 
 def test_search_finds_words_and_its_hits_link_to_the_exchange(recorded: Path) -> None:

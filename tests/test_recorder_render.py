@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
 
-from llmbridge.recorder.render import HIT_END, HIT_START, duration, fts_query, highlighted, markdown, pretty_json
+from llmbridge.recorder.render import (
+    HIT_END,
+    HIT_START,
+    bar_chart,
+    duration,
+    fts_query,
+    highlighted,
+    markdown,
+    pretty_json,
+)
 
 
 def test_markdown_is_rendered_and_html_in_it_is_shown_as_text() -> None:
@@ -63,3 +73,14 @@ def test_words_are_stemmed_prefixes_and_phrases_work(fts: sqlite3.Connection) ->
 def test_fts_syntax_typed_by_a_user_is_never_an_error(fts: sqlite3.Connection, typed: str) -> None:
     search(fts, typed)  # raises sqlite3.OperationalError on a syntax error
     assert search(fts, "OR") == ["OR NOT (weird) syntax*"]
+
+
+def test_bar_chart_draws_one_bar_per_day_scaled_to_the_peak() -> None:
+    svg = str(bar_chart([("12-01", 10, 0), ("12-02", 40, 10), ("<b>", 0, 0)], "Requests <per day>"))
+    assert svg.startswith('<svg class="llmbridge-chart"') and "<title>Requests &lt;per day&gt;</title>" in svg
+    heights = [float(h) for h in re.findall(r'height="([\d.]+)" class="bar"/>', svg)]
+    red = [float(h) for h in re.findall(r'height="([\d.]+)" class="bar-red"/>', svg)]
+    assert heights == [30.0, 120.0, 0.0] and red == [0.0, 30.0, 0.0]  # the peak is 120 px tall
+    assert "<title>12-02: 40 (10 failed)</title>" in svg
+    assert ">&lt;b&gt;</text>" in svg and "<b>" not in svg  # labels are escaped
+    assert str(bar_chart([], "nothing")).startswith("<svg")

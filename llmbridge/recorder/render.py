@@ -87,3 +87,49 @@ def fts_query(typed: str | None) -> str:
         if re.search(r"\w", text):  # punctuation alone is no word (the tokenizer drops it)
             terms.append('"' + text + '"' + ("*" if prefix else ""))
     return " ".join(terms) or '""'
+
+
+def bar_chart(bars: list[tuple[str, float, float]], title: str, unit: str = "") -> Markup:
+    """A small inline SVG bar chart, drawn here (no JavaScript, nothing fetched from elsewhere): one bar per
+    (label, value, part of it to show in red, e.g. errors), labels under the bars, the value on hover."""
+    width, height, gap, top, bottom = 36, 120, 8, 16, 34
+    peak = max((value for _, value, _ in bars), default=0) or 1
+    shapes = []
+    for i, (label, value, red) in enumerate(bars):
+        x = i * (width + gap)
+        full, part = height * value / peak, height * min(red, value) / peak
+        tip = f"{label}: {value:,.0f}{unit}" + (f" ({red:,.0f} failed)" if red else "")
+        shapes.append(
+            Markup(
+                '<g><title>{tip}</title><rect x="{x}" y="{y}" width="{w}" height="{h}" class="bar"/>'
+                '<rect x="{x}" y="{ry}" width="{w}" height="{rh}" class="bar-red"/>'
+                '<text x="{cx}" y="{ty}" class="value">{short}</text>'
+                '<text x="{cx}" y="{ly}" class="label">{label}</text></g>'
+            ).format(
+                tip=tip,
+                x=x,
+                y=top + height - full,
+                w=width,
+                h=full,
+                ry=top + height - part,
+                rh=part,
+                cx=x + width / 2,
+                ty=top + height - full - 3,
+                short=_short(value),
+                ly=top + height + 14,
+                label=label,
+            )  # fmt: skip
+        )
+    total = len(bars) * (width + gap)
+    return Markup(
+        '<svg class="llmbridge-chart" role="img" width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
+        "<title>{title}</title>{shapes}</svg>"
+    ).format(w=max(total, 1), h=top + height + bottom, title=title, shapes=Markup("").join(shapes))
+
+
+def _short(value: float) -> str:
+    """1234 -> "1.2k", 2500000 -> "2.5M": a bar's label must fit its width."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= limit:
+            return f"{value / limit:.1f}{suffix}"
+    return f"{value:.0f}"

@@ -28,6 +28,7 @@ from llmbridge.recorder.metadata import QUERIES, TABLES, USAGE_QUERIES
 from llmbridge.recorder.reading import load_exchange
 from llmbridge.recorder.render import (
     HIT_START,
+    bar_chart,
     duration,
     fts_query,
     highlighted,
@@ -149,9 +150,11 @@ async def start_page(datasette: Any, request: Any) -> Response:
     await datasette.ensure_permissions(request.actor, ["view-instance"])
     database = await _recordings_database(datasette)
     recent: list[dict[str, Any]] = []
+    days: list[dict[str, Any]] = []
     if database:
         db = await _readable(datasette, request, database)
         recent = [dict(r) for r in (await db.execute(_RECENT_SQL, [RECENT_ON_START_PAGE])).rows]
+        days = [dict(r) for r in (await db.execute(_DAYS_SQL, [DAYS_CHARTED])).rows][::-1]
     context = {
         "database": database,
         "recent": recent,
@@ -159,9 +162,22 @@ async def start_page(datasette: Any, request: Any) -> Response:
         "queries": QUERIES,
         "exchange_url": lambda exchange_id: exchange_url(datasette, str(database), exchange_id),
         "duration": duration,
+        "requests_chart": bar_chart(
+            [(d["day"][5:], d["requests"], d["errors"]) for d in days], "Requests per day (failed in red)"
+        ),
+        "tokens_chart": bar_chart(
+            [(d["day"][5:], d["tokens"], 0) for d in days], "Tokens per day (input + output)", " tokens"
+        ),
+        "charted_days": len(days),
     }
     return Response.html(await datasette.render_template("llmbridge_start.html", context, request=request))
 
+
+DAYS_CHARTED = 14
+_DAYS_SQL = """SELECT date(started_at) AS day, count(*) AS requests,
+  sum(status >= 400 OR error_kind IS NOT NULL) AS errors,
+  coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0) AS tokens
+FROM exchanges GROUP BY day ORDER BY day DESC LIMIT ?"""
 
 _RECENT_SQL = """SELECT e.id, e.started_at, coalesce(e.model_served, e.model_requested) AS model, e.account,
   e.status, e.duration_ms, e.input_tokens, e.output_tokens, e.usage_estimated, e.error_kind,
