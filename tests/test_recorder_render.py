@@ -26,6 +26,10 @@ def test_markdown_is_rendered_and_html_in_it_is_shown_as_text() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'href="javascript' not in str(markdown("[click](javascript:alert(1))"))
     assert str(markdown(None)) == ""
+    assert "<img" not in str(markdown("![tracker](http://evil.example/pixel.png)"))  # nothing is fetched
+    assert str(markdown("[docs](https://example.com)")).strip() == (
+        '<p><a href="https://example.com" rel="noopener noreferrer nofollow">docs</a></p>'
+    )
 
 
 def test_highlighted_escapes_the_snippet_then_marks_the_hits() -> None:

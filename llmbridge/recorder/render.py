@@ -2,8 +2,8 @@
 
 Recorded prompts and answers are hostile input (a prompt can hold `<script>`): every function that
 returns HTML escapes the recorded text first. Markdown is rendered by markdown-it-py with raw HTML
-turned off, so tags in a prompt show as text, and links with `javascript:` and similar schemes are
-not made into links.
+turned off, so tags in a prompt show as text; links with `javascript:` and similar schemes are not
+made into links, other links get `rel="noopener noreferrer nofollow"`, and Markdown images stay text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,18 @@ from markupsafe import Markup, escape
 # snippet() wraps each hit in these: control characters no prompt text is expected to hold.
 HIT_START, HIT_END = "\x02", "\x03"
 
+# Images stay text: a recorded `![](http://...)` must not make the browser fetch anything.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table", "strikethrough"])
+_MARKDOWN.disable("image")
+
+
+def _link_open(renderer: Any, tokens: Any, index: int, options: Any, env: Any) -> str:
+    # Links in recorded text lead off the page: never with this page's address or a handle on it.
+    tokens[index].attrSet("rel", "noopener noreferrer nofollow")
+    return str(renderer.renderToken(tokens, index, options, env))
+
+
+_MARKDOWN.add_render_rule("link_open", _link_open)
 
 
 def markdown(text: str | None) -> Markup:
