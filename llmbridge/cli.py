@@ -166,9 +166,18 @@ def key(ctx: click.Context) -> None:
 def browse(
     ctx: click.Context, db_path: Path | None, port: int, host: str, allow_hosts: tuple[str, ...], login: bool
 ) -> None:
-    """Open the recordings in Datasette (http://127.0.0.1:PORT), with canned queries. Only requests
-    whose Host is a local name (or one given with --allow-host) are answered."""
-    from llmbridge.recorder.browse import HOSTS_ENV, PLUGINS_DIR, host_name, is_loopback, is_wildcard
+    """Open the recordings in Datasette (http://127.0.0.1:PORT/): recent exchanges, search, one screen per
+    exchange, usage queries. Only requests whose Host is a local name (or one given with --allow-host)
+    are answered. The database must exist (the bridge creates it when it records)."""
+    from llmbridge.recorder.browse import (
+        HOSTS_ENV,
+        PLUGINS_DIR,
+        TEMPLATES_DIR,
+        host_name,
+        is_loopback,
+        is_wildcard,
+        port_problem,
+    )
 
     names = list(allow_hosts)
     if not is_loopback(host):
@@ -181,7 +190,11 @@ def browse(
         if not is_wildcard(host):
             names.append(host)
     path = _database(ctx, db_path)
-    _migrate(path)  # an empty, current database is better than Datasette failing on a missing file
+    _open_existing(path).conn.close()  # a typo in --db is an error, not a new empty database
+    _migrate(path)  # an older database gets the current schema (and its search index rebuilt)
+    problem = port_problem(host, port)
+    if problem:
+        raise click.ClickException(problem)
     metadata = write_metadata(path, login=login)
     command = [
         sys.executable,
@@ -193,6 +206,8 @@ def browse(
         str(metadata),
         "--plugins-dir",
         PLUGINS_DIR,
+        "--template-dir",
+        TEMPLATES_DIR,
         "--host",
         host,
         "--port",
@@ -202,7 +217,7 @@ def browse(
         command.append("--root")
     env = dict(os.environ, **{HOSTS_ENV: ",".join(names)})
     shown = "127.0.0.1" if is_wildcard(host) else host_name(host)
-    click.echo(f"Datasette on http://{shown}:{port}/{path.stem} (Ctrl-C stops)", err=True)
+    click.echo(f"Recordings on http://{shown}:{port}/ (recent exchanges and search; Ctrl-C stops)", err=True)
     if login:
         click.echo(
             "Sign in with the one-time URL Datasette prints below (it sets a cookie for this browser).", err=True

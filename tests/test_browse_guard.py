@@ -20,7 +20,9 @@ import yaml
 from click.testing import CliRunner
 
 from llmbridge import cli
+from llmbridge.recorder import browse as browse_module
 from llmbridge.recorder.browse import HOSTS_ENV, allowed_names, host_allowed, is_loopback
+from llmbridge.recorder.schema import connect, migrate
 
 
 def test_host_names_that_are_answered() -> None:
@@ -47,7 +49,17 @@ def test_host_names_that_are_answered() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("box.lan")
 
 
+def make_database(path: Path) -> Path:
+    """An empty recordings database, as the bridge leaves it before the first request."""
+    if not path.exists():
+        migrate(connect(path))
+    return path
+
+
 def browse_command(monkeypatch, db: Path, *args: str):
+    make_database(db)
+    # The command line is what is checked here; 192.168.1.5 is not this machine's, so it cannot be bound.
+    monkeypatch.setattr(browse_module, "port_problem", lambda host, port: None)
     calls = []
     monkeypatch.setattr(subprocess, "call", lambda command, **kw: calls.append((command, kw.get("env"))) or 0)
     result = CliRunner().invoke(cli.main, ["browse", "--db", str(db), *args], catch_exceptions=False)
@@ -111,6 +123,7 @@ class Browse:
     def __init__(self, tmp_path: Path, *args: str) -> None:
         self.port = free_port()
         self.out = tmp_path / "browse.out"
+        make_database(tmp_path / "bridge.db")
         command = [
             sys.executable,
             "-c",
@@ -171,7 +184,11 @@ def test_with_login_nothing_is_shown_before_the_one_time_sign_in(tmp_path: Path)
         while "auth-token?token=" not in browse.output() and time.monotonic() < deadline:
             time.sleep(0.1)
         url = next(w for w in browse.output().split() if "auth-token?token=" in w)
+        llmbridge_pages = ("/", "/-/llmbridge/help", "/bridge/-/exchange/anything", "/bridge/-/image/sha256~3Ax")
         for path in ("/bridge.json", "/bridge/recent_exchanges.json", "/bridge/exchanges.json", "/-/metadata.json"):
+            status, _, _ = get(port, path)
+            assert status == 403, path
+        for path in llmbridge_pages:  # the plugin's own pages ask Datasette's permissions too
             status, _, _ = get(port, path)
             assert status == 403, path
         status, _, headers = get(port, url.split(str(port), 1)[1])
@@ -179,9 +196,11 @@ def test_with_login_nothing_is_shown_before_the_one_time_sign_in(tmp_path: Path)
         cookie = headers["set-cookie"].split(";")[0]
         status, _, _ = get(port, url.split(str(port), 1)[1])
         assert status == 403  # one-time: the URL signs in once
-        for path in ("/bridge.json", "/bridge/recent_exchanges.json"):
+        for path in ("/bridge.json", "/bridge/recent_exchanges.json", "/", "/-/llmbridge/help"):
             status, body, _ = get(port, path, cookie=cookie)
             assert status == 200, (path, body)
+        status, _, _ = get(port, "/bridge/-/exchange/anything", cookie=cookie)
+        assert status == 404
         status, _, _ = get(port, "/bridge.json", "evil.example.com", cookie=cookie)
         assert status == 403  # signed in or not, the Host must be local
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def test_logs_on_a_missing_database_is_one_line(tmp_path: Path) -> None:
 def test_db_migrate_creates_then_reports_up_to_date(tmp_path: Path) -> None:
     path = tmp_path / "new" / "bridge.db"
     first = run("db", "migrate", "--db", str(path))
-    assert first.exit_code == 0 and "applied m001_initial, m002_parts_fts" in first.output
+    assert first.exit_code == 0 and "applied m001_initial, m002_parts_fts, m003_parts_fts_porter" in first.output
     second = run("db", "migrate", "--db", str(path))
     assert "schema up to date" in second.output
 
@@ -189,6 +190,30 @@ def test_browse_writes_metadata_and_starts_datasette_on_localhost(db_path: Path,
     assert command[command.index("--port") + 1] == "8123"
     metadata = Path(command[command.index("--metadata") + 1])
     assert metadata == db_path.parent / "metadata.yml" and "Tokens per model per day" in metadata.read_text()
+
+
+def test_browse_on_a_missing_database_names_the_path_and_creates_nothing(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda command, **kw: calls.append(command) or 0)
+    typo = tmp_path / "recordings" / "brigde.db"
+    result = CliRunner().invoke(cli.main, ["browse", "--db", str(typo)])
+    assert result.exit_code == 1 and not calls
+    assert f"no recordings database at {typo}" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not typo.exists() and not typo.parent.exists()
+
+
+def test_browse_on_a_busy_port_says_which_option_to_change(db_path: Path, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda command, **kw: calls.append(command) or 0)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli.main, ["browse", "--db", str(db_path), "--port", str(port)])
+    assert result.exit_code == 1 and not calls
+    (line,) = result.output.strip().splitlines()
+    assert f"port {port} on 127.0.0.1 is already in use" in line and f"--port {port + 1}" in line
+    assert "Traceback" not in result.output and "http://" not in result.output  # no URL printed first
 
 
 def test_every_command_is_documented_in_the_cli_docstring() -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from datasette.app import Datasette
 
+from llmbridge.recorder.browse import datasette_app
 from llmbridge.recorder.metadata import QUERIES, build_metadata
 from tests.bridge_process import BridgeProcess, run_bridge_expecting_failure, write_config
 from tests.fakes import code_assist
@@ -686,7 +686,7 @@ def test_datasette_canned_queries_show_the_bridge_recordings(conversation_db):
     db: Path = conversation_db["db"]
 
     async def run() -> dict[str, Any]:
-        ds = Datasette([str(db)], metadata=build_metadata(db.stem))
+        ds = datasette_app(db, build_metadata(db.stem))
         await ds.invoke_startup()
         (last,) = rows(db, "SELECT id FROM exchanges WHERE status = 200 ORDER BY started_at DESC LIMIT 1")
         results = {}
@@ -712,7 +712,7 @@ def test_datasette_canned_queries_show_the_bridge_recordings(conversation_db):
     assert (day["model"], day["requests"], day["input_tokens"], day["output_tokens"]) == ("gpt-test", 4, 33, 21)
     assert len(results["slowest_ttfb"]) == 3
     found = {(r["role"], r["snippet"]) for r in results["search"]}
-    assert ("user", "question [number] 0") in found and ("assistant", "reply [number] 2") in found
+    assert ("user", "question \x02number\x03 0") in found and ("assistant", "reply \x02number\x03 2") in found
 
 
 # --- errors before any upstream are recorded too, once the client is known ------------------------------

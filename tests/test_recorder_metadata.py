@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import sqlite_utils
-from datasette.app import Datasette
 
 from llmbridge.recorder import Recorder
+from llmbridge.recorder.browse import datasette_app
 from llmbridge.recorder.metadata import QUERIES, build_metadata, write_metadata
 from tests.fakes.recordings import conversation, exchange, user
 
@@ -50,7 +50,7 @@ def latest_answer_hash(path: Path) -> str:
 
 
 async def run_queries(path: Path, params: dict[str, str]) -> dict[str, Any]:
-    ds = Datasette([str(path)], metadata=build_metadata(path.stem))
+    ds = datasette_app(path, build_metadata(path.stem))
     await ds.invoke_startup()
     results = {}
     for name in QUERIES:
@@ -86,7 +86,11 @@ def test_every_canned_query_returns_the_recorded_rows(recorded: Path) -> None:
     (day,) = results["tokens_per_model_per_day"]
     assert (day["requests"], day["input_tokens"], day["output_tokens"]) == (4, 10 + 10 + 30 + 50, 6)
     assert results["slowest_ttfb"][0]["ttfb_ms"] == 900.0
-    assert sorted(r["snippet"] for r in results["search"]) == ["[question] 0", "[question] 1", "[question] 2"]
+    assert sorted(r["snippet"] for r in results["search"]) == [
+        "\x02question\x03 0",
+        "\x02question\x03 1",
+        "\x02question\x03 2",
+    ]
 
 
 def test_conversation_accepts_an_exchange_id(recorded: Path) -> None:

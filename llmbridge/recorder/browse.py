@@ -17,13 +17,35 @@ instance-wide `allow: {id: root}` refuses everyone else (403), the JSON API incl
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 from collections.abc import Iterable
+from typing import Any
 
 HOSTS_ENV = "LLMBRIDGE_BROWSE_HOSTS"
 LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 PLUGINS_DIR = os.path.join(os.path.dirname(__file__), "datasette_plugins")
+TEMPLATES_DIR = os.path.join(os.path.dirname(__file__), "templates")
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """One line naming the option to change when Datasette could not listen on host:port, else None.
+    Checked before Datasette starts: its own failure is a traceback after the URL was printed."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's server does
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is already in use (another llmbridge browse or Datasette?); "
+                    f"stop it, or choose another port with --port {port + 1}"
+                )
+            return f"cannot listen on {host}:{port}: {e.strerror or e}; choose another address with --host"
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -83,3 +105,11 @@ def host_allowed(header: str | None, allowed: frozenset[str]) -> bool:
     if port and not port.isdigit():
         return False
     return name in allowed
+
+
+def datasette_app(database: str | os.PathLike[str], metadata: dict[str, Any]) -> Any:
+    """An in-process Datasette as `llmbridge browse` starts it (same plugins and templates), for tests
+    and scripts; call `await app.invoke_startup()` before use."""
+    from datasette.app import Datasette  # imported only when wanted: it is heavy
+
+    return Datasette([str(database)], metadata=metadata, plugins_dir=PLUGINS_DIR, template_dir=TEMPLATES_DIR)

@@ -1,7 +1,9 @@
 """What Datasette shows for a recordings database: titles, column descriptions and canned queries.
 
-`llmbridge browse` writes this as `metadata.yml` next to the database and starts Datasette with it;
-tests pass `build_metadata()` to an in-process `Datasette`. Core Datasette only (no plugins).
+`llmbridge browse` writes this as `metadata.yml` next to the database and starts Datasette with it and
+with the plugin in `datasette_plugins/` (the search query calls its `llmbridge_fts()`; ids and hashes
+become links there); tests pass `build_metadata()` to `browse.datasette_app()`, the same Datasette in
+process. Column descriptions are shown on the plugin's help page and in each column's menu.
 """
 
 from __future__ import annotations
@@ -20,14 +22,54 @@ _PROMPT = (
     "WHERE p.message_hash = e.request_message_hash)"
 )
 
+
+def _usage_by(column: str, label: str) -> str:
+    """Requests, errors, tokens and latency grouped by one expression over `exchanges`."""
+    return f"""SELECT {column} AS {label}, count(*) AS requests,
+  sum(e.status >= 400 OR e.error_kind IS NOT NULL) AS errors,
+  sum(e.input_tokens) AS input_tokens, sum(e.output_tokens) AS output_tokens,
+  sum(e.cached_tokens) AS cached_tokens, sum(e.reasoning_tokens) AS reasoning_tokens,
+  sum(e.usage_estimated) AS estimated,
+  avg(e.ttfb_ms) AS avg_ttfb_ms, avg(e.duration_ms) AS avg_duration_ms, max(e.duration_ms) AS max_duration_ms
+FROM exchanges e GROUP BY {label} ORDER BY {"day DESC" if label == "day" else "requests DESC"}"""
+
+
+_USAGE_NOTE = (
+    " Tokens as the providers counted them; 'estimated' counts the requests whose counts the bridge "
+    "estimated because the provider gave none."
+)
+
+USAGE_QUERIES: dict[str, dict[str, Any]] = {
+    "usage_per_day": {
+        "title": "Usage per day",
+        "description": "Requests, errors, tokens and latency per UTC day." + _USAGE_NOTE,
+        "sql": _usage_by("date(e.started_at)", "day"),
+    },
+    "usage_per_account": {
+        "title": "Usage per account",
+        "description": "Requests, errors, tokens and latency per upstream account." + _USAGE_NOTE,
+        "sql": _usage_by("e.account", "account"),
+    },
+    "usage_per_model": {
+        "title": "Usage per model",
+        "description": "Requests, errors, tokens and latency per model served." + _USAGE_NOTE,
+        "sql": _usage_by("coalesce(e.model_served, e.model_requested)", "model"),
+    },
+    "usage_per_client_key": {
+        "title": "Usage per client key",
+        "description": "Requests, errors, tokens and latency per client API key (its label)." + _USAGE_NOTE,
+        "sql": _usage_by("e.key_label", "client_key"),
+    },
+}
+
 QUERIES: dict[str, dict[str, Any]] = {
     "recent_exchanges": {
         "title": "Recent exchanges",
-        "description": "The latest 200 client requests, newest first, with the last prompt and the answer.",
-        "sql": f"""SELECT e.id, e.started_at, e.client_format, e.endpoint,
-  coalesce(e.model_served, e.model_requested) AS model, e.account, e.provider, e.attempt_count,
-  e.status, e.ttfb_ms, e.duration_ms, e.input_tokens, e.output_tokens, e.finish_reason, e.error_kind,
-  {_PROMPT} AS prompt, {_ANSWER} AS answer, e.response_message_hash
+        "description": "The latest 200 client requests, newest first, with the last prompt and the answer. "
+        "Click an id to read the exchange.",
+        "sql": f"""SELECT e.id, e.started_at, coalesce(e.model_served, e.model_requested) AS model, e.account,
+  e.status, e.duration_ms, {_PROMPT} AS prompt, {_ANSWER} AS answer, e.input_tokens, e.output_tokens,
+  e.error_kind, e.client_format, e.provider, e.attempt_count, e.ttfb_ms, e.finish_reason
 FROM exchanges e ORDER BY e.started_at DESC LIMIT 200""",
     },
     "conversation": {
@@ -82,11 +124,26 @@ FROM exchanges WHERE ttfb_ms IS NOT NULL ORDER BY ttfb_ms DESC LIMIT 100""",
     },
     "search": {
         "title": "Search prompts and answers",
-        "description": "Full-text search (FTS5) over the text of every message part.",
-        "sql": """SELECT m.first_exchange_id AS exchange_id, m.role, p.type,
-  snippet(parts_fts, 0, '[', ']', '...', 24) AS snippet, p.message_hash, m.created_at
+        "description": "Words in any prompt, answer, tool call or result: 'lighthouse' also finds "
+        "'lighthouses', 'lightho*' finds words that start so, \"quoted words\" find a phrase.",
+        "sql": """SELECT m.first_exchange_id AS exchange_id, m.created_at, m.role, p.type,
+  snippet(parts_fts, 0, char(2), char(3), '...', 24) AS snippet, p.message_hash
 FROM parts_fts JOIN parts p ON p.id = parts_fts.rowid JOIN messages m ON m.hash = p.message_hash
-WHERE parts_fts MATCH coalesce(nullif(escape_fts(:q), ''), '""') ORDER BY rank LIMIT 100""",
+WHERE parts_fts MATCH llmbridge_fts(:q) ORDER BY rank LIMIT 100""",
+    },
+    **USAGE_QUERIES,
+    "account_limits": {
+        "title": "Quota and cool-down history",
+        "description": "Every upstream attempt an account's limits refused (rate limits, spent quota, "
+        "overload), with the wait the upstream asked for: when each account was cooling down.",
+        "sql": """SELECT a.started_at, a.account, a.provider, a.status,
+  coalesce(a.error_kind, 'http ' || a.status) AS limit_kind,
+  coalesce(json_extract(a.response_headers, '$."retry-after"'),
+           json_extract(a.response_headers, '$."x-ratelimit-reset-requests"')) AS retry_after,
+  a.error_message, a.exchange_id
+FROM attempts a
+WHERE a.status = 429 OR a.error_kind IN ('rate_limited', 'quota_exhausted', 'overloaded', 'account_unusable')
+ORDER BY a.started_at DESC LIMIT 500""",
     },
 }
 
@@ -95,6 +152,7 @@ TABLES: dict[str, dict[str, Any]] = {
         "title": "Exchanges",
         "description": "One row per client request and everything done to answer it.",
         "sort_desc": "started_at",
+        "facets": ["provider", "model_served", "account", "status", "client_format", {"date": "started_at"}],
         "columns": {
             "id": "Sortable unique id (ms timestamp + randomness)",
             "started_at": "When the client request arrived (UTC)",
@@ -131,6 +189,8 @@ TABLES: dict[str, dict[str, Any]] = {
     "attempts": {
         "title": "Upstream attempts",
         "description": "One row per upstream request made for an exchange (one account tried once).",
+        "sort_desc": "id",
+        "facets": ["account", "provider", "status", "error_kind"],
         "columns": {
             "exchange_id": "The exchange this attempt served",
             "position": "1 for the first attempt",
@@ -176,7 +236,10 @@ def build_metadata(database_name: str, login: bool = False) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "title": "llmbridge recordings",
         "description": "Every prompt and response that went through the bridge.",
-        "databases": {database_name: {"tables": TABLES, "queries": QUERIES}},
+        # hide_sql: the rows first; each page keeps a "show" link for the SQL.
+        "databases": {
+            database_name: {"tables": TABLES, "queries": {n: {**q, "hide_sql": True} for n, q in QUERIES.items()}}
+        },
     }
     if login:
         metadata["allow"] = {"id": "root"}

@@ -10,6 +10,7 @@ Tables (see `metadata.py` for the column descriptions Datasette shows):
     attempts   one row per upstream attempt of an exchange: translated request, raw response bytes
     messages   content-addressed: hash over (parent hash, role, parts), so shared history is stored once
     parts      the parts of each message (text, reasoning, tool_call, tool_result, image); FTS5 on text
+               (porter stemming since m003: "lighthouse" finds "lighthouses")
     blobs      image bytes, stored once by hash (sha256 of media type + bytes)
 """
 
@@ -77,6 +78,45 @@ def _m001_initial(db: Database) -> None:
 def _m002_parts_fts(db: Database) -> None:
     # FTS5 over the text of every part, kept current by triggers (prune deletes rows too).
     db.table("parts").enable_fts(["text"], fts_version="FTS5", create_triggers=True)
+
+
+@migrations(name="m003_parts_fts_porter")
+def _m003_parts_fts_porter(db: Database) -> None:
+    # Words, not spellings: the porter tokenizer (over unicode61) stems, so "lighthouse" matches
+    # "lighthouses". The index is dropped with its triggers, made again, and filled from `parts`.
+    db.table("parts").disable_fts()
+    db.table("parts").enable_fts(["text"], fts_version="FTS5", create_triggers=True, tokenize="porter unicode61")
+    db.table("parts").rebuild_fts()
+
+
+@migrations(name="m004_turn_indexes")
+def _m004_turn_indexes(db: Database) -> None:
+    # The exchange screen links each turn to the previous and next one through message hashes.
+    db.table("exchanges").create_index(["request_message_hash"], if_not_exists=True)
+    db.table("exchanges").create_index(["response_message_hash"], if_not_exists=True)
+
+
+@migrations(name="m005_exchange_column_order")
+def _m005_exchange_column_order(db: Database) -> None:
+    # Datasette shows columns in table order: the ones people scan come first (a one-time table copy;
+    # sqlite-utils keeps the indexes and foreign keys).
+    db.table("exchanges").transform(column_order=list(EXCHANGE_COLUMNS_FIRST))
+
+
+EXCHANGE_COLUMNS_FIRST = (
+    "id",
+    "started_at",
+    "model_served",
+    "account",
+    "status",
+    "duration_ms",
+    "input_tokens",
+    "output_tokens",
+    "error_kind",
+    "client_format",
+    "provider",
+    "model_requested",
+)
 
 
 _EXCHANGE_COLUMNS: dict[str, type] = {

@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 import time
 
-from llmbridge.canonical import ChatRequest, ChatResult, Message, TextPart, Usage
+from llmbridge.canonical import (
+    ChatRequest,
+    ChatResult,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+)
 from llmbridge.exchange import AttemptRecord, ExchangeRecord
 
 SYSTEM = "You are a terse assistant."
@@ -94,3 +104,64 @@ def conversation(turns: int, started: float | None = None) -> list[ExchangeRecor
         records.append(exchange(history, answer, started=base + turn))
         history = [*history, assistant(answer)]
     return records
+
+
+# A 1x1 PNG, as a client would send it (base64).
+PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNg+M/AwB8ABQICAaHiodQAAAAASUVORK5CYII="
+HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
+
+
+def lighthouse_conversation(started: float) -> list[ExchangeRecord]:
+    """Two turns of one conversation with everything the exchange screen shows: Markdown, hostile HTML
+    in the prompt, an image, thinking, a tool call and its result; the request stored as the bridge
+    stores it (`exclude_none`, so every part keeps its type)."""
+    first_prompt = f"Tell me about the **lighthouses** of Brittany. {HOSTILE}"
+    first_answer = "Two *lighthouses* guard the coast:\n\n- Phare d'Eckmühl\n- Phare du Créac'h"
+    history = [user(first_prompt)]
+    first = exchange(history, first_answer, started=started, duration_ms=13.74053955078125)
+    history = [
+        *history,
+        assistant(first_answer),
+        Message(
+            role="user",
+            parts=[TextPart(text="Here is a photo. Is it foggy?"), ImagePart(media_type="image/png", data=PNG_BASE64)],
+        ),
+        Message(
+            role="assistant",
+            parts=[
+                ReasoningPart(text="The user asks about fog: call the weather tool.", signature="sig-1"),
+                ToolCallPart(id="call_1", name="get_weather", arguments={"city": "Brest"}),
+            ],
+        ),
+        Message(
+            role="user",
+            parts=[ToolResultPart(tool_call_id="call_1", name="get_weather", content=[TextPart(text="fog, 12 C")])],
+        ),
+    ]
+    usage = Usage(input_tokens=120, output_tokens=12, cached_tokens=100, reasoning_tokens=5, estimated=True)
+    second = exchange(history, "Foggy: the lighthouse beams matter today.", started=started + 1, usage=usage)
+    for record, messages in ((first, history[:1]), (second, history)):
+        request = ChatRequest(model="test-model", system=[TextPart(text=SYSTEM)], messages=messages)
+        record.request_canonical = request.model_dump(mode="json", exclude_none=True)
+    second.attempts.insert(0, _refused_attempt(started + 1))
+    return [first, second]
+
+
+def _refused_attempt(started: float) -> AttemptRecord:
+    """An attempt an account's rate limit refused (the exchange then failed over)."""
+    attempt = AttemptRecord(
+        account="acct-limited",
+        provider="fake",
+        url="https://upstream.test/v1/chat",
+        request_headers={"content-type": "application/json"},
+        request_body={"model": "test-model"},
+        status=429,
+        response_headers={"retry-after": "30"},
+        response_body=bytearray(b'{"error": "slow down"}'),
+        ttfb_ms=5.0,
+        duration_ms=6.0,
+        error_kind="rate_limited",
+        error_message="slow down",
+    )
+    attempt.started = started
+    return attempt
