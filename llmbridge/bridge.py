@@ -86,7 +86,9 @@ class Bridge:
         self.on_exchange = on_exchange
         self.router = Router(load_formats())
         peek_seconds = min(PEEK_SECONDS, config.keepalive_seconds)
-        self.failover = Failover(pool, config.max_attempts, peek_seconds, on_exchange, config.max_wait_seconds)
+        self.failover = Failover(
+            pool, config.max_attempts, peek_seconds, on_exchange, config.max_wait_seconds, config.first_token_timeout
+        )
         self.rules = Rules()
         self.use_rules(config, client_keys)
         self._cut_off: asyncio.Future[None] | None = None

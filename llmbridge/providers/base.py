@@ -170,6 +170,19 @@ class Provider(ABC):
         """Ask the upstream to count the request's input tokens; None where it cannot."""
         return None
 
+    async def probe(self) -> bool:
+        """The health probe (`llmbridge.probes`): the cheapest call that shows the account works (a
+        token refresh for OAuth logins, a model listing for API keys). Returns True when it answered
+        well, raises the classified BridgeError when not; False when the provider has no such call
+        (its account then comes back only when its cool-down ends, or its config changes)."""
+        return False
+
+    async def probe_get(self, url: str, headers: dict[str, str], classify: Classifier) -> bool:
+        """A probe that is one GET (a model listing): True on a 2xx, else the classified error."""
+        response, _ = await self.send("GET", url, headers, None, classify)
+        await response.aclose()
+        return True
+
     def describe(self) -> str:
         """One line for the startup banner (no secrets)."""
         return f"{self.account.name} ({self.name})"

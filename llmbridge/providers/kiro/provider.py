@@ -147,6 +147,11 @@ class KiroProvider(Provider):
         else:
             await self.credentials.ensure_fresh()
 
+    async def probe(self) -> bool:
+        """A token refresh: the Kiro auth service says whether the login still stands, at no cost."""
+        await self.credentials.refresh(force=True)
+        return True
+
     def base_url(self) -> str:
         base = self.account.base_url or f"https://runtime.{self.credentials.region}.kiro.dev"
         return base.rstrip("/")
