@@ -25,10 +25,10 @@ from llmbridge.answer import Answer
 from llmbridge.canonical import ChatRequest
 from llmbridge.conversation import conversation_key
 from llmbridge.errors import BridgeError, ModelNotFound, NoAccount, RateLimited, UpstreamAuthError, UpstreamUnavailable
-from llmbridge.exchange import ExchangeRecord
-from llmbridge.peek import peek
+from llmbridge.exchange import AttemptRecord, ExchangeRecord
+from llmbridge.peek import FirstTokenDeadline, peek
 from llmbridge.pool import AccountPool, AccountState, Candidate
-from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.base import Provider, UpstreamCall, failed
 from llmbridge.tokens import estimate_input_tokens
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,21 @@ class Failover:
     async def _attempt(
         self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord, first_token: float | None
     ) -> UpstreamCall:
-        """Open and peek (with the first-token deadline, if any); a stale token is refreshed once and
-        the request sent again."""
+        """Open and peek; a stale token is refreshed once and the request sent again. With
+        `first_token` (seconds), content must show that soon after the attempt began, response
+        head included: else the attempt fails with FirstTokenTimeout."""
+        deadline = FirstTokenDeadline.starting_now(first_token) if first_token else None
+        opening = self._open_refreshed(candidate, request, record)
+        try:
+            call = await (opening if deadline is None else asyncio.wait_for(opening, deadline.remaining()))
+        except TimeoutError:
+            assert deadline is not None  # only wait_for raises it: provider timeouts are BridgeErrors
+            raise _unanswered(candidate, record, deadline.error()) from None
+        await peek(call, self.peek_seconds, deadline)
+        return call
+
+    async def _open_refreshed(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord) -> UpstreamCall:
+        """The upstream answer opened; a stale token is refreshed once and the request sent again."""
         provider = candidate.state.provider
         try:
             try:
@@ -188,7 +201,6 @@ class Failover:
             raise UpstreamUnavailable(
                 f"account {candidate.state.name!r} failed inside the bridge ({type(e).__name__}); see the bridge's log"
             ) from e
-        await peek(call, self.peek_seconds, first_token)
         return call
 
     @staticmethod
@@ -273,3 +285,12 @@ class Failover:
             return None
         finally:
             self.pool.release(state)
+
+
+def _unanswered(candidate: Candidate, record: ExchangeRecord, error: BridgeError) -> BridgeError:
+    """An attempt abandoned before its upstream answered (its request was under way, so the provider
+    recorded nothing): recorded here, so the record and `x-llmbridge-attempts` count it."""
+    state = candidate.state
+    attempt = AttemptRecord(account=state.name, provider=state.provider_name)
+    record.attempts.append(attempt)
+    return failed(attempt, error)

@@ -14,6 +14,7 @@ that long is closed and the attempt fails with FirstTokenTimeout, before the cli
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import httpx
 
@@ -34,13 +35,38 @@ CONTENT = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, Finish)
 Read = asyncio.Future[bytes | None]
 
 
-async def peek(call: UpstreamCall, seconds: float = PEEK_SECONDS, first_token: float | None = None) -> None:
+@dataclass(frozen=True)
+class FirstTokenDeadline:
+    """By when (event-loop time) an attempt's upstream must have shown content, from the moment it
+    was sent: `timeout` is the setting, for the message."""
+
+    timeout: float
+    at: float
+
+    @classmethod
+    def starting_now(cls, timeout: float) -> FirstTokenDeadline:
+        return cls(timeout, asyncio.get_running_loop().time() + timeout)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - asyncio.get_running_loop().time())
+
+    def error(self) -> FirstTokenTimeout:
+        return FirstTokenTimeout(
+            f"no first token within {self.timeout:g} s (setting 'first_token_timeout'); "
+            f"the account is passed over for {FIRST_TOKEN_COOLDOWN:g} s",
+            retry_after=FIRST_TOKEN_COOLDOWN,
+        )
+
+
+async def peek(
+    call: UpstreamCall, seconds: float = PEEK_SECONDS, first_token: FirstTokenDeadline | None = None
+) -> None:
     """Read until the answer shows content (or `seconds` pass); raise the error it starts with. With
-    `first_token`, wait that long for content instead, then fail with FirstTokenTimeout.
+    `first_token`, wait for content until that deadline instead, then fail with FirstTokenTimeout.
     Whatever goes wrong here, the upstream response is closed before the error leaves."""
     read: Read | None = None
     try:
-        read = await _peek(call, seconds if first_token is None else first_token, first_token is not None)
+        read = await _peek(call, seconds if first_token is None else first_token.remaining(), first_token)
     except BridgeError:
         raise
     except BaseException as e:
@@ -56,9 +82,9 @@ async def peek(call: UpstreamCall, seconds: float = PEEK_SECONDS, first_token: f
     call.hold_pending(read)
 
 
-async def _peek(call: UpstreamCall, seconds: float, deadline_fails: bool) -> Read | None:
+async def _peek(call: UpstreamCall, seconds: float, first_token: FirstTokenDeadline | None) -> Read | None:
     """Returns the read still under way when time ran out (the answer goes on waiting for it); with
-    `deadline_fails`, running out of time is a FirstTokenTimeout instead."""
+    a `first_token` deadline, running out of time is its FirstTokenTimeout instead."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
@@ -68,16 +94,10 @@ async def _peek(call: UpstreamCall, seconds: float, deadline_fails: bool) -> Rea
         except BaseException:
             read.cancel()
             raise
-        if not done and deadline_fails:
+        if not done and first_token is not None:
             read.cancel()
             await asyncio.wait({read})  # the read is over before the response is closed under it
-            raise await call.reject(
-                FirstTokenTimeout(
-                    f"no first token within {seconds:g} s (setting 'first_token_timeout'); "
-                    f"the account is passed over for {FIRST_TOKEN_COOLDOWN:g} s",
-                    retry_after=FIRST_TOKEN_COOLDOWN,
-                )
-            )
+            raise await call.reject(first_token.error())
         if not done:
             return read
         chunk = await _result(call, read)
