@@ -7,8 +7,9 @@ One that answers well is back in rotation at once; one that does not stays out, 
 the probe's time and result.
 
 Credential refresh: every usable account's credentials are looked at every CREDENTIAL_CHECK seconds
-and refreshed when they expire soon (each provider's own margin: 5 minutes for Google, 10 for Kiro),
-through the same single-flight refresh requests use, so a request seldom waits on a refresh.
+and refreshed when they would expire within two such looks of the margin requests refresh at (5
+minutes for Google, 10 for Kiro), through the same single-flight refresh requests use: the token is
+fresh before a request would have to refresh it.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class HealthProber:
     async def refresh(self, pool: AccountPool, state: AccountState) -> None:
         """Refresh the account's credentials if they expire soon (a no-op for API keys)."""
         try:
-            await asyncio.wait_for(state.provider.refresh_credentials(), PROBE_TIMEOUT)
+            await asyncio.wait_for(state.provider.refresh_ahead(2 * CREDENTIAL_CHECK), PROBE_TIMEOUT)
         except BridgeError as error:
             log.warning("background token refresh of account %s failed: %s", state.name, error.message)
             pool.report(state, error)

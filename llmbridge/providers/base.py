@@ -166,6 +166,12 @@ class Provider(ABC):
     async def refresh_credentials(self, force: bool = False) -> None:
         """Refresh the access token if it is expiring (or always, with force). Single-flight."""
 
+    async def refresh_ahead(self, seconds: float) -> None:
+        """The background refresh (`llmbridge.probes`): refresh the access token if it expires within
+        the provider's own margin plus `seconds`, so that the next requests find it fresh and none
+        waits on a refresh. The same single flight as `refresh_credentials`."""
+        await self.refresh_credentials()
+
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         """Ask the upstream to count the request's input tokens; None where it cannot."""
         return None

@@ -94,6 +94,9 @@ class GeminiCodeAssistProvider(Provider):
     async def refresh_credentials(self, force: bool = False) -> None:
         await self.credentials.refresh(self.http, force=force)
 
+    async def refresh_ahead(self, seconds: float) -> None:
+        await self.credentials.refresh_if_needed(self.http, ahead=seconds)
+
     async def probe(self) -> bool:
         """A token refresh: Google says whether the login still stands (a refused refresh token is
         AccountUnusable), and the call costs no quota."""

@@ -147,6 +147,9 @@ class KiroProvider(Provider):
         else:
             await self.credentials.ensure_fresh()
 
+    async def refresh_ahead(self, seconds: float) -> None:
+        await self.credentials.ensure_fresh(ahead=seconds)
+
     async def probe(self) -> bool:
         """A token refresh: the Kiro auth service says whether the login still stands, at no cost."""
         await self.credentials.refresh(force=True)
