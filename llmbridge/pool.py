@@ -256,6 +256,12 @@ class AccountPool:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
+    def serves(self, model: str) -> bool:
+        """Whether some account serves `model` (without taking a round-robin turn)."""
+        exact = self._serving(model, provider=None)
+        pinned, _, bare = model.partition("/")
+        return bool(exact) or bool(bare and self._serving(bare, provider=pinned))
+
     def candidates(self, model: str) -> list[Candidate]:
         """Accounts that serve `model` (bare, or `provider/model` to pin the provider), in order.
         A model id that itself contains a slash (`openai/gpt-oss-20b` on a vLLM server) is served
