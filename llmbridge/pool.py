@@ -19,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Literal
 
 from llmbridge.affinity import Affinity
@@ -51,9 +52,10 @@ class AccountState:
     def name(self) -> str:
         return self.provider.account.name
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Names the account's settings: stored state applies only to the same settings."""
+        """Names the account's settings (fixed for a state: a changed account gets a new state);
+        stored state applies only to the same settings."""
         return hashlib.sha256(self.provider.account.model_dump_json().encode()).hexdigest()[:16]
 
     def snapshot(self) -> AccountSnapshot:
