@@ -23,6 +23,8 @@ from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats import load_formats
 from llmbridge.offline import OfflineCorpus
 from llmbridge.pool import AccountPool
+from llmbridge.pool_state import PoolStateStore, SqlitePoolStateStore, state_path
+from llmbridge.probes import HealthProber
 from llmbridge.providers.base import PROVIDERS, Provider, check_providers, provider_class
 from llmbridge.recorder import Recorder, recorder_from_config
 from llmbridge.recorder.prune import prune
@@ -131,6 +133,9 @@ class BridgeApp:
         self.pool: AccountPool | None = None  # made at start, with the HTTP client
         self.bridge: Bridge | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self.state_store: PoolStateStore | None = None
+        self.prober = HealthProber(lambda: self.pool, self.config.probe_interval)
+        self._probing: asyncio.Task[None] | None = None
 
     def validate(self, config: BridgeConfig) -> None:
         """ConfigError naming the problem when `config`'s accounts cannot work."""
@@ -180,13 +185,29 @@ class BridgeApp:
         providers: list[Provider] = [
             provider_class(a.provider)(a, self.http) for a in self.config.accounts if a.enabled
         ]
-        self.pool = AccountPool(providers, self.config.strategy)
+        self.state_store = self._open_state_store()
+        self.pool = AccountPool(providers, self.config.strategy, self.state_store, self.config.session_affinity)
+        self.pool.restore()
         await self.relay.start()
         self.bridge = Bridge(self.config, self.pool, self.client_keys, self.exchange_done)
         if self.offline is not None:
             await self.offline.start()
         elif self.config_path is not None and not self.discovered:
             self._watcher = asyncio.ensure_future(ConfigWatcher(self, self.config_path).run())
+        self._probing = asyncio.ensure_future(self.prober.run())
+
+    def _open_state_store(self) -> PoolStateStore | None:
+        """The pool state's store (`llmbridge.pool_state`), beside the database; recording off or on.
+        One that cannot be opened is reported, and the bridge runs without it. Offline mode keeps none:
+        its stand-in accounts are not the user's."""
+        if self.offline is not None:
+            return None
+        path = state_path(self.config.database)
+        try:
+            return SqlitePoolStateStore(path)
+        except Exception as error:
+            log.error("pool state %s cannot be opened (%s): cool-downs and dead accounts are not kept", path, error)
+            return None
 
     def apply(self, config: BridgeConfig) -> str:
         """A reloaded config on the running bridge (`llmbridge.reload`); what changed, in words."""
@@ -204,6 +225,9 @@ class BridgeApp:
         self.bridge.config, self.bridge.client_keys = config, keys
         self.bridge.failover.max_attempts = config.max_attempts
         self.bridge.failover.max_wait = config.max_wait_seconds
+        self.bridge.failover.first_token_timeout = config.first_token_timeout
+        self.pool.affinity_on = config.session_affinity
+        self.prober.interval = config.probe_interval
         self.bridge.use_rules(config, keys)
         said = []
         if fresh:
@@ -227,12 +251,16 @@ class BridgeApp:
         recorder flushed and closed (submitting to a closed recorder would drop the record)."""
         if self._watcher is not None:
             self._watcher.cancel()
+        if self._probing is not None:
+            self._probing.cancel()
         await self.relay.close()
         if self.http is not None:
             await self.http.aclose()
         await self._drain(drain_timeout)
         if self.recorder is not None:
             self.recorder.close()
+        if self.state_store is not None:
+            self.state_store.close()
         if self.offline is not None:
             log.info("offline mode: %s", self.offline.describe())
             await self.offline.close()

@@ -86,7 +86,9 @@ class Bridge:
         self.on_exchange = on_exchange
         self.router = Router(load_formats())
         peek_seconds = min(PEEK_SECONDS, config.keepalive_seconds)
-        self.failover = Failover(pool, config.max_attempts, peek_seconds, on_exchange, config.max_wait_seconds)
+        self.failover = Failover(
+            pool, config.max_attempts, peek_seconds, on_exchange, config.max_wait_seconds, config.first_token_timeout
+        )
         self.rules = Rules()
         self.use_rules(config, client_keys)
         self._cut_off: asyncio.Future[None] | None = None
@@ -358,7 +360,7 @@ class Bridge:
         """The accounts serving the plan's model that its pins and the client key admit; a model no
         account knows yet may be new in an account's own listing, so the listings are brought up to
         date (paced by each provider) before a 404."""
-        if not self.pool.candidates(plan.model):
+        if not self.pool.serves(plan.model):
             await self.pool.refresh_models(timeout=MODEL_LIST_WAIT)
         return self.routing.admitted(self.failover.candidates(plan.model, fmt.models_path), plan, fmt.models_path)
 

@@ -377,15 +377,15 @@ def accounts_command(ctx: click.Context, url: str, as_json: bool) -> None:
 
 
 def format_accounts(accounts: list[dict[str, object]]) -> str:
-    """The accounts as a table: one line each, the reason (when not healthy) on the next."""
+    """The accounts as a table: one line each, then (when not healthy) the reason and the last
+    health probe on the next lines."""
     if not accounts:
         return "no accounts are configured"
-    rows = [("ACCOUNT", "PROVIDER", "STATE", "IN FLIGHT", "TODAY", "UNTIL")]
+    rows = [("ACCOUNT", "PROVIDER", "STATE", "IN FLIGHT", "TODAY", "PINNED", "UNTIL")]
     for a in accounts:
         until = str(a["cooling_until"] or "-")
-        rows.append(
-            (str(a["name"]), str(a["provider"]), str(a["state"]), str(a["in_flight"]), str(a["requests_today"]), until)
-        )
+        counts = str(a["in_flight"]), str(a["requests_today"]), str(a.get("pinned_conversations", "-"))
+        rows.append((str(a["name"]), str(a["provider"]), str(a["state"]), *counts, until))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for i, row in enumerate(rows):
@@ -393,7 +393,15 @@ def format_accounts(accounts: list[dict[str, object]]) -> str:
         reason = accounts[i - 1]["reason"] if i else None
         if reason:
             lines.append(f"    {reason}")
+            lines += _probe_line(accounts[i - 1].get("last_probe"))
     return "\n".join(lines)
+
+
+def _probe_line(probe: object) -> list[str]:
+    """`last probe <time>: <result>` for an account out of rotation that was probed."""
+    if not isinstance(probe, dict):
+        return []
+    return [f"    last probe {probe.get('at')}: {probe.get('result')}"]
 
 
 def _add_commands_kept_apart() -> None:

@@ -85,6 +85,10 @@ class BridgeConfig(Strict):
     keepalive_seconds: float = Field(default=15.0, gt=0)  # SSE keep-alive during upstream silence
     max_attempts: int = Field(default=4, ge=1)  # accounts tried per request before giving up
     max_wait_seconds: float = Field(default=20.0, ge=0)  # wait for a pacing slot or a cool-down, then 429
+    session_affinity: bool = True  # a conversation's requests stay on the account that answered it
+    # seconds an upstream may stay without content while another account could answer; 0: off
+    first_token_timeout: float = Field(default=60.0, ge=0)
+    probe_interval: float = Field(default=300.0, ge=0)  # seconds between health probes of an unusable account; 0: off
     accounts: list[AccountConfig] = Field(default_factory=list)
     # Prompt rules, aliases and routing (`llmbridge.rules`, `llmbridge.aliases`)
     system_prompt: list[SystemPromptRule] = Field(default_factory=list)

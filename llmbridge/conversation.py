@@ -1,5 +1,6 @@
-"""Which client conversation a request belongs to, for providers whose official client names its
-conversation on the wire (Code Assist's `session_id` and `user_prompt_id`).
+"""Which client conversation a request belongs to: for providers whose official client names its
+conversation on the wire (Code Assist's `session_id` and `user_prompt_id`), and for session affinity
+(`llmbridge.affinity`: one conversation's requests stay on one account).
 
 The bridge keeps no conversation state: clients resend the whole history with every turn. A
 conversation is therefore recognised by what stays the same across its turns:
@@ -58,10 +59,22 @@ def prompt_number(messages: list[Message]) -> int:
     return max(count, 1)
 
 
+def _material(scope: str | None, messages: list[Message]) -> str:
+    """What identifies the conversation: the client's session id where it sends one, else the
+    scope and the first user message."""
+    scope = scope or json.dumps([None])
+    return scope if _has_session(scope) else scope + "\x00" + first_prompt(messages)
+
+
+def conversation_key(secret: bytes, scope: str | None, messages: list[Message]) -> str:
+    """A short keyed hash naming the conversation, the same for every turn of it (what session
+    affinity remembers: no content, and nothing another process could match)."""
+    return hmac.new(secret, _material(scope, messages).encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def session_uuid(secret: bytes, scope: str | None, messages: list[Message]) -> str:
     """A random-looking version-4 UUID, the same for every turn of one conversation."""
-    scope = scope or json.dumps([None])
-    material = scope if _has_session(scope) else scope + "\x00" + first_prompt(messages)
+    material = _material(scope, messages)
     digest = bytearray(hmac.new(secret, material.encode(), hashlib.sha256).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x40  # version 4
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant

@@ -21,6 +21,7 @@
     │   ├── UpstreamProtocolError     502    rotate    (the answer is not its protocol: unparsable events,
     │   │                                               bytes that are not the stream format, invalid Unicode)
     │   └── UpstreamTimeout           504    rotate
+    │       └── FirstTokenTimeout     504    cooldown  (nothing in `first_token_timeout` seconds; short)
     ├── NoAccount                     503    -         (no configured account serves the model)
     └── InternalError                 500    -
 
@@ -184,6 +185,14 @@ class UpstreamProtocolError(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     kind = "upstream_timeout"
+
+
+class FirstTokenTimeout(UpstreamTimeout):
+    """The upstream sent no content within `first_token_timeout` while another account could take the
+    request: abandoned, and the account cools briefly (a stuck backend is seldom stuck for one request)."""
+
+    kind = "first_token_timeout"
+    action = "cooldown"
 
 
 class NoAccount(BridgeError):

@@ -6,6 +6,10 @@ the peek at the start of each answer, the account slot an attempt takes and give
 fails, or when its answer ends), what each failure tells the pool, the wait for a pacing slot, and
 the error when no account can answer. Token counts go through here too. The pool keeps the accounts'
 state and answers questions about it; the bridge only asks this module.
+
+Two choices are made per request here: the account a conversation was answered by is tried first
+(session affinity, `llmbridge.affinity`), and while another account could take the request an
+upstream gets `first_token_timeout` seconds to show content before it is abandoned for the next one.
 """
 
 from __future__ import annotations
@@ -13,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from llmbridge.answer import Answer
 from llmbridge.canonical import ChatRequest
+from llmbridge.conversation import conversation_key
 from llmbridge.errors import BridgeError, ModelNotFound, NoAccount, RateLimited, UpstreamAuthError, UpstreamUnavailable
-from llmbridge.exchange import ExchangeRecord
-from llmbridge.peek import peek
+from llmbridge.exchange import AttemptRecord, ExchangeRecord
+from llmbridge.peek import FirstTokenDeadline, peek
 from llmbridge.pool import AccountPool, AccountState, Candidate
-from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.base import Provider, UpstreamCall, failed
 from llmbridge.tokens import estimate_input_tokens
 
 log = logging.getLogger(__name__)
@@ -60,12 +66,15 @@ class Failover:
         peek_seconds: float,
         on_exchange: ExchangeDone,
         max_wait: float = MAX_PACING_WAIT,
+        first_token_timeout: float = 0.0,
     ) -> None:
         self.pool = pool
         self.max_attempts = max_attempts  # accounts tried per request before giving up
         self.max_wait = max_wait  # seconds a request may wait for a pacing slot or a cool-down ending
         self.peek_seconds = peek_seconds
+        self.first_token_timeout = first_token_timeout  # 0: off
         self.on_exchange = on_exchange
+        self._conversation_secret = os.urandom(32)  # conversation keys mean nothing outside this process
 
     def candidates(self, model: str, listing: str) -> list[Candidate]:
         """The accounts that serve `model`, in the pool's order; NoAccount when none is configured,
@@ -102,16 +111,35 @@ class Failover:
         account could answer."""
         failed: dict[str, BridgeError] = {}  # account name -> how it failed, in this request
         last_error: BridgeError | None = None
+        conversation = self.conversation(request)
+        candidates = self.pool.preferring(candidates, conversation)
         candidate, wait = await self._first(candidates)
         while candidate is not None and len(failed) < self.max_attempts:
+            first_token = self._first_token_deadline(candidates, {*failed, candidate.state.name}, len(failed))
             try:
-                return await self._try(candidate, _prepared(prepare, request, candidate), record)
+                lease = await self._try(candidate, _prepared(prepare, request, candidate), record, first_token)
+                self.pool.answered(lease.state, conversation)
+                return lease
             except BridgeError as error:
                 if error.action == "stop":
                     raise
                 failed[candidate.state.name] = last_error = error
             candidate, wait = self.pool.pick(candidates, set(failed))
         raise self._exhausted(candidates, last_error, wait if candidate is None else None, failed)
+
+    def conversation(self, request: ChatRequest) -> str | None:
+        """The key naming the request's conversation (None for a request without messages)."""
+        if not request.messages:
+            return None
+        return conversation_key(self._conversation_secret, request.conversation, request.messages)
+
+    def _first_token_deadline(self, candidates: list[Candidate], tried: set[str], failures: int) -> float | None:
+        """Seconds this attempt's upstream has to show content: `first_token_timeout` while another
+        account could take the request right now; else None (a slow answer beats no answer)."""
+        if not self.first_token_timeout or failures + 1 >= self.max_attempts:
+            return None
+        other, _ = self.pool.pick(candidates, tried)
+        return self.first_token_timeout if other is not None else None
 
     async def _first(self, candidates: list[Candidate]) -> tuple[Candidate | None, float | None]:
         """The first account to try, waiting for one whose pacing lets it start (at most
@@ -124,13 +152,15 @@ class Failover:
             await asyncio.sleep(wait)
             waited += wait
 
-    async def _try(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord) -> Lease:
+    async def _try(
+        self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord, first_token: float | None = None
+    ) -> Lease:
         """One account's attempt in its slot; on failure the slot is given back and the pool told."""
         state = candidate.state
         record.account, record.provider = state.name, state.provider_name
         self.pool.acquire(state)
         try:
-            call = await self._attempt(candidate, request, record)
+            call = await self._attempt(candidate, request, record, first_token)
         except BaseException as error:
             self.pool.release(state)  # whatever happened, the slot is free again
             if isinstance(error, BridgeError):
@@ -139,8 +169,24 @@ class Failover:
             raise
         return Lease(self, state, call)
 
-    async def _attempt(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord) -> UpstreamCall:
-        """Open and peek; a stale token is refreshed once and the request sent again."""
+    async def _attempt(
+        self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord, first_token: float | None
+    ) -> UpstreamCall:
+        """Open and peek; a stale token is refreshed once and the request sent again. With
+        `first_token` (seconds), content must show that soon after the attempt began, response
+        head included: else the attempt fails with FirstTokenTimeout."""
+        deadline = FirstTokenDeadline.starting_now(first_token) if first_token else None
+        opening = self._open_refreshed(candidate, request, record)
+        try:
+            call = await (opening if deadline is None else asyncio.wait_for(opening, deadline.remaining()))
+        except TimeoutError:
+            assert deadline is not None  # only wait_for raises it: provider timeouts are BridgeErrors
+            raise _unanswered(candidate, record, deadline.error()) from None
+        await peek(call, self.peek_seconds, deadline)
+        return call
+
+    async def _open_refreshed(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord) -> UpstreamCall:
+        """The upstream answer opened; a stale token is refreshed once and the request sent again."""
         provider = candidate.state.provider
         try:
             try:
@@ -155,7 +201,6 @@ class Failover:
             raise UpstreamUnavailable(
                 f"account {candidate.state.name!r} failed inside the bridge ({type(e).__name__}); see the bridge's log"
             ) from e
-        await peek(call, self.peek_seconds)
         return call
 
     @staticmethod
@@ -240,3 +285,12 @@ class Failover:
             return None
         finally:
             self.pool.release(state)
+
+
+def _unanswered(candidate: Candidate, record: ExchangeRecord, error: BridgeError) -> BridgeError:
+    """An attempt abandoned before its upstream answered (its request was under way, so the provider
+    recorded nothing): recorded here, so the record and `x-llmbridge-attempts` count it."""
+    state = candidate.state
+    attempt = AttemptRecord(account=state.name, provider=state.provider_name)
+    record.attempts.append(attempt)
+    return failed(attempt, error)

@@ -5,11 +5,16 @@ exception frames, Code Assist an error object in the stream. Read before the cli
 byte, such an answer is just a failed attempt: the pool learns what it means for the account and
 the next account is tried, instead of the client getting a 200 that turns into an error. An answer
 that ends before any content is a failed attempt too.
+
+With a first-token deadline (`first_token_timeout`, when another account could take the request) the
+peek waits for content until the deadline instead of committing after `seconds`: an upstream silent
+that long is closed and the attempt fails with FirstTokenTimeout, before the client has seen a byte.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import httpx
 
@@ -21,20 +26,47 @@ from llmbridge.canonical import (
     ToolCallDelta,
     ToolCallStart,
 )
-from llmbridge.errors import BridgeError, UpstreamUnavailable, error_for_kind, transport_error
+from llmbridge.errors import BridgeError, FirstTokenTimeout, UpstreamUnavailable, error_for_kind, transport_error
 from llmbridge.providers.base import UpstreamCall, failed
 
 PEEK_SECONDS = 10.0  # longer silences are committed to, with keep-alives to the client meanwhile
+FIRST_TOKEN_COOLDOWN = 30.0  # seconds an account that sent no first token in time is passed over
 CONTENT = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, Finish)
 Read = asyncio.Future[bytes | None]
 
 
-async def peek(call: UpstreamCall, seconds: float = PEEK_SECONDS) -> None:
-    """Read until the answer shows content (or `seconds` pass); raise the error it starts with.
+@dataclass(frozen=True)
+class FirstTokenDeadline:
+    """By when (event-loop time) an attempt's upstream must have shown content, from the moment it
+    was sent: `timeout` is the setting, for the message."""
+
+    timeout: float
+    at: float
+
+    @classmethod
+    def starting_now(cls, timeout: float) -> FirstTokenDeadline:
+        return cls(timeout, asyncio.get_running_loop().time() + timeout)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - asyncio.get_running_loop().time())
+
+    def error(self) -> FirstTokenTimeout:
+        return FirstTokenTimeout(
+            f"no first token within {self.timeout:g} s (setting 'first_token_timeout'); "
+            f"the account is passed over for {FIRST_TOKEN_COOLDOWN:g} s",
+            retry_after=FIRST_TOKEN_COOLDOWN,
+        )
+
+
+async def peek(
+    call: UpstreamCall, seconds: float = PEEK_SECONDS, first_token: FirstTokenDeadline | None = None
+) -> None:
+    """Read until the answer shows content (or `seconds` pass); raise the error it starts with. With
+    `first_token`, wait for content until that deadline instead, then fail with FirstTokenTimeout.
     Whatever goes wrong here, the upstream response is closed before the error leaves."""
     read: Read | None = None
     try:
-        read = await _peek(call, seconds)
+        read = await _peek(call, seconds if first_token is None else first_token.remaining(), first_token)
     except BridgeError:
         raise
     except BaseException as e:
@@ -50,8 +82,9 @@ async def peek(call: UpstreamCall, seconds: float = PEEK_SECONDS) -> None:
     call.hold_pending(read)
 
 
-async def _peek(call: UpstreamCall, seconds: float) -> Read | None:
-    """Returns the read still under way when time ran out (the answer goes on waiting for it)."""
+async def _peek(call: UpstreamCall, seconds: float, first_token: FirstTokenDeadline | None) -> Read | None:
+    """Returns the read still under way when time ran out (the answer goes on waiting for it); with
+    a `first_token` deadline, running out of time is its FirstTokenTimeout instead."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
@@ -61,6 +94,10 @@ async def _peek(call: UpstreamCall, seconds: float) -> Read | None:
         except BaseException:
             read.cancel()
             raise
+        if not done and first_token is not None:
+            read.cancel()
+            await asyncio.wait({read})  # the read is over before the response is closed under it
+            raise await call.reject(first_token.error())
         if not done:
             return read
         chunk = await _result(call, read)

@@ -5,19 +5,27 @@ revoked). On top of that an account may be paced: at most `max_concurrent` reque
 `requests_per_minute` started per minute and `daily_limit` per UTC day. Coding-assistant logins are
 paced conservatively by default (DEFAULT_PACING), because those providers suspend accounts whose
 traffic looks like a proxy's; API-key accounts are not paced unless their account sets it.
+
+The pool also remembers which account answered each conversation (`llmbridge.affinity`) and tries
+it first, and hands every change of an account's state to its store (`llmbridge.pool_state`), so a
+restart keeps cool-downs, dead reasons and daily counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Literal
 
+from llmbridge.affinity import Affinity
 from llmbridge.canonical import ModelInfo
 from llmbridge.errors import BridgeError
+from llmbridge.pool_state import AccountSnapshot, PoolStateStore
 from llmbridge.providers.base import Provider
 
 Strategy = Literal["round-robin", "fill-first", "least-busy"]
@@ -30,16 +38,49 @@ DAY = 86400.0
 class AccountState:
     provider: Provider
     cooling_until: float = 0.0
+    cooling_kind: str | None = None  # the error kind that started the cool-down
     dead_reason: str | None = None
     last_error: str | None = None
     in_flight: int = 0
     started: deque[float] = field(default_factory=deque)  # start times within the last minute
     day: int = 0  # the UTC day `today` counts (days since the epoch)
     today: int = 0  # requests started that day
+    probed_at: float | None = None  # the last health probe (`llmbridge.probes`)
+    probe_result: str | None = None
 
     @property
     def name(self) -> str:
         return self.provider.account.name
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Names the account's settings (fixed for a state: a changed account gets a new state);
+        stored state applies only to the same settings."""
+        return hashlib.sha256(self.provider.account.model_dump_json().encode()).hexdigest()[:16]
+
+    def snapshot(self) -> AccountSnapshot:
+        return AccountSnapshot(
+            name=self.name,
+            fingerprint=self.fingerprint,
+            cooling_until=self.cooling_until,
+            cooling_kind=self.cooling_kind,
+            dead_reason=self.dead_reason,
+            last_error=self.last_error,
+            day=self.day,
+            today=self.today,
+            probed_at=self.probed_at,
+            probe_result=self.probe_result,
+        )
+
+    def restore(self, saved: AccountSnapshot, now: float) -> None:
+        """Take the stored state of the same account: a cool-down that has not ended, a dead reason,
+        today's count (a count of an earlier day is left behind), the last probe."""
+        if saved.cooling_until > now:
+            self.cooling_until, self.cooling_kind = saved.cooling_until, saved.cooling_kind
+        self.dead_reason, self.last_error = saved.dead_reason, saved.last_error
+        if saved.day == int(now // DAY):
+            self.day, self.today = saved.day, saved.today
+        self.probed_at, self.probe_result = saved.probed_at, saved.probe_result
 
     @property
     def provider_name(self) -> str:
@@ -103,6 +144,7 @@ class AccountState:
             "in_flight": self.in_flight,
             "requests_today": self.today,
             "last_error": self.last_error,
+            "last_probe": None if self.probed_at is None else {"at": _iso(self.probed_at), "result": self.probe_result},
             "pacing": {
                 "requests_per_minute": per_minute,
                 "max_concurrent": in_flight,
@@ -130,10 +172,36 @@ class Candidate:
 
 
 class AccountPool:
-    def __init__(self, providers: list[Provider], strategy: Strategy = "round-robin") -> None:
+    def __init__(
+        self,
+        providers: list[Provider],
+        strategy: Strategy = "round-robin",
+        store: PoolStateStore | None = None,
+        affinity: bool = True,
+    ) -> None:
         self.states = [AccountState(p) for p in providers]
         self.strategy = strategy
         self._turn = 0
+        self.store = store
+        self.affinity = Affinity()
+        self.affinity_on = affinity  # `session_affinity`
+
+    def restore(self) -> None:
+        """Each account's stored state, where its settings are unchanged; expired cool-downs and other
+        days' counts are cleared (and the cleared state stored)."""
+        if self.store is None:
+            return
+        saved, now = self.store.load(), time.time()
+        for state in self.states:
+            found = saved.get(state.name)
+            if found is not None and found.fingerprint == state.fingerprint:
+                state.restore(found, now)
+            self.changed(state)
+
+    def changed(self, state: AccountState) -> None:
+        """`state` changed in a way a restart should keep: hand it to the store (it writes in the background)."""
+        if self.store is not None:
+            self.store.save(state.snapshot())
 
     def replace_accounts(self, providers: list[Provider], strategy: Strategy) -> tuple[list[str], list[str]]:
         """A reloaded config's accounts: an account whose settings are unchanged keeps its state
@@ -151,7 +219,27 @@ class AccountPool:
                 states.append(AccountState(provider))
                 fresh.append(provider.account.name)
         self.states, self.strategy = states, strategy
+        for state in states:
+            if state.name in fresh:
+                self.changed(state)  # a changed account's stored state is replaced by its fresh one
+        for name in kept:
+            self.affinity.forget_account(name)
+            if self.store is not None:
+                self.store.forget(name)
         return fresh, sorted(kept)
+
+    def preferring(self, candidates: list[Candidate], conversation: str | None) -> list[Candidate]:
+        """`candidates` with the account this conversation is pinned to first (session affinity)."""
+        if not self.affinity_on or conversation is None:
+            return candidates
+        pinned = self.affinity.account_for(conversation)
+        first = [c for c in candidates if c.state.name == pinned]
+        return first + [c for c in candidates if c.state.name != pinned] if first else candidates
+
+    def answered(self, state: AccountState, conversation: str | None) -> None:
+        """`state` answered this conversation: pin it there (session affinity)."""
+        if self.affinity_on and conversation is not None:
+            self.affinity.pin(conversation, state.name)
 
     def models(self) -> list[ModelInfo]:
         """Every served model once as `model` and once as `provider/model`."""
@@ -169,6 +257,12 @@ class AccountPool:
         tasks = [asyncio.ensure_future(state.provider.refresh_models()) for state in self.states]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+    def serves(self, model: str) -> bool:
+        """Whether some account serves `model` (without taking a round-robin turn)."""
+        exact = self._serving(model, provider=None)
+        pinned, _, bare = model.partition("/")
+        return bool(exact) or bool(bare and self._serving(bare, provider=pinned))
 
     def candidates(self, model: str) -> list[Candidate]:
         """Accounts that serve `model` (bare, or `provider/model` to pin the provider), in order.
@@ -224,6 +318,7 @@ class AccountPool:
     def acquire(self, state: AccountState) -> None:
         state.in_flight += 1
         state.count_start(time.time())
+        self.changed(state)  # the daily count
 
     def release(self, state: AccountState) -> None:
         state.in_flight = max(0, state.in_flight - 1)
@@ -235,6 +330,23 @@ class AccountPool:
             state.dead_reason = error.message
         elif error.action == "cooldown":
             state.cooling_until = time.time() + (error.retry_after or self._default_cooldown(error))
+            state.cooling_kind = error.kind
+        self.changed(state)
+
+    def probed(self, state: AccountState, error: BridgeError | None) -> None:
+        """A health probe's outcome: a success brings a dead account back, and ends a cool-down the
+        probe can speak for (not a rate limit or a quota: those end at their time); a failure is
+        applied like any other, and the account stays out."""
+        state.probed_at = time.time()
+        if error is None:
+            state.probe_result = "ok"
+            state.dead_reason = None
+            if not probe_cannot_end(state.cooling_kind):
+                state.cooling_until, state.cooling_kind = 0.0, None
+            self.changed(state)
+        else:
+            state.probe_result = f"{error.kind}: {error.message}"
+            self.report(state, error)
 
     @staticmethod
     def _default_cooldown(error: BridgeError) -> float:
@@ -242,7 +354,8 @@ class AccountPool:
 
     def status_report(self) -> list[dict[str, object]]:
         now = time.time()
-        return [state.report(now) for state in self.states]
+        pinned = self.affinity.counts()
+        return [{**state.report(now), "pinned_conversations": pinned[state.name]} for state in self.states]
 
     def summary(self, candidates: list[Candidate], failed: dict[str, BridgeError] | None = None) -> str:
         """Each account's state; one that failed in this request (`failed`, by name) and is neither
@@ -258,6 +371,11 @@ class AccountPool:
             return status
 
         return "; ".join(f"{c.state.name}: {state_of(c.state)}" for c in candidates)
+
+
+def probe_cannot_end(cooling_kind: str | None) -> bool:
+    """A rate limit or a quota is not lifted by a probe that succeeds (listing models is free)."""
+    return cooling_kind in ("rate_limited", "quota_exhausted")
 
 
 def _iso(epoch: float) -> str:

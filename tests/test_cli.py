@@ -222,3 +222,19 @@ def test_every_command_is_documented_in_the_cli_docstring() -> None:
         subcommands = getattr(command, "commands", {})
         for full in [f"{name} {sub}" for sub in subcommands] or [name]:
             assert f"llmbridge [--config PATH] {full}" in documented, full
+
+
+def test_the_accounts_table_shows_pinned_conversations_and_the_last_probe_of_an_account_out():
+    base = {"provider": "openai", "in_flight": 0, "requests_today": 3, "cooling_until": None, "last_probe": None}
+    table = cli.format_accounts(
+        [
+            {**base, "name": "up", "state": "healthy", "reason": None, "pinned_conversations": 2},
+            {**base, "name": "down", "state": "dead", "reason": "dead: the key was revoked", "pinned_conversations": 0,
+             "last_probe": {"at": "2026-12-03T15:00:00+00:00", "result": "account_unusable: refused"}},
+        ]
+    )  # fmt: skip
+    lines = table.splitlines()
+    assert lines[0].split()[-2:] == ["PINNED", "UNTIL"] and lines[1].split()[-2:] == ["2", "-"]
+    assert lines[2].split()[:3] == ["down", "openai", "dead"]
+    assert lines[3].strip() == "dead: the key was revoked"
+    assert lines[4].strip() == "last probe 2026-12-03T15:00:00+00:00: account_unusable: refused"

@@ -73,7 +73,7 @@ def test_llmbridge_accounts_prints_the_table(bridge: BridgeProcess) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["ACCOUNT", "PROVIDER", "STATE", "IN", "FLIGHT", "TODAY", "UNTIL"]
+    assert lines[0].split() == ["ACCOUNT", "PROVIDER", "STATE", "IN", "FLIGHT", "TODAY", "PINNED", "UNTIL"]
     assert lines[1].split()[:3] == ["bad", "openai", "dead"] and "api_key" in lines[2]
     assert lines[3].split()[:3] == ["good", "openai", "healthy"]
 

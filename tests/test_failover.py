@@ -274,3 +274,56 @@ def test_max_wait_seconds_bounds_the_wait_for_a_pacing_slot():
     answered, waited = asyncio.run(run(5.0))
     assert refused == 429 and waited_refused < 0.3
     assert answered == 200 and 0.25 <= waited < 5
+
+
+def slow_body() -> httpx.Response:
+    """A response head, then no content for far longer than the test's first-token timeout."""
+
+    async def body():
+        await asyncio.sleep(30)
+        yield text_stream("too late")
+
+    return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+
+@pytest.mark.parametrize("head", [True, False])
+def test_a_silent_upstream_is_abandoned_after_the_first_token_timeout(head):
+    async def silent(request):  # head False: not even the response head comes in time
+        if not head:
+            await asyncio.sleep(30)
+        return slow_body()
+
+    async def run():
+        bridge, pool = make_bridge(silent, good_upstream)
+        bridge.failover.first_token_timeout = 0.3
+        status, body = await answer(bridge, chat_request(stream=True))
+        return status, body, bridge.records[-1], pool.states[0]
+
+    status, body, record, first = asyncio.run(asyncio.wait_for(run(), 10))
+    assert status == 200 and b"ok" in body and b"too late" not in body
+    assert [(a.account, a.error_kind) for a in record.attempts] == [("a0", "first_token_timeout"), ("a1", None)]
+    assert first.cooling_kind == "first_token_timeout" and "no first token within 0.3 s" in (first.last_error or "")
+    assert first.in_flight == 0
+
+
+def test_a_conversation_is_tried_first_on_the_account_that_answered_it():
+    seen: list[str] = []
+
+    def answering(name):
+        def handler(request):
+            seen.append(name)
+            return streamed(text_stream(name))
+
+        return handler
+
+    async def run():
+        bridge, pool = make_bridge(answering("a0"), answering("a1"))
+        pool.strategy = "round-robin"
+        for _ in range(4):
+            await answer(bridge, chat_request())
+        pool.affinity_on = False
+        for _ in range(2):
+            await answer(bridge, chat_request())
+
+    asyncio.run(run())
+    assert len(set(seen[:4])) == 1 and len(set(seen[4:])) == 2

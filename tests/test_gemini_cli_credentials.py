@@ -153,3 +153,18 @@ def test_missing_or_broken_file(fake, tmp_path):
     assert creds.access_token == data["access_token"]
     path.write_text("{half")  # the CLI is rewriting it: the last good copy stays in use
     assert creds.access_token == data["access_token"]
+
+
+def test_the_background_refresh_replaces_a_token_before_requests_would(fake, tmp_path):
+    path = tmp_path / "c.json"
+    fake.write_credentials(path, expiry_date=int((time.time() + 6 * 60) * 1000))  # 6 minutes left
+    creds = GoogleCredentials(path, fake.token_url)
+    assert not creds.needs_refresh()  # a request would not refresh it yet
+    assert creds.needs_refresh(ahead=120)  # the background refresh (two looks ahead) does
+
+    async def refresh_ahead() -> None:
+        async with httpx.AsyncClient() as http:
+            await asyncio.gather(*(creds.refresh_if_needed(http, ahead=120) for _ in range(3)))
+
+    run(refresh_ahead())
+    assert fake.refresh_count == 1 and not creds.needs_refresh(ahead=120)

@@ -183,3 +183,19 @@ def test_token_refreshed_by_ide_is_adopted(tmp_path: Path) -> None:
 
         asyncio.run(main())
         assert fake.refresh_count == 0
+
+
+def test_the_background_refresh_replaces_a_token_before_requests_would(tmp_path: Path) -> None:
+    with FakeKiro() as fake:
+        path = fake.write_token_file(tmp_path / "kiro-auth-token.json", expires_at=expiry_in(11 * 60))
+
+        async def main() -> None:
+            async with httpx.AsyncClient() as http:
+                provider = KiroProvider(account(fake, path), http)
+                await provider.refresh_credentials()  # 11 minutes left: a request does not refresh yet
+                assert fake.refresh_count == 0
+                await asyncio.gather(*(provider.refresh_ahead(120) for _ in range(3)))  # the background one does
+
+        asyncio.run(main())
+        assert fake.refresh_count == 1
+        assert parse_expiry(json.loads(path.read_text())["expiresAt"]) > parse_expiry(expiry_in(3500))

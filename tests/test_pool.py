@@ -127,3 +127,23 @@ def test_daily_limit_waits_until_midnight_utc() -> None:
     assert state.pacing_wait(now) == pytest.approx(23 * 3600)
     assert "daily limit of 2 requests reached" in state.status(now)
     assert state.pacing_wait(now + 23 * 3600) == 0.0 and state.status(now + 23 * 3600) == "healthy"
+
+
+def test_asking_whether_a_model_is_served_takes_no_round_robin_turn():
+    pool = AccountPool([provider("a"), provider("b")], "round-robin")
+    firsts = []
+    for _ in range(4):
+        assert pool.serves("m") and pool.serves("openai/m") and not pool.serves("kiro/m")
+        firsts.append(pool.candidates("m")[0].state.name)
+    assert firsts == ["b", "a", "b", "a"]
+
+
+def test_a_conversation_prefers_the_account_that_answered_it_while_affinity_is_on():
+    pool = AccountPool([provider("a"), provider("b"), provider("c")], "fill-first")
+    b = pool.states[1]
+    pool.answered(b, "conversation")
+    assert [c.state.name for c in pool.preferring(pool.candidates("m"), "conversation")] == ["b", "a", "c"]
+    assert [c.state.name for c in pool.preferring(pool.candidates("m"), "another")] == ["a", "b", "c"]
+    assert pool.status_report()[1]["pinned_conversations"] == 1
+    pool.affinity_on = False
+    assert [c.state.name for c in pool.preferring(pool.candidates("m"), "conversation")] == ["a", "b", "c"]

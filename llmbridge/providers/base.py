@@ -180,9 +180,28 @@ class Provider(ABC):
     async def refresh_credentials(self, force: bool = False) -> None:
         """Refresh the access token if it is expiring (or always, with force). Single-flight."""
 
+    async def refresh_ahead(self, seconds: float) -> None:
+        """The background refresh (`llmbridge.probes`): refresh the access token if it expires within
+        the provider's own margin plus `seconds`, so that the next requests find it fresh and none
+        waits on a refresh. The same single flight as `refresh_credentials`."""
+        await self.refresh_credentials()
+
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         """Ask the upstream to count the request's input tokens; None where it cannot."""
         return None
+
+    async def probe(self) -> bool:
+        """The health probe (`llmbridge.probes`): the cheapest call that shows the account works (a
+        token refresh for OAuth logins, a model listing for API keys). Returns True when it answered
+        well, raises the classified BridgeError when not; False when the provider has no such call
+        (its account then comes back only when its cool-down ends, or its config changes)."""
+        return False
+
+    async def probe_get(self, url: str, headers: dict[str, str], classify: Classifier) -> bool:
+        """A probe that is one GET (a model listing): True on a 2xx, else the classified error."""
+        response, _ = await self.send("GET", url, headers, None, classify)
+        await response.aclose()
+        return True
 
     def describe(self) -> str:
         """One line for the startup banner (no secrets)."""

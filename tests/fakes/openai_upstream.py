@@ -73,6 +73,8 @@ class FakeOpenAI(LoopbackFake[Reply]):
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
         self.rejections: list[str] = []
+        self.model_listings = 0  # GET /v1/models calls (health probes)
+        self.listed_models = ["gpt-test"]
         super().__init__()
 
     @property
@@ -110,6 +112,19 @@ class FakeOpenAI(LoopbackFake[Reply]):
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                """`GET /v1/models` (what the bridge's health probe asks), checked like a chat request."""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with fake.lock:
+                    fake.model_listings += 1
+                if self.path.split("?")[0] != "/v1/models":
+                    return self._json(404, {"error": {"message": f"fake: no route {self.path}"}})
+                expected = f"Bearer {fake.api_key}" if fake.api_key is not None else None
+                if headers.get("authorization") != expected:
+                    return self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid"}})
+                models = [{"id": m, "object": "model", "owned_by": "fake"} for m in fake.listed_models]
+                self._json(200, {"object": "list", "data": models})
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))

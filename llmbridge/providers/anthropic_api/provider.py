@@ -76,6 +76,11 @@ class AnthropicProvider(Provider):
         )
         return UpstreamCall(response=response, decoder=AnthropicDecoder(), attempt=attempt)
 
+    async def probe(self) -> bool:
+        """`GET /v1/models`: free, and it checks the key."""
+        headers = {"x-api-key": self.account.api_key or "", "anthropic-version": API_VERSION}
+        return await self.probe_get(f"{self.base_url}/v1/models?limit=1", headers, _classify)
+
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         body = build_count_body(request, upstream_model)
         url = f"{self.base_url}/v1/messages/count_tokens"

@@ -79,6 +79,11 @@ class GeminiAPIProvider(Provider):
     def url(self, model: str, method: str) -> str:
         return f"{self.api_base}/models/{quote(model, safe='-._')}:{method}"
 
+    async def probe(self) -> bool:
+        """`GET models`: free, and it checks the key."""
+        headers = {"x-goog-api-key": self.account.api_key or "", "accept-encoding": "identity"}
+        return await self.probe_get(f"{self.api_base}/models?pageSize=1", headers, _classify)
+
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         body = build_body(request, upstream_model)
         url = self.url(upstream_model, "streamGenerateContent") + "?alt=sse"

@@ -50,13 +50,13 @@ class GoogleCredentials:
     def access_token(self) -> str:
         return str(self.data.get("access_token") or "")
 
-    def needs_refresh(self) -> bool:
-        """No token, a token Google rejected, or one that expires within 5 minutes."""
+    def needs_refresh(self, ahead: float = 0.0) -> bool:
+        """No token, a token Google rejected, or one that expires within 5 minutes (plus `ahead` seconds)."""
         token = self.access_token
         if not token or token in self._rejected:
             return True
         expiry = self.data.get("expiry_date")
-        return isinstance(expiry, (int, float)) and expiry - self.clock() * 1000 < EAGER_REFRESH_MS
+        return isinstance(expiry, (int, float)) and expiry - self.clock() * 1000 < EAGER_REFRESH_MS + ahead * 1000
 
     def reject(self, token: str) -> None:
         """Google answered 401 to `token`: the next refresh_if_needed replaces it, exactly once."""
@@ -70,14 +70,15 @@ class GoogleCredentials:
             self.reject(self.access_token)
         await self.refresh_if_needed(http)
 
-    async def refresh_if_needed(self, http: httpx.AsyncClient) -> None:
-        """Refresh when needed; concurrent callers share one refresh (re-checked inside the flight,
-        so callers arriving after it finished do not refresh a second time)."""
-        if self.needs_refresh():
-            await self._flight.run(lambda: self._refresh_once(http))
+    async def refresh_if_needed(self, http: httpx.AsyncClient, ahead: float = 0.0) -> None:
+        """Refresh when needed (`ahead`: that many seconds before the usual margin, for the background
+        refresh); concurrent callers share one refresh (re-checked inside the flight, so callers
+        arriving after it finished do not refresh a second time)."""
+        if self.needs_refresh(ahead):
+            await self._flight.run(lambda: self._refresh_once(http, ahead))
 
-    async def _refresh_once(self, http: httpx.AsyncClient) -> None:
-        if not self.needs_refresh():
+    async def _refresh_once(self, http: httpx.AsyncClient, ahead: float = 0.0) -> None:
+        if not self.needs_refresh(ahead):
             return  # another process (the Gemini CLI itself) or flight already refreshed the file
         refresh_token = self.data.get("refresh_token")
         if not refresh_token:

@@ -123,6 +123,15 @@ class GeminiCodeAssistProvider(Provider):
     async def refresh_credentials(self, force: bool = False) -> None:
         await self.credentials.refresh(self.http, force=force)
 
+    async def refresh_ahead(self, seconds: float) -> None:
+        await self.credentials.refresh_if_needed(self.http, ahead=seconds)
+
+    async def probe(self) -> bool:
+        """A token refresh: Google says whether the login still stands (a refused refresh token is
+        AccountUnusable), and the call costs no quota."""
+        await self.credentials.refresh(self.http, force=True)
+        return True
+
     def describe(self) -> str:
         where = f"project {self.account.project}" if self.account.project else "project discovered"
         return f"{self.account.name} (gemini-cli {self.client_version}, {self.credentials.path}, {where})"

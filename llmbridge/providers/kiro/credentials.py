@@ -192,11 +192,14 @@ class KiroCredentials:
 
     # --- refreshing ------------------------------------------------------------------------------
 
-    async def ensure_fresh(self) -> None:
-        if self.expiring():
-            await self.refresh(force=False)
+    async def ensure_fresh(self, ahead: float = 0.0) -> None:
+        """Refresh if the token expires within the margin (plus `ahead` seconds: the background refresh)."""
+        if self.expiring(REFRESH_SKEW_SECONDS + ahead):
+            await self.refresh(force=False, skew=REFRESH_SKEW_SECONDS + ahead)
 
-    async def refresh(self, force: bool = False, rejected_tokens: set[str] | None = None) -> None:
+    async def refresh(
+        self, force: bool = False, rejected_tokens: set[str] | None = None, skew: float = REFRESH_SKEW_SECONDS
+    ) -> None:
         """Refresh when expiring, or always with `force` - unless the access token the service
         rejected (one of `rejected_tokens`) has already been replaced (by us or by the IDE): then
         several requests failing on the same stale token cause one refresh, not one each."""
@@ -205,7 +208,7 @@ class KiroCredentials:
             self._reread()
             if rejected_tokens and self.access_token not in rejected_tokens and not self.expiring():
                 return
-            if not force and not self.expiring():
+            if not force and not self.expiring(skew):
                 return
             await self._refresh_now()
 

@@ -178,6 +178,14 @@ class KiroProvider(Provider):
         else:
             await self.credentials.ensure_fresh()
 
+    async def refresh_ahead(self, seconds: float) -> None:
+        await self.credentials.ensure_fresh(ahead=seconds)
+
+    async def probe(self) -> bool:
+        """A token refresh: the Kiro auth service says whether the login still stands, at no cost."""
+        await self.credentials.refresh(force=True)
+        return True
+
     def base_url(self) -> str:
         base = self.account.base_url or f"https://runtime.{self.credentials.region}.kiro.dev"
         return base.rstrip("/")

@@ -75,6 +75,17 @@ class OpenAIProvider(Provider):
         )
         return UpstreamCall(response=response, decoder=ChatCompletionChunkDecoder(), attempt=attempt)
 
+    async def probe(self) -> bool:
+        """`GET /models`: free, and it checks the key and that the server is up."""
+        headers = {"accept": "application/json", "accept-encoding": "identity"}
+        if self.account.api_key:
+            headers["authorization"] = f"Bearer {self.account.api_key}"
+        return await self.probe_get(
+            f"{self.base_url}/models",
+            headers,
+            lambda response, raw: classify(response.status_code, raw, response.headers.get("retry-after")),
+        )
+
 
 def classify(status: int, body: bytes, retry_after: str | None) -> BridgeError:
     try:
