@@ -27,7 +27,7 @@ from tests.fakes import code_assist as ca
 
 pytestmark = [pytest.mark.timeout(60)]
 
-BACKENDS = ["gemini-cli", "kiro", "openai"]
+BACKENDS = ["gemini-cli", "kiro", "openai", "qwen"]
 WEATHER = {
     "type": "function",
     "name": "get_weather",
