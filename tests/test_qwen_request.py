@@ -97,3 +97,24 @@ def test_no_system_message_marks_only_the_last():
     assert body["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": EPHEMERAL}]}
     ]
+
+
+def test_field_order_and_default_max_tokens_are_qwen_codes():
+    # as captured from Qwen Code 0.24.4: model, messages, max_tokens, stream, stream_options, tools,
+    # metadata, vl_high_resolution_images, preserve_thinking
+    body = body_of(chat(user("hi"), tools=[Tool(name="a")]))
+    assert list(body) == [
+        "model",
+        "messages",
+        "max_tokens",
+        "stream",
+        "stream_options",
+        "tools",
+        "metadata",
+        "vl_high_resolution_images",
+        "preserve_thinking",
+    ]
+    assert body["max_tokens"] == 64_000
+    sampled = body_of(chat(user("hi"), temperature=0.2, max_tokens=50, reasoning=Reasoning(effort="low")))
+    assert list(sampled)[:5] == ["model", "messages", "temperature", "max_tokens", "stream"]
+    assert list(sampled)[-1] == "enable_thinking"

@@ -1,19 +1,21 @@
 """The Qwen Code release the qwen provider reproduces, and what that release puts on the wire besides
 the body: headers and their order.
 
-Read from `@qwen-code/qwen-code` 0.24.4 (the npm package's bundled source) and observed by running
-its bundled OpenAI SDK (5.11.0) with Qwen Code's default headers on Node's fetch against a local
-server. Qwen Code builds an OpenAI client whose `defaultHeaders` are its own User-Agent and the
-`X-DashScope-*` headers (DashScope provider `buildHeaders`); the SDK adds its `X-Stainless-*` headers
-and the bearer token; Node's fetch adds `accept-language`, `sec-fetch-mode` and `accept-encoding`,
-then `content-length`. Names keep the case they were set with; `Host` and `Connection` come first:
+Read from `@qwen-code/qwen-code` 0.24.4 (the npm package's bundled source) and captured from that
+release run headless against a local server (its DashScope provider, in `--auth-type openai` mode
+with `DASHSCOPE_PROXY_BASE_URL`: 0.24.4 refuses its own Qwen OAuth login since the free tier ended,
+and the two modes differ only in the token and `X-DashScope-AuthType`). Qwen Code builds an OpenAI
+SDK (5.11.0) client whose `defaultHeaders` are its User-Agent and the `X-DashScope-*` headers; the
+SDK adds its `X-Stainless-*` headers and the bearer token; its fetch (undici, with Qwen Code's
+dispatcher) sends the names lowercase and sorted, after `host` and `connection`, then adds
+`accept-language`, `sec-fetch-mode`, `accept-encoding` and `content-length`:
 
-    host, connection, Accept, X-Stainless-Retry-Count, X-Stainless-Lang, X-Stainless-Package-Version,
-    X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, X-Stainless-Runtime-Version, authorization,
-    User-Agent, X-DashScope-CacheControl, X-DashScope-UserAgent, X-DashScope-AuthType, content-type,
-    accept-language, sec-fetch-mode, accept-encoding, content-length
+    host, connection, accept, authorization, content-type, user-agent, x-dashscope-authtype,
+    x-dashscope-cachecontrol, x-dashscope-useragent, x-stainless-arch, x-stainless-lang,
+    x-stainless-os, x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime,
+    x-stainless-runtime-version, accept-language, sec-fetch-mode, accept-encoding, content-length
 
-`Accept` stays `application/json` on streams (the SDK does not change it). Node's fetch asks for
+`accept` stays `application/json` on streams (the SDK does not change it). Node's fetch asks for
 `br, gzip, deflate` over https and `gzip, deflate` over plain http.
 """
 
@@ -54,20 +56,20 @@ def headers(token: str, *, https: bool, version: str = CLIENT_VERSION) -> dict[s
     itself (host, connection, content-length: `wire_headers`)."""
     agent = user_agent(version)
     return {
-        "Accept": "application/json",
-        "X-Stainless-Retry-Count": "0",
-        "X-Stainless-Lang": "js",
-        "X-Stainless-Package-Version": OPENAI_SDK_VERSION,
-        "X-Stainless-OS": _OS.get(node_platform(), f"Other:{node_platform()}"),
-        "X-Stainless-Arch": node_arch(),
-        "X-Stainless-Runtime": "node",
-        "X-Stainless-Runtime-Version": NODE_VERSION,
+        "accept": "application/json",
         "authorization": f"Bearer {token}",
-        "User-Agent": agent,
-        "X-DashScope-CacheControl": "enable",
-        "X-DashScope-UserAgent": agent,
-        "X-DashScope-AuthType": AUTH_TYPE,
         "content-type": "application/json",
+        "user-agent": agent,
+        "x-dashscope-authtype": AUTH_TYPE,
+        "x-dashscope-cachecontrol": "enable",
+        "x-dashscope-useragent": agent,
+        "x-stainless-arch": node_arch(),
+        "x-stainless-lang": "js",
+        "x-stainless-os": _OS.get(node_platform(), f"Other:{node_platform()}"),
+        "x-stainless-package-version": OPENAI_SDK_VERSION,
+        "x-stainless-retry-count": "0",
+        "x-stainless-runtime": "node",
+        "x-stainless-runtime-version": NODE_VERSION,
         "accept-language": "*",
         "sec-fetch-mode": "cors",
         "accept-encoding": "br, gzip, deflate" if https else "gzip, deflate",

@@ -1,8 +1,9 @@
 """Canonical request -> the chat completions body Qwen Code sends to Qwen.
 
 The OpenAI-compatible body comes from the openai provider's builder (`max_tokens`, as on any server
-other than api.openai.com); on top of it, what Qwen Code 0.24's DashScope provider adds
-(`provider/dashscope.ts` `buildRequest`):
+other than api.openai.com), in Qwen Code's field order and with its default `max_tokens`; on top of
+it, what Qwen Code 0.24's DashScope provider adds (`provider/dashscope.ts` `buildRequest`; checked
+against a capture of 0.24.4):
 
 * prompt-cache markers: the system message's content becomes a list of text parts whose last part
   carries `cache_control: {type: "ephemeral"}`; on a stream (always, here) the last message's last
@@ -30,10 +31,13 @@ VISION_MODELS = {"coder-model"}
 VISION_PREFIXES = ("qwen-vl", "qwen3-vl-plus", "qwen3.5-plus", "qwen3.6-plus", "qwen3.7-plus")
 TIERED_EFFORT_PREFIX = "qwen3.8-max"  # the family that takes `reasoning_effort` tiers
 TIERED_EFFORTS = ("low", "medium", "high")
+# What Qwen Code sends as `max_tokens` to coder-model when the user set no limit (its output ceiling)
+DEFAULT_MAX_TOKENS = 64_000
+TAIL_FIELDS = ("stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls")
 
 
 def build_body(request: ChatRequest, upstream_model: str, session_id: str, prompt_id: str) -> dict[str, Any]:
-    body = build_openai_body(request, upstream_model, legacy_max_tokens=True)
+    body = _in_qwen_codes_order(build_openai_body(request, upstream_model, legacy_max_tokens=True))
     body.pop("reasoning_effort", None)  # replaced by Qwen's own thinking switch below
     _reasoning_history(request, body["messages"])
     body["messages"] = _cache_marked(body["messages"])
@@ -46,6 +50,16 @@ def build_body(request: ChatRequest, upstream_model: str, session_id: str, promp
     body["preserve_thinking"] = True
     body.update(thinking_switch(request, upstream_model))
     return body
+
+
+def _in_qwen_codes_order(body: dict[str, Any]) -> dict[str, Any]:
+    """Qwen Code's field order: model, messages, the generation settings (with `max_tokens`, which it
+    always sends: the model's output limit when the user set none), stream, stream_options, tools,
+    tool_choice; the DashScope extras follow."""
+    body.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+    head = {"model": body.pop("model"), "messages": body.pop("messages")}
+    tail = {k: body.pop(k) for k in TAIL_FIELDS if k in body}
+    return {**head, **body, **tail}
 
 
 def is_qwen_model(model: str) -> bool:
