@@ -44,7 +44,8 @@ def cache_dir() -> Path:
 
 
 def versions() -> dict[str, str]:
-    return json.loads((PINS / "package.json").read_text())["dependencies"]
+    pins = json.loads((PINS / "package.json").read_text())
+    return {**pins["dependencies"], **pins.get("standalone", {})}
 
 
 def clients() -> tuple[Path | None, str]:

@@ -73,7 +73,6 @@ FIXED_HEADERS = {
     "x-stainless-lang": "js",
     "x-stainless-runtime": "node",
     "x-dashscope-cachecontrol": "enable",
-    "x-dashscope-authtype": "qwen-oauth",
     "content-type": "application/json",
     "accept-language": "*",
     "sec-fetch-mode": "cors",
@@ -132,6 +131,8 @@ class FakeQwen(FakeOpenAI):
         self.header_orders: list[list[str]] = []
         self.dead_refresh = False
         self.discontinued = False
+        # X-DashScope-AuthType values taken; the drift test adds "openai" (Qwen Code's API-key mode)
+        self.auth_types = {"qwen-oauth"}
         self._counter = 0
         super().__init__(api_key=None)
 
@@ -183,7 +184,7 @@ class FakeQwen(FakeOpenAI):
         token = headers.get("authorization", "").removeprefix("Bearer ")
         if self.discontinued or token not in self.access_tokens:
             return 401, BAD_TOKEN
-        problem = check_headers(headers) or check_body(body)
+        problem = check_headers(headers, self.auth_types) or check_body(body)
         return (400, problem) if problem else None
 
     def check_order(self, names: list[str]) -> str | None:
@@ -244,10 +245,12 @@ class FakeQwen(FakeOpenAI):
         return Handler
 
 
-def check_headers(headers: dict[str, str]) -> str | None:
+def check_headers(headers: dict[str, str], auth_types: set[str]) -> str | None:
     for name, value in FIXED_HEADERS.items():
         if headers.get(name) != value:
             return f"header {name} is {headers.get(name)!r}, Qwen Code sends {value!r}"
+    if headers.get("x-dashscope-authtype") not in auth_types:
+        return f"x-dashscope-authtype {headers.get('x-dashscope-authtype')!r} is not one of {sorted(auth_types)}"
     agent = headers.get("user-agent", "")
     if not USER_AGENT.match(agent) or headers.get("x-dashscope-useragent") != agent:
         return f"user-agent {agent!r} is not Qwen Code's, or X-DashScope-UserAgent differs"
@@ -266,8 +269,9 @@ def check_body(body: dict[str, Any]) -> str | None:
         metadata = body.get("metadata")
         if not isinstance(metadata, dict) or set(metadata) != {"sessionId", "promptId"}:
             return f"metadata must be {{sessionId, promptId}}, got {metadata!r}"
-        if not str(metadata["promptId"]).startswith(f"{metadata['sessionId']}########"):
-            return "promptId is not <sessionId>########<n>"
+        # <session>########<n> for a user's prompt; <session>#<subagent>#<n> for Qwen Code's side agents
+        if not str(metadata["promptId"]).startswith(f"{metadata['sessionId']}#"):
+            return "promptId does not start with <sessionId>#"
     if "enable_thinking" in body and "reasoning_effort" in body:
         return "enable_thinking and reasoning_effort together"
     return check_messages(body.get("messages") or []) or check_tools(body.get("tools") or [])
