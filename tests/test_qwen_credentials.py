@@ -103,3 +103,50 @@ def test_file_changed_by_qwen_code_is_reread(fake, tmp_path):
     newer = fake.write_credentials(path, resource_url="other.example")
     assert creds.access_token == newer["access_token"] != first
     assert creds.resource_url == "other.example"
+
+
+def test_refresh_waits_for_qwen_codes_lock_and_uses_its_token(fake, tmp_path):
+    """Qwen Code holds oauth_creds.lock while it refreshes: the bridge waits, re-reads the file, and
+    does not spend the (rotated) refresh token a second time."""
+    path = tmp_path / "oauth_creds.json"
+    fake.write_credentials(path, expired=True)
+    lock = tmp_path / "oauth_creds.lock"
+    lock.write_text("qwen-code-lock-id")
+    creds = QwenCredentials(path, fake.token_url)
+
+    async def qwen_code_refreshes() -> None:
+        await asyncio.sleep(0.3)
+        fake.write_credentials(path)  # what Qwen Code wrote with its own refresh
+        lock.unlink()
+
+    async def both() -> None:
+        async with httpx.AsyncClient() as http:
+            await asyncio.gather(creds.refresh(http), qwen_code_refreshes())
+
+    asyncio.run(both())
+    assert fake.refresh_requests == [] and creds.access_token in fake.access_tokens
+    assert not lock.exists()
+
+
+def test_a_stale_lock_is_removed_and_ours_released(fake, tmp_path):
+    path = tmp_path / "oauth_creds.json"
+    fake.write_credentials(path, expired=True)
+    lock = tmp_path / "oauth_creds.lock"
+    lock.write_text("crashed-process")
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    asyncio.run(refresh_many(QwenCredentials(path, fake.token_url), 1))
+    assert len(fake.refresh_requests) == 1 and not lock.exists()
+    assert not list(tmp_path.glob("*.stale.*"))
+
+
+def test_a_lock_held_too_long_is_a_transient_error(fake, tmp_path, monkeypatch):
+    from llmbridge.providers.qwen import credentials
+
+    monkeypatch.setattr(credentials, "LOCK_ATTEMPTS", 3)
+    path = tmp_path / "oauth_creds.json"
+    fake.write_credentials(path, expired=True)
+    (tmp_path / "oauth_creds.lock").write_text("busy")
+    with pytest.raises(UpstreamUnavailable, match="oauth_creds.lock"):
+        asyncio.run(refresh_many(QwenCredentials(path, fake.token_url), 1))
+    assert fake.refresh_requests == [] and (tmp_path / "oauth_creds.lock").read_text() == "busy"

@@ -7,11 +7,20 @@ to chat.qwen.ai's token endpoint with Qwen Code's public client id. The answer m
 token and move the account to another `resource_url`: the updated file is written atomically (0600),
 keeping every other field, before the new token is used. A refresh Qwen refuses with 400/401 means
 the refresh token is dead (Qwen Code then deletes the file; we leave it and mark the account dead).
+
+Qwen rotates the refresh token, so two processes refreshing at once would leave one of them with a
+dead token. Qwen Code serialises refreshes across processes with a lock file beside the credentials
+(`oauth_creds.lock`, created exclusively, holding a random id; one older than 35 s is stale and
+removed); the bridge takes the same lock, re-reads the file once it holds it, and refreshes only if
+the token there still needs it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +35,8 @@ TOKEN_URL = "https://chat.qwen.ai/api/v1/oauth2/token"
 CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"
 REFRESH_BUFFER_MS = 30 * 1000  # Qwen Code's TOKEN_REFRESH_BUFFER_MS
 RECENT_REJECTION_S = 60.0
+LOCK_STALE_S = 35.0  # Qwen Code's LOCK_TIMEOUT_MS
+LOCK_ATTEMPTS, LOCK_FIRST_WAIT_S, LOCK_MAX_WAIT_S = 20, 0.1, 2.0  # Qwen Code's DEFAULT_LOCK_CONFIG
 RELOGIN_HINT = "log in again with Qwen Code (run `qwen` and choose Qwen OAuth) or with `llmbridge login qwen`"
 
 
@@ -86,6 +97,20 @@ class QwenCredentials:
     async def _refresh_once(self, http: httpx.AsyncClient) -> None:
         if not self.needs_refresh():
             return  # another flight, or Qwen Code itself, already refreshed the file
+        lock = await acquire_lock(self.lock_path)
+        try:
+            self._mtime = None  # re-read: Qwen Code may have refreshed while we waited for the lock
+            if self.needs_refresh():
+                await self._refresh_locked(http)
+        finally:
+            release_lock(self.lock_path, lock)
+
+    @property
+    def lock_path(self) -> Path:
+        """`oauth_creds.lock` beside `oauth_creds.json`, as Qwen Code names it."""
+        return self.path.with_name(self.path.stem + ".lock")
+
+    async def _refresh_locked(self, http: httpx.AsyncClient) -> None:
         refresh_token = self.data.get("refresh_token")
         if not refresh_token:
             raise AccountUnusable(f"{self.path} has no refresh_token; {RELOGIN_HINT}")
@@ -138,6 +163,50 @@ class QwenCredentials:
             return self.path.stat().st_mtime_ns
         except FileNotFoundError:
             return None
+
+
+async def acquire_lock(path: Path) -> str:
+    """Create the lock file exclusively (Qwen Code's protocol); wait with back-off while another
+    process holds it, and remove it when it is stale. Returns the id written into it."""
+    lock_id, wait = str(uuid.uuid4()), LOCK_FIRST_WAIT_S
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(LOCK_ATTEMPTS):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if _remove_if_stale(path):
+                continue
+            await asyncio.sleep(wait)
+            wait = min(wait * 1.5, LOCK_MAX_WAIT_S)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(lock_id)
+        return lock_id
+    raise UpstreamUnavailable(
+        f"another process (Qwen Code?) has been refreshing the token in {path.parent} for too long: "
+        f"{path} is still held; retry, or remove it if no Qwen Code is running"
+    )
+
+
+def _remove_if_stale(path: Path) -> bool:
+    try:
+        if time.time() - path.stat().st_mtime <= LOCK_STALE_S:
+            return False
+        aside = path.with_name(f"{path.name}.stale.{uuid.uuid4()}")
+        os.rename(path, aside)  # as Qwen Code does: only one of two processes removes it
+        aside.unlink()
+    except OSError:
+        pass  # gone meanwhile, or another process removed it: try to create it again
+    return True
+
+
+def release_lock(path: Path, lock_id: str) -> None:
+    """Remove the lock file if it is still ours (a stale-lock removal may have given it to another)."""
+    try:
+        if path.read_text() == lock_id:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def token_answer(response: httpx.Response, path: Path) -> dict[str, Any]:
