@@ -27,7 +27,7 @@ import sys
 
 CLIENT_VERSION = "0.24.4"  # the Qwen Code release whose requests we reproduce
 OPENAI_SDK_VERSION = "5.11.0"  # the OpenAI Node SDK bundled in that release (X-Stainless-Package-Version)
-NODE_VERSION = "v22.22.0"  # X-Stainless-Runtime-Version: Qwen Code 0.24 needs Node >= 22
+NODE_VERSION = "v22.23.3"  # X-Stainless-Runtime-Version: Qwen Code 0.24 needs Node >= 22 (the newest 22.x)
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 AUTH_TYPE = "qwen-oauth"  # X-DashScope-AuthType for the Qwen OAuth login
 
