@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-# Fields that differ on every request by design; everything else must match exactly.
-VOLATILE_FIELDS = frozenset({"user_prompt_id", "session_id", "conversationId", "agentContinuationId"})
+# Fields that differ on every request by design; everything else must match exactly. Code Assist's
+# ids, Kiro's conversation ids, Qwen's `metadata.sessionId` / `metadata.promptId`.
+VOLATILE_FIELDS = frozenset(
+    {"user_prompt_id", "session_id", "conversationId", "agentContinuationId", "sessionId", "promptId"}
+)
 NO_MATCH_STATUS = 599
 
 log = logging.getLogger(__name__)

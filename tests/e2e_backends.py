@@ -24,11 +24,12 @@ from tests.fakes import code_assist as ca
 from tests.fakes import gemini_api as fg
 from tests.fakes import kiro as kf
 from tests.fakes import openai_upstream as oa
+from tests.fakes import qwen as qf
 
 DEFAULT_THINKING_BUDGET = 8192  # what the Gemini CLI asks of Gemini 2.5 when the user set nothing
 FLASH_MAX_THINKING_BUDGET = 24_576  # Gemini 2.5 Flash's documented thinkingBudget range is 0..24576
 
-BACKENDS = ["gemini-cli", "kiro", "openai", "anthropic", "gemini"]
+BACKENDS = ["gemini-cli", "kiro", "openai", "anthropic", "gemini", "qwen"]
 PACING = {"requests_per_minute": 10_000, "max_concurrent": 50}
 
 
@@ -293,6 +294,41 @@ class OpenAIBackend(Backend):
         return [t["function"]["name"] for t in self.last().get("tools", [])]
 
 
+class QwenBackend(OpenAIBackend):
+    """Qwen speaks OpenAI's chat completions; the fake adds Qwen's own rules (headers, extras, cache
+    markers) and the OAuth token endpoint."""
+
+    name, model, count_method = "qwen", "coder-model", "estimate"
+
+    fake: qf.FakeQwen
+
+    def rate_limit(self, seconds: int) -> None:
+        self.fake.enqueue(qf.rate_limited(seconds))
+
+    def rejection(self) -> str | None:
+        order = self.fake.check_order(self.fake.header_orders[-1])
+        if order:
+            return order
+        problem = self.fake.validate(self.fake.headers[-1], self.last())
+        return None if problem is None else problem[1]
+
+    def last_tool_result(self) -> tuple[str, str]:
+        message = self.last()["messages"][-1]
+        content = message["content"]
+        if isinstance(content, list):  # the last message carries Qwen Code's cache marker
+            assert content[-1].get("cache_control") == {"type": "ephemeral"}
+            message = {**message, "content": "\n\n".join(p["text"] for p in content)}
+        assert message["role"] == "tool"
+        return message["tool_call_id"], message["content"]
+
+    def thinking_sent(self, budget: int | None) -> bool:
+        sent = self.last().get("enable_thinking")
+        return sent is None if budget is None else sent is True
+
+    def tool_names_sent(self) -> list[str]:
+        return [t["function"]["name"] for t in self.last().get("tools", [])]
+
+
 class AnthropicBackend(Backend):
     name, model, count_method = "anthropic", "claude-test", "upstream:anthropic"
 
@@ -462,6 +498,17 @@ def start_backend(
                 "models": [model or GeminiAPIBackend.model],
             }
             backend = GeminiAPIBackend(fake_gm)
+        elif name == "qwen":
+            fake_qw = stack.enter_context(qf.FakeQwen())
+            creds = workdir / "oauth_creds.json"
+            fake_qw.write_credentials(creds)
+            account = {
+                "provider": "qwen",
+                "credentials": str(creds),
+                "base_url": fake_qw.base_url,
+                "token_url": fake_qw.token_url,
+            }
+            backend = QwenBackend(fake_qw)
         else:
             raise ValueError(name)
         if model:

@@ -432,7 +432,7 @@ def tool_results(backend: str, body: Any) -> list[tuple[str, Any]]:
                     calls = {b["id"] for b in messages[i - 1]["content"] if b.get("type") == "tool_use"}
                     assert block["tool_use_id"] in calls, block
                     out.append((block["tool_use_id"], block.get("content")))
-    elif backend == "openai":
+    elif backend in ("openai", "qwen"):  # Qwen: chat completions too
         calls: set[str] = set()
         for message in body["messages"]:
             if message["role"] == "assistant":

@@ -1,5 +1,5 @@
 """End to end: the official anthropic SDK (and raw HTTP) -> real mitmdump bridge -> the strict fake of
-every provider (gemini-cli, kiro, openai, anthropic, gemini). The google-genai half is in
+every provider (gemini-cli, kiro, openai, anthropic, gemini, qwen). The google-genai half is in
 test_e2e_anthropic_gemini_clients_genai.py.
 
 One bridge per backend (module scope); the rate-limit test runs last in each backend's group because it

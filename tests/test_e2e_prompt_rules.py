@@ -125,13 +125,16 @@ def answer_text(door: str, body: dict[str, Any]) -> str:
     )
 
 
+def _text(content: str | list[dict]) -> str:
+    return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+
+
 def upstream_prompt(backend: Backend) -> tuple[str, str]:
     """(system text, user text) as the upstream received them."""
     body = backend.last()
-    if backend.name == "openai":
-        system = "\n\n".join(m["content"] for m in body["messages"] if m["role"] == "system")
-        user = [m for m in body["messages"] if m["role"] == "user"][0]["content"]
-        return system, user if isinstance(user, str) else "".join(p["text"] for p in user)
+    if backend.name in ("openai", "qwen"):  # Qwen's content may be parts (its cache markers)
+        system = "\n\n".join(_text(m["content"]) for m in body["messages"] if m["role"] == "system")
+        return system, _text([m for m in body["messages"] if m["role"] == "user"][0]["content"])
     if backend.name == "anthropic":
         system = body.get("system", [])
         text = system if isinstance(system, str) else "\n\n".join(b["text"] for b in system)

@@ -39,6 +39,7 @@ MODELS = {
     "anthropic": "claude-sonnet-4-5",
     "gemini": "gemini-2.5-flash",
     "openai": "gpt-test",
+    "qwen": "coder-model",
 }
 GEMINI_WIRE = ("gemini", "gemini-cli")  # the backends that speak Gemini's wire format upstream
 TOOLS = {"claude": "Write", "gemini": "write_file", "codex": "exec_command", "qwen": "write_file"}

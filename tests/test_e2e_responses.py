@@ -1,5 +1,5 @@
 """End to end: the official openai SDK's Responses API (`client.responses.create`, `.stream`) -> the
-real mitmdump bridge -> the strict fakes of gemini-cli, kiro and openai.
+real mitmdump bridge -> the strict fakes of gemini-cli, kiro, openai and qwen.
 
 One bridge per backend (module scope). Then a bridge in front of the Code Assist fake with Gemini 3,
 which hands out a thoughtSignature on the first function call and refuses, on the next turn, a call
@@ -27,7 +27,7 @@ from tests.fakes import code_assist as ca
 
 pytestmark = [pytest.mark.timeout(60)]
 
-BACKENDS = ["gemini-cli", "kiro", "openai"]
+BACKENDS = ["gemini-cli", "kiro", "openai", "qwen"]
 WEATHER = {
     "type": "function",
     "name": "get_weather",

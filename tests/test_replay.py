@@ -191,3 +191,41 @@ def test_printed_base_url_is_used_as_is_for_an_openai_fixture(tmp_path):
     finally:
         replay.terminate()
         replay.wait(10)
+
+
+def test_a_qwen_exchange_replays_with_new_session_ids(tmp_path):
+    """Recorded against the strict fake Qwen, exported, and answered again offline by a bridge whose
+    session secret (so `metadata.sessionId` / `promptId`) is new: the ids are volatile, the rest matches."""
+    from tests.fakes.qwen import FakeQwen, cumulative_reply
+
+    database = tmp_path / "rec.db"
+    creds = tmp_path / "creds.json"
+    with FakeQwen() as fake:
+        fake.write_credentials(creds)
+        fake.enqueue(cumulative_reply("Teal", ", of course.", reasoning="Pick one."))
+        account = {"name": "q", "provider": "qwen", "credentials": str(creds), "base_url": fake.base_url}
+        config = write_config(tmp_path / "record.toml", [account], database=str(database))
+        with BridgeProcess(tmp_path, config) as bridge:
+            client = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+            assert client.chat.completions.create(model="coder-model", messages=QUESTION).choices[0].message.content
+    exchange_id = sqlite3.connect(database).execute("SELECT id FROM exchanges").fetchone()[0]
+    out = tmp_path / "replay"
+    subprocess.run(
+        [str(LLMBRIDGE), "export-fixture", exchange_id, "--db", str(database), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    (path,) = out.glob("*.json")
+    fixture = json.loads(path.read_text())
+    assert fixture["provider"] == "qwen" and "fake-qwen-access" not in json.dumps(fixture)
+    with ReplayThread(load_fixtures([path])) as replay:
+        account = {"name": "q", "provider": "qwen", "credentials": str(creds), "base_url": replay.base_url + "/v1"}
+        workdir = tmp_path / "second"
+        workdir.mkdir()
+        with BridgeProcess(workdir, write_config(tmp_path / "replay.toml", [account], record=False)) as bridge:
+            client = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+            reply = client.chat.completions.create(model="coder-model", messages=QUESTION)
+            assert reply.choices[0].message.content == "Teal, of course."
+            assert reply.choices[0].message.model_extra["reasoning_content"] == "Pick one."
+            assert replay.unused() == [] and replay.mismatches == []

@@ -301,6 +301,7 @@ PROVIDERS: dict[str, str] = {
     "gemini-cli": "llmbridge.providers.gemini_cli.provider:GeminiCodeAssistProvider",
     "kiro": "llmbridge.providers.kiro.provider:KiroProvider",
     "openai": "llmbridge.providers.openai_api.provider:OpenAIProvider",
+    "qwen": "llmbridge.providers.qwen.provider:QwenProvider",
 }
 
 

@@ -1,1 +1,2 @@
-"""Qwen Code (`portal.qwen.ai`): the OpenAI-compatible DashScope endpoint behind Qwen Code's OAuth login."""
+"""The Qwen Code provider (`provider = "qwen"`): Qwen's OpenAI-compatible chat completions
+(portal.qwen.ai) with the Qwen Code OAuth login, sent as Qwen Code sends them."""
