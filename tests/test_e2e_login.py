@@ -102,3 +102,39 @@ def test_an_imported_kiro_login_serves_requests_and_refreshes_its_own_copy(tmp_p
         saved = json.loads(imported.read_text())
         assert (saved["accessToken"], saved["refreshToken"]) == ("kiro-access-1", "kiro-refresh-1")  # rotated, kept
         assert ide_file.read_bytes() == before
+
+
+def test_a_qwen_login_serves_requests(tmp_path, config):
+    """The device-code login against the fake Qwen OAuth server; the account it adds answers through the
+    qwen provider from the fake Qwen API named by the `resource_url` the login saved."""
+    from tests.fakes.oauth import FakeQwenOAuth
+    from tests.fakes.qwen import FakeQwen, Reply
+
+    with FakeQwen() as qwen, FakeQwenOAuth(resource_url=qwen.origin) as portal:
+        portal.enqueue("pending", "slow_down")
+        done = run_login(
+            tmp_path,
+            config,
+            "qwen",
+            "--no-browser",
+            "--device-url",
+            portal.device_url,
+            "--token-url",
+            portal.token_url,
+            "--poll-interval",
+            "0.05",
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Added account 'qwen' to the config" in done.stderr
+        creds = tmp_path / "userhome" / ".qwen" / "oauth_creds.json"
+        account = load_config(config).accounts[0]
+        assert (account.provider, account.credentials, account.token_url) == ("qwen", str(creds), portal.token_url)
+        assert portal.issued is not None
+        qwen.access_tokens.add(portal.issued["access_token"])  # the API accepts what the portal issued
+        qwen.default = Reply(deltas=[{"content": "Hello from Qwen"}])
+        with BridgeProcess(tmp_path, config) as bridge:
+            answer = client(bridge).chat.completions.create(
+                model="coder-model", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert answer.choices[0].message.content == "Hello from Qwen"
+        assert qwen.rejections == []

@@ -150,3 +150,39 @@ def test_a_lock_held_too_long_is_a_transient_error(fake, tmp_path, monkeypatch):
     with pytest.raises(UpstreamUnavailable, match="oauth_creds.lock"):
         asyncio.run(refresh_many(QwenCredentials(path, fake.token_url), 1))
     assert fake.refresh_requests == [] and (tmp_path / "oauth_creds.lock").read_text() == "busy"
+
+
+def test_background_refresh_replaces_a_token_ahead_of_the_request_margin(fake, tmp_path):
+    """`refresh_if_needed(ahead=...)` (llmbridge.probes) refreshes a token that requests would still
+    use for a while; without `ahead` the same token is kept."""
+    path = tmp_path / "oauth_creds.json"
+    old = fake.write_credentials(path, expiry_date=int(time.time() * 1000 + 120_000))
+    creds = QwenCredentials(path, fake.token_url)
+
+    async def background(ahead: float) -> None:
+        async with httpx.AsyncClient() as http:
+            await asyncio.gather(*(creds.refresh_if_needed(http, ahead=ahead) for _ in range(3)))
+
+    asyncio.run(background(0))
+    assert fake.refresh_requests == [] and creds.access_token == old["access_token"]
+    asyncio.run(background(120))
+    assert len(fake.refresh_requests) == 1 and creds.access_token != old["access_token"]
+
+
+def test_the_health_probe_is_a_forced_refresh(fake, tmp_path):
+    from llmbridge.config import AccountConfig
+    from llmbridge.providers.qwen.provider import QwenProvider
+
+    path = tmp_path / "oauth_creds.json"
+    old = fake.write_credentials(path)
+    account = AccountConfig(name="q", provider="qwen", credentials=str(path), token_url=fake.token_url)
+
+    async def probe() -> bool:
+        async with httpx.AsyncClient() as http:
+            return await QwenProvider(account, http).probe()
+
+    assert asyncio.run(probe()) is True
+    assert len(fake.refresh_requests) == 1 and json.loads(path.read_text())["access_token"] != old["access_token"]
+    fake.refresh_tokens.clear()  # the login is gone: the probe says so
+    with pytest.raises(AccountUnusable):
+        asyncio.run(probe())

@@ -69,13 +69,15 @@ class QwenCredentials:
         value = self.data.get("resource_url")
         return str(value) if value else None
 
-    def needs_refresh(self) -> bool:
-        """No token, a token Qwen rejected, or one that expires within 30 seconds."""
+    def needs_refresh(self, ahead: float = 0.0) -> bool:
+        """No token, a token Qwen rejected, or one that expires within 30 seconds (plus `ahead`, for
+        the background refresh that replaces it before any request would)."""
         token = self.access_token
         if not token or token in self._rejected:
             return True
         expiry = self.data.get("expiry_date")
-        return isinstance(expiry, (int, float)) and expiry - self.clock() * 1000 < REFRESH_BUFFER_MS
+        margin = REFRESH_BUFFER_MS + ahead * 1000
+        return isinstance(expiry, (int, float)) and expiry - self.clock() * 1000 < margin
 
     def reject(self, token: str) -> None:
         """Qwen answered 401 to `token`: the next refresh replaces it, exactly once."""
@@ -94,13 +96,19 @@ class QwenCredentials:
         if self.needs_refresh():
             await self._flight.run(lambda: self._refresh_once(http))
 
-    async def _refresh_once(self, http: httpx.AsyncClient) -> None:
-        if not self.needs_refresh():
+    async def refresh_if_needed(self, http: httpx.AsyncClient, ahead: float) -> None:
+        """The background refresh (`llmbridge.probes`): a token that expires within the margin plus
+        `ahead` seconds is replaced now, through the same single flight and lock."""
+        if self.needs_refresh(ahead):
+            await self._flight.run(lambda: self._refresh_once(http, ahead))
+
+    async def _refresh_once(self, http: httpx.AsyncClient, ahead: float = 0.0) -> None:
+        if not self.needs_refresh(ahead):
             return  # another flight, or Qwen Code itself, already refreshed the file
         lock = await acquire_lock(self.lock_path)
         try:
             self._mtime = None  # re-read: Qwen Code may have refreshed while we waited for the lock
-            if self.needs_refresh():
+            if self.needs_refresh(ahead):
                 await self._refresh_locked(http)
         finally:
             release_lock(self.lock_path, lock)

@@ -92,6 +92,15 @@ class QwenProvider(Provider):
     async def refresh_credentials(self, force: bool = False) -> None:
         await self.credentials.refresh(self.http, force=force)
 
+    async def refresh_ahead(self, seconds: float) -> None:
+        await self.credentials.refresh_if_needed(self.http, ahead=seconds)
+
+    async def probe(self) -> bool:
+        """A token refresh: Qwen says whether the login still stands (a refused refresh token is
+        AccountUnusable), and it costs no quota."""
+        await self.credentials.refresh(self.http, force=True)
+        return True
+
     def describe(self) -> str:
         return f"{self.account.name} (qwen, Qwen Code {self.client_version}, {self.credentials.path})"
 
