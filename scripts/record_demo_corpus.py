@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.bridge_process import CLIENT_KEY, LLMBRIDGE, BridgeProcess, write_config  # noqa: E402
-from tests.fakes import anthropic_api, code_assist, gemini_api, kiro, openai_upstream  # noqa: E402
+from tests.fakes import anthropic_api, code_assist, gemini_api, kiro, openai_upstream, qwen  # noqa: E402
 
 PACING = {"requests_per_minute": 1000, "max_concurrent": 10}
 MODELS = {
@@ -37,6 +37,7 @@ MODELS = {
     "gemini": "gemini-2.5-flash-lite",
     "gemini-cli": "gemini-2.5-flash",
     "kiro": "claude-sonnet-4-5",
+    "qwen": "coder-model",
 }
 WEATHER_TOOL = {
     "type": "function",
@@ -93,6 +94,12 @@ def turns() -> list[tuple[str, str, str, dict[str, Any]]]:
                 "tools": [WEATHER_TOOL],
             },
         ),
+        (
+            "08-qwen-chat-stream",
+            "qwen",
+            "/v1/chat/completions",
+            {"model": MODELS["qwen"], "messages": ask, "stream": True, "stream_options": {"include_usage": True}},
+        ),
     ]
 
 
@@ -110,12 +117,15 @@ def enqueue_answers(fakes: dict[str, Any]) -> None:
         kiro.ContextUsage(1.5),
         kiro.Metering(0.01),
     )
+    fakes["qwen"].enqueue(qwen.Reply(deltas=[{"content": "Cerulean."}]))
 
 
 def accounts(fakes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
     cli_creds, kiro_token = workdir / "gemini-creds.json", workdir / "kiro-token.json"
+    qwen_creds = workdir / "qwen-creds.json"
     fakes["gemini-cli"].write_credentials(cli_creds)
     fakes["kiro"].write_token_file(kiro_token)
+    fakes["qwen"].write_credentials(qwen_creds)
     return [
         {"name": "openai", "provider": "openai", "api_key": fakes["openai"].api_key,
          "base_url": fakes["openai"].base_url, "models": [MODELS["openai"]], **PACING},
@@ -128,6 +138,8 @@ def accounts(fakes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
          "project": fakes["gemini-cli"].project, "models": [MODELS["gemini-cli"]], **PACING},
         {"name": "kiro", "provider": "kiro", "credentials": str(kiro_token), "base_url": fakes["kiro"].base_url,
          "token_url": fakes["kiro"].social_refresh_url, "models": [MODELS["kiro"]], **PACING},
+        {"name": "qwen", "provider": "qwen", "credentials": str(qwen_creds), "base_url": fakes["qwen"].base_url,
+         "token_url": fakes["qwen"].token_url, "models": [MODELS["qwen"]], **PACING},
     ]  # fmt: skip
 
 
@@ -139,9 +151,17 @@ def record(out: Path) -> list[Path]:
         gemini_api.FakeGeminiAPI() as gemini,
         code_assist.FakeCodeAssist() as cli,
         kiro.FakeKiro() as kiro_fake,
+        qwen.FakeQwen() as qwen_fake,
     ):
         workdir = Path(tmp)
-        fakes = {"openai": oai, "anthropic": claude, "gemini": gemini, "gemini-cli": cli, "kiro": kiro_fake}
+        fakes = {
+            "openai": oai,
+            "anthropic": claude,
+            "gemini": gemini,
+            "gemini-cli": cli,
+            "kiro": kiro_fake,
+            "qwen": qwen_fake,
+        }
         database = workdir / "demo.db"
         config = write_config(workdir / "bridge.toml", accounts(fakes, workdir), database=str(database))
         enqueue_answers(fakes)

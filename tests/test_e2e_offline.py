@@ -35,6 +35,7 @@ ANSWERS = {
     "05-gemini-cli-responses": ["Saffron."],
     "06-kiro-messages-stream": ["Viridian."],
     "07-kiro-chat-tool-call": ["get_weather", "Lisbon"],
+    "08-qwen-chat-stream": ["Cerulean."],
 }
 
 
@@ -82,7 +83,7 @@ def test_the_corpus_covers_every_door_and_provider():
     fixtures = [json.loads(p.read_text()) for p in sorted(DEMO.glob("*.json"))]
     assert sorted(p.stem for p in DEMO.glob("*.json")) == sorted(ANSWERS)
     assert {f["client"]["format"] for f in fixtures} == {"openai", "anthropic", "gemini", "responses"}
-    assert {f["provider"] for f in fixtures} == {"openai", "anthropic", "gemini", "gemini-cli", "kiro"}
+    assert {f["provider"] for f in fixtures} == {"openai", "anthropic", "gemini", "gemini-cli", "kiro", "qwen"}
     text = "".join(p.read_text() for p in DEMO.glob("*.json"))
     for secret_shape in ("Bearer ", "sk-upstream", "AIza", "ya29.", "sk-ant-"):
         assert secret_shape not in text
@@ -130,6 +131,7 @@ def test_models_are_the_recorded_ones(offline):
     listed = httpx.get(offline.base_url + "/v1/models", headers=bearer, timeout=10).json()
     ids = {m["id"] for m in listed["data"] if "/" not in m["id"]}
     recorded = {"gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash-lite", "gemini-2.5-flash", "claude-sonnet-4-5"}
+    recorded.add("coder-model")
     assert recorded <= ids and all(i.startswith(tuple(recorded)) for i in ids), ids  # (and dated aliases)
 
 

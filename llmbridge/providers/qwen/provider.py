@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,8 +19,9 @@ import httpx
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.conversation import prompt_number, session_uuid
+from llmbridge.credentials import write_json_atomic
 from llmbridge.errors import AccountUnusable, BridgeError, ConfigError, UpstreamAuthError
-from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.base import Provider, UpstreamCall, recorded_models
 from llmbridge.providers.openai_api.request import check_request
 from llmbridge.providers.qwen import client
 from llmbridge.providers.qwen.credentials import QwenCredentials
@@ -35,6 +36,14 @@ DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 # qwen3-coder-flash, vision-model) can be listed in an account's `models`.
 DEFAULT_MODELS = ("coder-model",)
 PROMPT_ID_SEPARATOR = "########"  # <session id>########<prompt number>, as Qwen Code numbers prompts
+# Offline mode's stand-in login: valid until 2100, so no refresh is ever attempted; no real secret.
+REPLAY_CREDENTIALS = {
+    "access_token": "replay-access-token",
+    "token_type": "Bearer",
+    "refresh_token": "replay-refresh-token",
+    "expiry_date": 4102444800000,
+}
+REPLAY_PACE = 1000  # a replay server needs no ban-safety pacing
 
 
 class QwenProvider(Provider):
@@ -50,6 +59,22 @@ class QwenProvider(Provider):
         self.client_version = account.client_version or client.CLIENT_VERSION
         # Conversation ids are keyed hashes (llmbridge.conversation): this account's own key.
         self._identity_secret = os.urandom(32)
+
+    @classmethod
+    def replay_account(cls, name: str, origin: str, recorded: list[dict[str, Any]], workdir: Path) -> AccountConfig:
+        """Stand-in Qwen credentials that never need refreshing, pointed at the replay server."""
+        credentials = workdir / f"{name}.json"
+        write_json_atomic(credentials, {**REPLAY_CREDENTIALS, "resource_url": origin})
+        return AccountConfig(
+            name=name,
+            provider=cls.name,
+            credentials=str(credentials),
+            base_url=origin + cls.base_url_path,
+            token_url=origin + "/api/v1/oauth2/token",
+            models=recorded_models(recorded),
+            requests_per_minute=REPLAY_PACE,
+            max_concurrent=REPLAY_PACE,
+        )
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
