@@ -7,7 +7,8 @@ upstream traffic captured the same way), or exported capture folders. Compared:
 * the sequence of calls: the distinct methods before the first generation (a client process's
   start-up: the first call in its place, the concurrent ones after it as a set), and the set of
   methods used at all;
-* for each generation and each start-up call, paired in order: method, path and query; header
+* for each generation (Code Assist's `streamGenerateContent`, chat completions) and each start-up call,
+  paired in order: method, path and query; header
   names, their order and values; JSON field presence, order and types; enum-like values exactly;
   id formats; the tool schema form (a key `parametersJsonSchema` vs `parameters`, and its `type`s).
 
@@ -25,7 +26,7 @@ from typing import Any, Iterable
 
 from llmbridge.capture import Call
 
-GENERATION = ("streamGenerateContent", "generateContent")
+GENERATION = ("streamGenerateContent", "generateContent", "completions")  # Code Assist; chat completions
 # String values compared exactly (enums and names a server branches on); other strings by id class.
 EXACT_KEYS = frozenset(
     {
@@ -56,7 +57,7 @@ ID_CLASSES = [
     (re.compile(r"^[A-Za-z_][\w.:-]*_\d{13}_\d+$"), "<name>_<epoch ms>_<n>"),
     (re.compile(r"^call_[0-9a-f]{8,}$"), "call_<hex>"),
 ]
-ID_KEYS = frozenset({"session_id", "user_prompt_id", "id"})
+ID_KEYS = frozenset({"session_id", "user_prompt_id", "id", "sessionId", "promptId"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,26 @@ DOCUMENTED = [
         "Gemini CLI run with -p (one prompt per process: the only way to run it headless) sends its "
         "session id as the prompt id; in an interactive session it sends <session>########<n>. The "
         "bridge serves conversations of many turns, so it sends the interactive form.",
+    ),
+    Documented(
+        "headers",
+        "x-dashscope-authtype is 'qwen-oauth'; the client's: 'openai'",
+        "Qwen Code 0.24.4 refuses its own Qwen OAuth login (the free tier ended), so its traffic is "
+        "captured in its API-key mode, which sends the same request but names that auth type; the "
+        "bridge's qwen accounts are Qwen OAuth logins.",
+    ),
+    Documented(
+        "promptId",
+        "'<uuid>########<n>' from the bridge; 'free-form' in the capture",
+        "Qwen Code's subagents (the memory extractor after each prompt) send <session>#<agent>-<id>#<n>; "
+        "a request that reaches the bridge does not say it comes from a subagent, so the bridge numbers "
+        "it as the conversation's next prompt.",
+    ),
+    Documented(
+        "function.parameters",
+        "is the bridge's own",
+        "A tool declared without parameters reaches the upstream with the empty object schema: the "
+        "bridge's canonical tool always carries a schema, and every OpenAI-compatible server takes it.",
     ),
 ]
 

@@ -13,9 +13,6 @@ Offline, the CLI's Google login stops at a token-info call; `GOOGLE_GENAI_USE_GC
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,8 @@ from click.testing import CliRunner
 from llmbridge.capture import export_capture, load_fixture_calls, load_session, sessions
 from llmbridge.cli import main
 from llmbridge.drift import compare
-from tests.bridge_process import MITMDUMP, ROOT, BridgeProcess, free_port, write_config
+from tests.bridge_process import BridgeProcess, write_config
+from tests.capture_kit import CaptureProcess
 from tests.fakes.code_assist import FakeCodeAssist, Reply, text_reply, tool_call_reply
 from tests.real_clients import _base_env, _run, clients, gemini
 
@@ -36,57 +34,6 @@ PROMPTS = {
     "tool": "Run the shell command `echo drift` and tell me what it printed. [drift-tool]",
     "thinking": "Think it over, then tell me what 17 * 3 is. [drift-thinking]",
 }
-
-
-class CaptureProcess:
-    """`mitmdump -s addons/capture.py` in reverse mode in front of `target`."""
-
-    def __init__(self, workdir: Path, target: str, db: Path, source: str) -> None:
-        self.port = free_port()
-        self.log_path = workdir / f"capture-{source}.log"
-        self.args = [
-            str(MITMDUMP),
-            "-s",
-            str(ROOT / "addons" / "capture.py"),
-            "--mode",
-            f"reverse:{target}",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            str(self.port),
-            "--set",
-            f"confdir={workdir / 'mitmproxy'}",
-            "--set",
-            "keep_host_header=true",
-            "--set",
-            f"capture_db={db}",
-            "--set",
-            f"capture_source={source}",
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> CaptureProcess:
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"capture did not start:\n{self.log_path.read_text()}")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
 
 
 def answer(body: Any) -> Reply | None:

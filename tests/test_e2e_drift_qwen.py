@@ -148,3 +148,88 @@ def test_the_bridge_sends_what_qwen_code_sends(tmp_path):
             theirs_tool["function"].get("parameters"),
             {"type": "object", "properties": {}},
         )
+
+
+def test_llmbridge_drift_against_captures_of_qwen_code(tmp_path):
+    """The capture-mode way, as the README shows it. Qwen Code's own traffic is captured in front of
+    the fake (source "captured"); then each generation it made (its prompt, and the memory-extraction
+    subagent that follows every prompt) is sent to the bridge as an OpenAI client sends it (the same
+    model, messages, tools and settings, without the DashScope extras the bridge must add itself),
+    and the bridge's upstream traffic is captured the same way (source "bridge"). `llmbridge drift`
+    must find nothing but its documented entries."""
+    from click.testing import CliRunner
+
+    from llmbridge.capture import load_session
+    from llmbridge.cli import main
+    from llmbridge.drift import compare
+    from tests.capture_kit import CaptureProcess
+
+    db = tmp_path / "captures.db"
+    with FakeQwen() as fake:
+        fake.auth_types = {"qwen-oauth", "openai"}
+        fake.default = Reply(deltas=[{"content": "Hello!"}])
+        with CaptureProcess(tmp_path, fake.origin, db, "captured") as capture:
+            run = _official_through(capture.url + "/v1", fake, tmp_path / "official", "Say hello. [drift-capture]")
+            assert run.returncode == 0, run.describe()
+        official = [c for c in load_session(db, "captured") if c.rpc == "completions"]
+        assert official, "Qwen Code made no generation"
+        creds = tmp_path / "oauth_creds.json"
+        fake.write_credentials(creds)
+        with CaptureProcess(tmp_path, fake.origin, db, "bridge") as capture:
+            account = {"name": "q", "provider": "qwen", "credentials": str(creds), "base_url": capture.url + "/v1"}
+            workdir = tmp_path / "bridge"
+            workdir.mkdir()
+            with BridgeProcess(workdir, write_config(workdir / "bridge.toml", [account], record=False)) as bridge:
+                client = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+                for call in official:
+                    request = as_openai_client_request(call.body)
+                    for _ in client.chat.completions.create(**request):
+                        pass
+        assert fake.rejections == [], fake.rejections
+    report = compare(load_session(db, "captured"), load_session(db, "bridge"), "captured", "bridge")
+    print(report.text())
+    assert report.drift == [], report.text()
+    result = CliRunner().invoke(main, ["drift", "--db", str(db)])
+    assert result.exit_code == 0 and "no drift" in result.output, result.output
+
+
+# What Qwen Code adds for DashScope, which the bridge's qwen provider must add by itself
+DASHSCOPE_EXTRAS = ("metadata", "vl_high_resolution_images", "preserve_thinking", "enable_thinking")
+
+
+def as_openai_client_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A captured Qwen Code generation as a plain OpenAI client would send it to the bridge: the same
+    fields, without the DashScope extras and the cache markers."""
+
+    def unmarked(part: Any) -> Any:
+        return {k: v for k, v in part.items() if k != "cache_control"} if isinstance(part, dict) else part
+
+    request = {k: v for k, v in body.items() if k not in DASHSCOPE_EXTRAS}
+    request["messages"] = [
+        {**m, "content": [unmarked(p) for p in m["content"]]} if isinstance(m.get("content"), list) else m
+        for m in body["messages"]
+    ]
+    if "tools" in body:
+        request["tools"] = [unmarked(t) for t in body["tools"]]
+    return request
+
+
+def _official_through(base_url: str, fake: FakeQwen, home: Path, prompt: str) -> Any:
+    """Qwen Code as the official client: its API-key mode with the DashScope provider (the request
+    builder, headers and transport of its OAuth mode), against `base_url`."""
+    (home / ".qwen").mkdir(parents=True, exist_ok=True)
+    settings = {"privacy": {"usageStatisticsEnabled": False}, "telemetry": {"enabled": False}}
+    (home / ".qwen" / "settings.json").write_text(json.dumps(settings))
+    cwd = home / "work"
+    cwd.mkdir(exist_ok=True)
+    env = _base_env(home)
+    env.update(
+        PATH=f"{BIN}:{env['PATH']}",
+        OPENAI_API_KEY=fake.new_access_token(),
+        OPENAI_BASE_URL=base_url,
+        DASHSCOPE_PROXY_BASE_URL=base_url,
+        HTTPS_PROXY="http://127.0.0.1:9",
+        QWEN_CODE_SUPPRESS_YOLO_WARNING="1",
+    )
+    assert BIN is not None
+    return _run("qwen", BIN, ["--auth-type", "openai", "-m", MODEL, prompt], cwd, env, 180)

@@ -1,6 +1,7 @@
 """Canonical request -> OpenAI chat completions request body (for OpenAI-compatible upstreams).
 
-* consecutive text parts of a user message (or of a tool result) are joined with a blank line;
+* consecutive text parts of a user message (or of a tool result) are joined with a blank line, unless
+  `text_parts` asks for them as they came (Qwen Code sends a user message's parts as a list);
 * images in a tool result cannot go in a `tool` message: they follow in a user message, after the
   tool messages, introduced by a line naming the tool call they belong to;
 * earlier reasoning (`reasoning_content`) is not sent back: chat completions takes no reasoning as
@@ -27,10 +28,12 @@ from llmbridge.canonical import (
 BUDGET_EFFORTS: list[tuple[float, str]] = [(4096, "low"), (10_000, "medium"), (float("inf"), "high")]
 
 
-def build_body(request: ChatRequest, upstream_model: str, *, legacy_max_tokens: bool = False) -> dict[str, Any]:
+def build_body(
+    request: ChatRequest, upstream_model: str, *, legacy_max_tokens: bool = False, text_parts: bool = False
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": upstream_model,
-        "messages": _messages(request),
+        "messages": _messages(request, text_parts),
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -94,18 +97,18 @@ def reasoning_effort(request: ChatRequest) -> str | None:
     return next(effort for limit, effort in BUDGET_EFFORTS if reasoning.budget_tokens <= limit)
 
 
-def _messages(request: ChatRequest) -> list[dict[str, Any]]:
+def _messages(request: ChatRequest, text_parts: bool = False) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if request.system:
         out.append({"role": "system", "content": request.system_text()})
     for message in request.messages:
-        out += _assistant(message) if message.role == "assistant" else _user(message)
+        out += _assistant(message) if message.role == "assistant" else _user(message, text_parts)
     return out
 
 
-def _user(message: Message) -> list[dict[str, Any]]:
+def _user(message: Message, text_parts: bool = False) -> list[dict[str, Any]]:
     """Tool messages first (in order), then one user message with the text, images and any images
-    that came in tool results."""
+    that came in tool results; text alone is one string unless `text_parts`."""
     out: list[dict[str, Any]] = []
     content: list[dict[str, Any]] = []
     for part in message.parts:
@@ -118,7 +121,8 @@ def _user(message: Message) -> list[dict[str, Any]]:
             content.append(_image(part))
     if content:
         only_text = all(c["type"] == "text" for c in content)
-        out.append({"role": "user", "content": "\n\n".join(c["text"] for c in content) if only_text else content})
+        joined = only_text and not text_parts
+        out.append({"role": "user", "content": "\n\n".join(c["text"] for c in content) if joined else content})
     return out
 
 

@@ -37,7 +37,8 @@ TAIL_FIELDS = ("stream", "stream_options", "tools", "tool_choice", "parallel_too
 
 
 def build_body(request: ChatRequest, upstream_model: str, session_id: str, prompt_id: str) -> dict[str, Any]:
-    body = _in_qwen_codes_order(build_openai_body(request, upstream_model, legacy_max_tokens=True))
+    # Qwen Code sends a user message's text as a list of parts (as the client gave them), never joined
+    body = _in_qwen_codes_order(build_openai_body(request, upstream_model, legacy_max_tokens=True, text_parts=True))
     body.pop("reasoning_effort", None)  # replaced by Qwen's own thinking switch below
     _reasoning_history(request, body["messages"])
     body["messages"] = _cache_marked(body["messages"])
