@@ -136,7 +136,8 @@ def test_changes_reach_the_other_processes_and_survive_a_restart(url: str) -> No
         two.on_remote_change = seen.append
         one.on_remote_change = lambda s: pytest.fail(f"a process received its own change: {s}")
         await asyncio.sleep(0.2)  # both subscribed
-        snapshot = AccountSnapshot(name="a", fingerprint="f", cooling_until=time.time() + 60, cooling_kind="rate_limited")
+        until = time.time() + 60
+        snapshot = AccountSnapshot(name="a", fingerprint="f", cooling_until=until, cooling_kind="rate_limited")
         one.save(snapshot)
         for _ in range(50):
             if seen:
