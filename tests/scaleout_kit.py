@@ -95,6 +95,7 @@ class ServeMany:
             LLMBRIDGE_RUN_DIR=str(self.run_dir),
             NO_PROXY="127.0.0.1,localhost",
         )
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.workdir / "serve-many.log", "wb")
         self.proc = subprocess.Popen(
             self.args, cwd=self.workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
