@@ -26,7 +26,7 @@ def require(binary: str, package: str) -> str:
         (p for p in (f"/usr/bin/{binary}", f"/usr/sbin/{binary}") if os.access(p, os.X_OK)), None
     )
     if found is None:
-        pytest.skip(f"SKIPPED: {binary} not found; install the Debian package {package} (apt-get install {package})")
+        pytest.skip(f"{binary} not found: install the Debian package {package} (apt-get install {package})")
     return found
 
 

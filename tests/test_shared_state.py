@@ -244,3 +244,10 @@ def test_the_password_never_shows() -> None:
     assert redact_url("redis://:hunter2@cache:6379/0") == "redis://***@cache:6379/0"
     assert redact_url("redis://me:hunter2@cache/1") == "redis://me:***@cache/1"
     assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+def test_a_missing_binary_skips_naming_the_package_to_install() -> None:
+    from tests.scaleout_kit import require
+
+    with pytest.raises(pytest.skip.Exception, match=r"no-such-server not found: .*apt-get install no-such-package"):
+        require("no-such-server", "no-such-package")
