@@ -166,7 +166,7 @@ class SharedState:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, *self._tasks, return_exceptions=True)
-        leases = [(name, lease) for name, held in self._held.items() for lease in held]
+        leases = [(name, lease) for name, held in self._held.items() for lease in held if lease]
         with contextlib.suppress(RedisError):
             for name, lease in leases:  # a stopping process gives its slots back at once
                 await self.redis.zrem(_slots(name), lease)
@@ -222,7 +222,7 @@ class SharedState:
         """(seconds to wait, 0: the slot is taken; today's count across processes, None: not known).
         When Redis fails the slot is granted (the local pacing already said yes)."""
         if not self.available():
-            return 0.0, None
+            return self._granted_locally(state.name)
         per_minute, in_flight = state.limits()
         daily = state.provider.account.daily_limit
         lease = secrets.token_hex(8)
@@ -232,7 +232,7 @@ class SharedState:
             wait_ms, today = await self._claim(keys=keys, args=args)
         except RedisError as error:
             self._failed(f"taking a slot on account {state.name!r}", error)
-            return 0.0, None
+            return self._granted_locally(state.name)
         self._recovered()
         if wait_ms == 0:
             self._held.setdefault(state.name, []).append(lease)
@@ -241,11 +241,18 @@ class SharedState:
             return (int(now // 86400) + 1) * 86400 - now, int(today)  # until midnight UTC
         return wait_ms / 1000, int(today)
 
+    def _granted_locally(self, name: str) -> tuple[float, None]:
+        """A slot granted without Redis holds no lease; it is counted (as "") so that the release at its
+        end gives back no lease of a request still running (the held count stays the running count)."""
+        self._held.setdefault(name, []).append("")
+        return 0.0, None
+
     def release(self, name: str) -> None:
         held = self._held.get(name)
         if held:
             lease = held.pop()
-            self._spawn(self._release(name, lease))
+            if lease:
+                self._spawn(self._release(name, lease))
 
     async def _release(self, name: str, lease: str) -> None:
         try:
@@ -257,10 +264,11 @@ class SharedState:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
             for name, held in list(self._held.items()):
-                if not held:
+                leases = [lease for lease in held if lease]
+                if not leases:
                     continue
                 try:
-                    args: list[str | int] = [int(LEASE_SECONDS * 1000), *held]
+                    args: list[str | int] = [int(LEASE_SECONDS * 1000), *leases]
                     await self._renew(keys=[_slots(name)], args=args)
                 except RedisError as error:
                     self._failed("renewing this process's slots", error)

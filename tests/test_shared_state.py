@@ -231,6 +231,25 @@ def test_redis_down_degrades_to_local_state_loudly(
     run(scenario)
 
 
+def test_a_slot_granted_during_an_outage_does_not_give_back_another_requests_lease(url: str) -> None:
+    async def scenario() -> None:
+        one, two = await processes(url, 2)
+        account = account_state(max_concurrent=1)
+        assert (await one.claim(account, time.time()))[0] == 0  # a lease in Redis
+        one._down_until = time.monotonic() + 60  # Redis out of reach for `one`
+        assert await one.claim(account, time.time()) == (0.0, None)  # granted locally, no lease
+        one._down_until = 0.0
+        one.release("a")  # the locally granted request ends first
+        await asyncio.sleep(0.1)
+        assert (await two.claim(account, time.time()))[0] > 0  # the first request still holds its slot
+        one.release("a")
+        await asyncio.sleep(0.1)
+        assert (await two.claim(account, time.time()))[0] == 0
+        await close(one, two)
+
+    run(scenario)
+
+
 def test_an_unreachable_redis_stops_startup_with_what_to_do(tmp_path: Path) -> None:
     from llmbridge.errors import ConfigError
 
