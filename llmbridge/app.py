@@ -17,7 +17,7 @@ import httpx
 from llmbridge import __version__
 from llmbridge.bridge import Bridge
 from llmbridge.config import AccountConfig, BridgeConfig, ClientKey, data_dir, find_config, load_config
-from llmbridge.credentials import recover_temp_files
+from llmbridge.credentials import recover_temp_files, share_refreshes
 from llmbridge.errors import ConfigError
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.formats import load_formats
@@ -31,6 +31,7 @@ from llmbridge.recorder.prune import prune
 from llmbridge.redact import redact_secrets, redact_text, register_secret
 from llmbridge.relay import Relay
 from llmbridge.reload import ConfigWatcher, restart_needed
+from llmbridge.shared_state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class BridgeApp:
         self.bridge: Bridge | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.state_store: PoolStateStore | None = None
+        self.shared = self._open_shared_state()  # `state_url`; checked here, so startup stops when unreachable
         self.prober = HealthProber(lambda: self.pool, self.config.probe_interval)
         self._probing: asyncio.Task[None] | None = None
 
@@ -185,16 +187,32 @@ class BridgeApp:
         providers: list[Provider] = [
             provider_class(a.provider)(a, self.http) for a in self.config.accounts if a.enabled
         ]
-        self.state_store = self._open_state_store()
-        self.pool = AccountPool(providers, self.config.strategy, self.state_store, self.config.session_affinity)
+        self.state_store = self.shared or self._open_state_store()
+        self.pool = AccountPool(
+            providers, self.config.strategy, self.state_store, self.config.session_affinity, self.shared
+        )
         self.pool.restore()
         await self.relay.start()
         self.bridge = Bridge(self.config, self.pool, self.client_keys, self.exchange_done)
+        if self.shared is not None:
+            self.bridge.failover.conversation_secret = self.shared.conversation_secret()
+            await self.shared.start()
         if self.offline is not None:
             await self.offline.start()
         elif self.config_path is not None and not self.discovered:
             self._watcher = asyncio.ensure_future(ConfigWatcher(self, self.config_path).run())
         self._probing = asyncio.ensure_future(self.prober.run())
+
+    def _open_shared_state(self) -> SharedState | None:
+        """With `state_url`, the state shared with the other processes (`llmbridge.shared_state`);
+        an unreachable Redis stops startup (a misspelt URL must not silently split the pool)."""
+        if self.config.state_url is None or self.offline is not None:
+            return None
+        shared = SharedState(self.config.state_url)
+        shared.check()
+        share_refreshes(shared)
+        log.info("pool state shared through Redis at %s", shared.where())
+        return shared
 
     def _open_state_store(self) -> PoolStateStore | None:
         """The pool state's store (`llmbridge.pool_state`), beside the database; recording off or on.
@@ -261,6 +279,9 @@ class BridgeApp:
             self.recorder.close()
         if self.state_store is not None:
             self.state_store.close()
+        if self.shared is not None:
+            share_refreshes(None)
+            await self.shared.aclose()
         if self.offline is not None:
             log.info("offline mode: %s", self.offline.describe())
             await self.offline.close()

@@ -89,6 +89,9 @@ class BridgeConfig(Strict):
     # seconds an upstream may stay without content while another account could answer; 0: off
     first_token_timeout: float = Field(default=60.0, ge=0)
     probe_interval: float = Field(default=300.0, ge=0)  # seconds between health probes of an unusable account; 0: off
+    # redis://host:port/db: the pool state shared by several bridge processes (`llmbridge.shared_state`);
+    # unset: kept in this process (and in pool_state.db beside the database)
+    state_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
     accounts: list[AccountConfig] = Field(default_factory=list)
     # Prompt rules, aliases and routing (`llmbridge.rules`, `llmbridge.aliases`)
     system_prompt: list[SystemPromptRule] = Field(default_factory=list)

@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import secrets
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from llmbridge.redact import register_secrets_in
 
@@ -118,11 +119,31 @@ def _whole_object(path: Path) -> bool:
         return False
 
 
+class RefreshLock(Protocol):
+    """A lock held across processes while one of them refreshes a credential file
+    (`llmbridge.shared_state.SharedState.held`)."""
+
+    def held(self, key: str) -> AbstractAsyncContextManager[None]: ...
+
+
+_shared_lock: RefreshLock | None = None
+
+
+def share_refreshes(lock: RefreshLock | None) -> None:
+    """With `state_url`, refreshes are single-flight across processes too: the process that holds
+    the file's lock refreshes it; the others wait, then find the file refreshed and re-read it (each
+    refresh re-checks the file inside its flight)."""
+    global _shared_lock
+    _shared_lock = lock
+
+
 class SingleFlight:
     """Runs one refresh at a time per account: concurrent callers wait for the one in flight and
-    share its outcome (five requests on an expired token cause one refresh, not five)."""
+    share its outcome (five requests on an expired token cause one refresh, not five). `key` names
+    the credential file for the lock shared with other processes (`share_refreshes`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: str = "") -> None:
+        self.key = key
         self._running: asyncio.Future[None] | None = None
 
     async def run(self, refresh: Callable[[], Awaitable[None]]) -> None:
@@ -131,7 +152,7 @@ class SingleFlight:
         loop = asyncio.get_running_loop()
         self._running = loop.create_future()
         try:
-            await refresh()
+            await self._locked(refresh)
         except BaseException as e:
             self._running.set_exception(e)
             self._running.exception()  # mark retrieved: waiters re-raise it themselves
@@ -140,3 +161,11 @@ class SingleFlight:
             self._running.set_result(None)
         finally:
             self._running = None
+
+    async def _locked(self, refresh: Callable[[], Awaitable[None]]) -> None:
+        lock = _shared_lock
+        if lock is None or not self.key:
+            await refresh()
+            return
+        async with lock.held(self.key):
+            await refresh()

@@ -74,7 +74,9 @@ class Failover:
         self.peek_seconds = peek_seconds
         self.first_token_timeout = first_token_timeout  # 0: off
         self.on_exchange = on_exchange
-        self._conversation_secret = os.urandom(32)  # conversation keys mean nothing outside this process
+        # Conversation keys mean nothing outside the bridge; with shared state every process uses the
+        # same secret (`SharedState.conversation_secret`), so a conversation is one key everywhere.
+        self.conversation_secret = os.urandom(32)
 
     def candidates(self, model: str, listing: str) -> list[Candidate]:
         """The accounts that serve `model`, in the pool's order; NoAccount when none is configured,
@@ -112,8 +114,8 @@ class Failover:
         failed: dict[str, BridgeError] = {}  # account name -> how it failed, in this request
         last_error: BridgeError | None = None
         conversation = self.conversation(request)
-        candidates = self.pool.preferring(candidates, conversation)
-        candidate, wait = await self._first(candidates)
+        candidates = await self.pool.ordered_for(candidates, conversation)
+        candidate, wait = await self._claim_next(candidates, set(), patient=True)
         while candidate is not None and len(failed) < self.max_attempts:
             first_token = self._first_token_deadline(candidates, {*failed, candidate.state.name}, len(failed))
             try:
@@ -124,14 +126,14 @@ class Failover:
                 if error.action == "stop":
                     raise
                 failed[candidate.state.name] = last_error = error
-            candidate, wait = self.pool.pick(candidates, set(failed))
+            candidate, wait = await self._claim_next(candidates, set(failed), patient=False)
         raise self._exhausted(candidates, last_error, wait if candidate is None else None, failed)
 
     def conversation(self, request: ChatRequest) -> str | None:
         """The key naming the request's conversation (None for a request without messages)."""
         if not request.messages:
             return None
-        return conversation_key(self._conversation_secret, request.conversation, request.messages)
+        return conversation_key(self.conversation_secret, request.conversation, request.messages)
 
     def _first_token_deadline(self, candidates: list[Candidate], tried: set[str], failures: int) -> float | None:
         """Seconds this attempt's upstream has to show content: `first_token_timeout` while another
@@ -141,24 +143,43 @@ class Failover:
         other, _ = self.pool.pick(candidates, tried)
         return self.first_token_timeout if other is not None else None
 
-    async def _first(self, candidates: list[Candidate]) -> tuple[Candidate | None, float | None]:
-        """The first account to try, waiting for one whose pacing lets it start (at most
-        `max_wait` seconds in all); else (None, seconds until one may be usable)."""
+    async def _claim_next(
+        self, candidates: list[Candidate], tried: set[str], patient: bool
+    ) -> tuple[Candidate | None, float | None]:
+        """The next account not in `tried`, its slot taken (`AccountPool.claim`); `patient` (the
+        first account of a request) waits for one whose pacing lets it start, at most `max_wait`
+        seconds in all. Else (None, seconds until one may be usable)."""
         waited = 0.0
         while True:
-            candidate, wait = self.pool.pick(candidates, set())
-            if candidate is not None or wait is None or waited + wait > self.max_wait:
+            candidate, wait = await self._claim_one(candidates, tried)
+            if candidate is not None or not patient or wait is None or waited + wait > self.max_wait:
                 return candidate, wait
             await asyncio.sleep(wait)
             waited += wait
 
+    async def _claim_one(self, candidates: list[Candidate], tried: set[str]) -> tuple[Candidate | None, float | None]:
+        """The first candidate the pool would pick whose slot could be taken; one whose slots are
+        taken by other processes (the shared state) is passed over for this round."""
+        busy: set[str] = set()
+        soonest: float | None = None
+        while True:
+            candidate, wait = self.pool.pick(candidates, tried | busy)
+            if candidate is None:
+                waits = [w for w in (wait, soonest) if w is not None]
+                return None, min(waits) if waits else None
+            refused = await self.pool.claim(candidate.state)
+            if refused <= 0:
+                return candidate, None
+            busy.add(candidate.state.name)
+            soonest = refused if soonest is None else min(soonest, refused)
+
     async def _try(
         self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord, first_token: float | None = None
     ) -> Lease:
-        """One account's attempt in its slot; on failure the slot is given back and the pool told."""
+        """One account's attempt in the slot taken for it (`_claim_next`); on failure the slot is
+        given back and the pool told."""
         state = candidate.state
         record.account, record.provider = state.name, state.provider_name
-        self.pool.acquire(state)
         try:
             call = await self._attempt(candidate, request, record, first_token)
         except BaseException as error:
@@ -276,7 +297,8 @@ class Failover:
 
     async def _count(self, candidate: Candidate, request: ChatRequest) -> int | None:
         state = candidate.state
-        self.pool.acquire(state)
+        if await self.pool.claim(state) > 0:
+            return None  # its slots are taken by other processes: counted locally instead
         try:
             return await state.provider.count_tokens(request, candidate.upstream_model)
         except BridgeError as error:

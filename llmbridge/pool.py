@@ -27,6 +27,7 @@ from llmbridge.canonical import ModelInfo
 from llmbridge.errors import BridgeError
 from llmbridge.pool_state import AccountSnapshot, PoolStateStore
 from llmbridge.providers.base import Provider
+from llmbridge.shared_state import SharedState
 
 Strategy = Literal["round-robin", "fill-first", "least-busy"]
 LONG_COOLDOWN = 3600.0  # when a quota error gives no reset time
@@ -178,6 +179,7 @@ class AccountPool:
         strategy: Strategy = "round-robin",
         store: PoolStateStore | None = None,
         affinity: bool = True,
+        shared: SharedState | None = None,
     ) -> None:
         self.states = [AccountState(p) for p in providers]
         self.strategy = strategy
@@ -185,6 +187,9 @@ class AccountPool:
         self.store = store
         self.affinity = Affinity()
         self.affinity_on = affinity  # `session_affinity`
+        self.shared = shared  # `state_url`: slots, affinity and changes shared with other processes
+        if shared is not None:
+            shared.on_remote_change = self.apply_remote
 
     def restore(self) -> None:
         """Each account's stored state, where its settings are unchanged; expired cool-downs and other
@@ -236,10 +241,30 @@ class AccountPool:
         first = [c for c in candidates if c.state.name == pinned]
         return first + [c for c in candidates if c.state.name != pinned] if first else candidates
 
+    async def ordered_for(self, candidates: list[Candidate], conversation: str | None) -> list[Candidate]:
+        """`preferring`, asking the shared state which account the conversation is pinned to (another
+        process may have answered its last turn); this process's memory when there is none."""
+        if self.shared is not None and self.affinity_on and conversation is not None:
+            pinned = await self.shared.pinned(conversation)
+            if pinned is not None:
+                self.affinity.pin(conversation, pinned)
+        return self.preferring(candidates, conversation)
+
     def answered(self, state: AccountState, conversation: str | None) -> None:
         """`state` answered this conversation: pin it there (session affinity)."""
         if self.affinity_on and conversation is not None:
             self.affinity.pin(conversation, state.name)
+            if self.shared is not None:
+                self.shared.pin(conversation, state.name, self.affinity.idle_seconds)
+
+    def apply_remote(self, saved: AccountSnapshot) -> None:
+        """Another process changed an account's state (cool-down, dead, probe): adopt it, when that
+        account has the same settings here. The daily count is not taken: it is counted in Redis."""
+        for state in self.states:
+            if state.name == saved.name and state.fingerprint == saved.fingerprint:
+                state.cooling_until, state.cooling_kind = saved.cooling_until, saved.cooling_kind
+                state.dead_reason, state.last_error = saved.dead_reason, saved.last_error
+                state.probed_at, state.probe_result = saved.probed_at, saved.probe_result
 
     def models(self) -> list[ModelInfo]:
         """Every served model once as `model` and once as `provider/model`."""
@@ -320,8 +345,28 @@ class AccountPool:
         state.count_start(time.time())
         self.changed(state)  # the daily count
 
+    async def claim(self, state: AccountState) -> float:
+        """Take a slot on `state` (which `pick` chose): 0 when taken, else the seconds until it may be,
+        as the shared state sees it (another process holds its slots or its minute's starts)."""
+        if self.shared is None:
+            self.acquire(state)
+            return 0.0
+        now = time.time()
+        wait, today = await self.shared.claim(state, now)
+        if wait > 0:
+            return wait
+        state.in_flight += 1
+        state.count_start(now)
+        if today is not None:
+            state.today = today  # every process's starts today
+        # Not stored: the count lives in Redis, and a snapshot of a state another process has just
+        # changed (a cool-down on its way here) would overwrite that change with this stale copy.
+        return 0.0
+
     def release(self, state: AccountState) -> None:
         state.in_flight = max(0, state.in_flight - 1)
+        if self.shared is not None:
+            self.shared.release(state.name)
 
     def report(self, state: AccountState, error: BridgeError) -> None:
         """Apply what an upstream failure means for the account."""

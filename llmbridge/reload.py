@@ -26,7 +26,14 @@ log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 1.0  # seconds between looks at the config file
 # Settings read once at startup: a change is reported, and takes effect after a restart.
-RESTART_SETTINGS = ("database", "record", "record_bodies", "upstream_connect_timeout", "upstream_read_timeout")
+RESTART_SETTINGS = (
+    "database",
+    "record",
+    "record_bodies",
+    "upstream_connect_timeout",
+    "upstream_read_timeout",
+    "state_url",
+)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,8 @@ class FakeOpenAI(LoopbackFake[Reply]):
         self.disconnects = 0
         self.rejections: list[str] = []
         self.model_listings = 0  # GET /v1/models calls (health probes)
+        self.in_flight = 0  # chat requests being answered now
+        self.max_in_flight = 0  # the most at once (pacing across bridge processes)
         self.listed_models = ["gpt-test"]
         super().__init__()
 
@@ -127,6 +129,16 @@ class FakeOpenAI(LoopbackFake[Reply]):
                 self._json(200, {"object": "list", "data": models})
 
             def do_POST(self) -> None:
+                with fake.lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def _answer(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with fake.lock:

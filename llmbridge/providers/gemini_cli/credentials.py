@@ -37,7 +37,7 @@ class GoogleCredentials:
         self._data: dict[str, Any] | None = None
         self._mtime: int | None = None
         self._rejected: dict[str, float] = {}  # token -> when Google answered 401 to it
-        self._flight = SingleFlight()
+        self._flight = SingleFlight(str(self.path))
         self.refresh_count = 0
 
     @property

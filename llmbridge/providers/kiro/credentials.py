@@ -96,7 +96,7 @@ class KiroCredentials:
         self.http = http
         self.path = account.credentials_path() or Path(DEFAULT_TOKEN_FILE).expanduser()
         self.data: dict[str, Any] = {}
-        self._flight = SingleFlight()
+        self._flight = SingleFlight(str(self.path))
         self.refresh_count = 0
         self.load()
 
