@@ -47,7 +47,9 @@ class AccountConfig(Strict):
     base_url: str | None = None  # override of the API endpoint
     token_url: str | None = None  # override of the OAuth token endpoint
     project: str | None = None  # gemini-cli: skip project discovery
-    client_version: str | None = None  # gemini-cli, qwen: the client release to reproduce (default: the pinned one)
+    client_version: str | None = (
+        None  # gemini-cli, qwen, kiro: the client release to reproduce (default: the pinned one)
+    )
     region: str | None = None  # kiro
     profile_arn: str | None = None  # kiro
     client_id: str | None = None  # kiro IdC: client registration

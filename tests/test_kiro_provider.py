@@ -25,6 +25,7 @@ from llmbridge.canonical import (
 from llmbridge.config import AccountConfig
 from llmbridge.errors import (
     AccountUnusable,
+    ConfigError,
     ModelNotFound,
     RateLimited,
     UpstreamAuthError,
@@ -482,3 +483,21 @@ def test_a_listing_becomes_the_catalog() -> None:
     assert models.kiro_model_id("claude-opus-4-7", catalog) == "claude-opus-4.7"
     assert models.kiro_model_id("claude-opus-4-7") is None  # not in the built-in list
     assert models.from_listing({"models": None}) == () and models.from_listing([]) == ()
+
+
+def test_client_version_names_the_kiro_release_in_both_user_agents(tmp_path: Path) -> None:
+    with FakeKiro() as fake:
+        acct, _ = make(fake, tmp_path)
+        acct = acct.model_copy(update={"client_version": "0.12.1"})
+
+        async def main() -> None:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as http:
+                await drain(KiroProvider(acct, http), ChatRequest(model="claude-sonnet-4-5", messages=[user("a")]))
+
+        fake.enqueue(Text("ok"))
+        asyncio.run(main())
+        headers = fake.requests[0].headers
+        assert re.search(r"KiroIDE-0\.12\.1-[0-9a-f]{64}$", headers["x-amz-user-agent"])
+        assert "KiroIDE-0.12.1-" in headers["user-agent"]
+        with pytest.raises(ConfigError, match="client_version 'latest'"):
+            KiroProvider.validate_account(acct.model_copy(update={"client_version": "latest"}))

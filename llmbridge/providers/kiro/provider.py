@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import re
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +19,7 @@ import httpx
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.credentials import write_json_atomic
-from llmbridge.errors import BridgeError, InvalidRequest, UpstreamAuthError
+from llmbridge.errors import BridgeError, ConfigError, InvalidRequest, UpstreamAuthError
 from llmbridge.providers.base import Provider, UpstreamCall, recorded_models
 from llmbridge.providers.kiro import models
 from llmbridge.providers.kiro.credentials import DEFAULT_TOKEN_FILE, KiroCredentials
@@ -39,7 +40,8 @@ REPLAY_TOKEN = {
 }
 REPLAY_PACE = 1000  # a replay server needs no ban-safety pacing
 
-KIRO_VERSION = "0.11.63"
+KIRO_VERSION = "0.11.63"  # the Kiro IDE release imitated; an account's `client_version` overrides it
+VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 LISTING_INTERVAL = 3600.0  # seconds between ListAvailableModels calls (after a failure: RETRY)
 LISTING_RETRY = 300.0
 LISTING_PAGES = 5  # at most this many pages of 50 models
@@ -93,6 +95,11 @@ class KiroProvider(Provider):
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
         KiroCredentials(account).validate()
+        if account.client_version is not None and not VERSION_PATTERN.match(account.client_version):
+            raise ConfigError(
+                f"account {account.name!r}: client_version {account.client_version!r} is not a Kiro IDE "
+                f"release number such as {KIRO_VERSION!r}"
+            )
 
     # --- models ------------------------------------------------------------------------------------
 
@@ -197,7 +204,7 @@ class KiroProvider(Provider):
 
     def headers(self, token: str) -> dict[str, str]:
         machine = self.credentials.machine_id()
-        agent = f"KiroIDE-{KIRO_VERSION}-{machine}"
+        agent = f"KiroIDE-{self.account.client_version or KIRO_VERSION}-{machine}"
         return {
             "Content-Type": "application/json",
             "Accept": "application/json",
