@@ -630,7 +630,7 @@ def describe(plan: Plan) -> str:
 
 
 def profile_bridge(workdir: Path, upstream_url: str, out: Path, plan: Plan, extra: list[str]) -> str:
-    config = write_bridge_config(workdir / "bridge-profile.toml", upstream_url, False, workdir / "profile.db")
+    config = write_bridge_config(workdir / "bridge-profile.toml", upstream_url, True, workdir / "profile.db", plan)
     proc, port = start_bridge(workdir, config, profile=out, extra=extra)
     try:
         target = Target("profiled", f"http://127.0.0.1:{port}/v1", CLIENT_KEY, proc)
@@ -639,6 +639,8 @@ def profile_bridge(workdir: Path, upstream_url: str, out: Path, plan: Plan, extr
                 one_request(client, target)
             for _ in range(max(1, plan.streams // 2)):
                 one_stream(client, target)
+        model = stamped_model(plan.concurrent_chunks, plan.concurrent_gap_ms)
+        asyncio.run(concurrent_round(target, model, plan.concurrent_streams, plan.concurrent_chunks, StreamStats()))
     finally:
         stop_process(proc, signal.SIGINT)
     if not out.exists():
