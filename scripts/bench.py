@@ -1,6 +1,6 @@
 """Benchmark: what the bridge adds over calling a local fake upstream directly, measured in one run.
 
-    scripts/bench [--requests N] [--concurrency C] [--quick] [--json PATH] [--profile PATH]
+    scripts/bench [--quick] [--json PATH] [--profile PATH] [--many-streams N] [--rss-requests N] ...
 
 Starts a fake OpenAI-compatible upstream (scripts/bench_upstream.py, its own process) and the real
 bridge (`mitmdump -s addons/openai_bridge.py`, one `provider = "openai"` account pointed at the fake),
@@ -9,8 +9,20 @@ database. Every figure for the bridge is set against the direct call measured in
 
 - non-stream latency, sequential: the targets take turns request by request, so drift hits them alike;
 - streaming time to first `data:` line (the fake waits before its first chunk) and to the last byte;
+- rounds of 20 concurrent streams (100 chunks 10 ms apart; `--quick`: 20 chunks, one round): time
+  to first text, and each chunk's delay from the moment the fake wrote it (it stamps every chunk
+  with CLOCK_MONOTONIC, which is system-wide) to the moment the client read it; every chunk must
+  arrive once and in order (a stream that breaks this is counted as broken);
+- CPU of the bridge process (utime + stime from /proc/<pid>/stat) per non-stream request (over the
+  sequential phase) and per stream (over the concurrent rounds); per chunk: a stream's CPU less a
+  request's, over the chunks of a stream;
+- the `x-llmbridge-overhead-ms` header the bridge sets (its own time, upstream waits left out);
 - requests per second with C concurrent clients (bounded by count and by time);
 - the bridge process's RSS when idle (after start-up) and its peak (VmHWM).
+
+Optional: `--many-streams N` (N streams at once, `--many-chunks` chunks `--many-gap-ms` apart; e.g.
+200 x 100 at 50 ms, or 500 slow streams for memory) and `--rss-requests N` (RSS of the last bridge
+after the first tenth of N requests and at the end: flat means no leak).
 
 Loopback only; everything it starts is stopped on the way out. `--profile PATH` also runs a bridge
 under cProfile for a short load and prints its hot spots (profiling slows it; figures are not mixed).
