@@ -113,6 +113,7 @@ class Target:
     many: StreamStats = field(default_factory=lambda: StreamStats())
     many_peak_rss_kb: int | None = None
     rss_check: dict[str, Any] | None = None
+    failures: dict[str, int] = field(default_factory=dict)  # what the failed concurrent streams met
 
 
 @dataclass
@@ -398,10 +399,12 @@ async def stamped_stream(
                     end = match.end()
                 tail = data[max(end, len(data) - 64) :]
             ok = response.status_code == 200
-    except httpx.HTTPError:
-        ok = False
+            failure = f"HTTP {response.status_code}"
+    except httpx.HTTPError as e:
+        ok, failure = False, type(e).__name__
     if not ok or first is None:
         target.errors += 1
+        target.failures[failure] = target.failures.get(failure, 0) + 1
         return
     stats.streams += 1
     stats.chunks += len(seen)
@@ -519,6 +522,7 @@ def summary(target: Target) -> dict[str, Any]:
         **stream_summary("many", target.many),
         "many_peak_rss_mb": kb_to_mb(target.many_peak_rss_kb),
         "rss_check": target.rss_check,
+        "stream_failures": target.failures,
         "samples": {"latency": len(target.latency), "streams": len(target.ttfb)},
         "errors": target.errors,
     }
@@ -618,6 +622,9 @@ def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
         label = label.format(c=plan.concurrency, s=plan.concurrent_streams, m=plan.many_streams)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for name in names:
+        if failures := results[name]["stream_failures"]:
+            said = ", ".join(f"{count} x {what}" for what, count in failures.items())
+            lines.append(f"\nconcurrent streams through {name} that failed: {said}")
         if (check := results[name]["rss_check"]) is not None:
             lines.append(
                 f"\nRSS of {name} over {check['requests']} requests: {check['after_first_tenth_mb']:.1f} MB after "
