@@ -63,6 +63,8 @@ IDLE_UNLESS_SET = {
     "modifybody": "modify_body",
     "modifyheaders": "modify_headers",
     "onboarding": "onboarding",
+    "proxyauth": "proxyauth",
+    "dumper": "flow_detail",  # prints nothing at flow_detail 0 (the bridge's default)
 }
 INTERNAL_ERROR = b'{"error":{"message":"internal error in the bridge; see its log","type":"server_error"}}'
 # A request refused from its headers whose body is at most this long is answered the ordinary way
@@ -430,7 +432,10 @@ class OpenAIBridge:
         kept = tuple(field for field in fields if field[0].lower() not in SECRET_HEADER_BYTES)
         if len(kept) != len(fields):
             flow.request.headers.fields = kept
-        flow.request.url = redact_url(flow.request.url)
+        url = flow.request.url
+        redacted = redact_url(url)
+        if redacted != url:  # setting the URL re-parses it: only when a key was in it
+            flow.request.url = redacted
 
     def _forward_to_relay(self, flow: http.HTTPFlow, answer: DeferredAnswer, headers: dict[str, str]) -> None:
         assert self.app is not None

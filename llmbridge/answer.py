@@ -30,12 +30,17 @@ log = logging.getLogger(__name__)
 
 
 DROPPED_TOOLS_HEADER = "x-llmbridge-dropped-tools"
+# The bridge's own milliseconds up to the answer's head (`ExchangeRecord.overhead_ms`): for a whole
+# answer, once the upstream's has been read and translated; for a stream, once its first content has.
+OVERHEAD_HEADER = "x-llmbridge-overhead-ms"
 
 
 def answer_headers(request: ChatRequest, record: ExchangeRecord) -> dict[str, str]:
     """Headers every answer carries: the account that answered and how many upstream attempts it
-    took (`attempt_headers`), and the tools its door left out, if any."""
+    took (`attempt_headers`), the bridge's own time so far (`OVERHEAD_HEADER`), and the tools its
+    door left out, if any."""
     headers = attempt_headers(record)
+    headers[OVERHEAD_HEADER] = f"{record.overhead_ms():.2f}"
     if record.model_requested and request.model != record.model_requested:  # a `[fallbacks]` model answered
         headers["x-llmbridge-fallback"] = f"{record.model_requested} -> {request.model}"
     if request.dropped_tools:
@@ -256,6 +261,7 @@ class Answer:
         waiting = {next_chunk} | ({gone} if gone is not None else set())
         if self.cut_off is not None:
             waiting.add(self.cut_off)
+        waiting_since = time.monotonic()
         try:
             while not next_chunk.done():
                 done, _ = await asyncio.wait(
@@ -275,6 +281,7 @@ class Answer:
                 broken=f"the upstream connection broke mid-response ({type(e).__name__}); retry the request",
             ) from e
         finally:
+            self.call.attempt.waited_ms += (time.monotonic() - waiting_since) * 1000
             if not next_chunk.done():
                 next_chunk.cancel()
 

@@ -110,7 +110,11 @@ def make_http_client(config: BridgeConfig) -> httpx.AsyncClient:
     timeout = httpx.Timeout(
         connect=config.upstream_connect_timeout, read=config.upstream_read_timeout, write=60.0, pool=60.0
     )
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    # No cap on connections: the accounts' `max_concurrent` bound how many requests are under way, and
+    # a cap here made every stream past it wait silently for a connection (scripts/bench
+    # --many-streams 500: with 200, streams waited 15 s for their first text, some until the pool
+    # timeout). Kept-alive idle connections stay bounded.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
     return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
 
 

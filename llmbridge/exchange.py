@@ -35,6 +35,9 @@ class AttemptRecord:
     duration_ms: float | None = None
     error_kind: str | None = None
     error_message: str | None = None
+    # Wall time the bridge spent waiting on this upstream: for its response head, and for each body
+    # read it awaited (the peek's and the answer's). Not recorded; see `ExchangeRecord.overhead_ms`.
+    waited_ms: float = 0.0
 
 
 @dataclass
@@ -66,3 +69,9 @@ class ExchangeRecord:
 
     def elapsed_ms(self) -> float:
         return (time.time() - self.started) * 1000
+
+    def overhead_ms(self) -> float:
+        """The bridge's own time so far (the `x-llmbridge-overhead-ms` header): the time since the
+        request was handed to the bridge, less the time spent waiting on upstreams (every attempt's
+        `waited_ms`). Never negative."""
+        return max(0.0, self.elapsed_ms() - sum(attempt.waited_ms for attempt in self.attempts))

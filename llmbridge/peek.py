@@ -89,11 +89,14 @@ async def _peek(call: UpstreamCall, seconds: float, first_token: FirstTokenDeadl
     deadline = loop.time() + seconds
     while True:
         read = call.read()
+        waiting_since = loop.time()
         try:
             done, _ = await asyncio.wait({read}, timeout=max(0.0, deadline - loop.time()))
         except BaseException:
             read.cancel()
             raise
+        finally:
+            call.attempt.waited_ms += (loop.time() - waiting_since) * 1000
         if not done and first_token is not None:
             read.cancel()
             await asyncio.wait({read})  # the read is over before the response is closed under it

@@ -1,6 +1,6 @@
 """Benchmark: what the bridge adds over calling a local fake upstream directly, measured in one run.
 
-    scripts/bench [--requests N] [--concurrency C] [--quick] [--json PATH] [--profile PATH]
+    scripts/bench [--quick] [--json PATH] [--profile PATH] [--many-streams N] [--rss-requests N] ...
 
 Starts a fake OpenAI-compatible upstream (scripts/bench_upstream.py, its own process) and the real
 bridge (`mitmdump -s addons/openai_bridge.py`, one `provider = "openai"` account pointed at the fake),
@@ -9,8 +9,20 @@ database. Every figure for the bridge is set against the direct call measured in
 
 - non-stream latency, sequential: the targets take turns request by request, so drift hits them alike;
 - streaming time to first `data:` line (the fake waits before its first chunk) and to the last byte;
+- rounds of 20 concurrent streams (100 chunks 10 ms apart; `--quick`: 20 chunks, one round): time
+  to first text, and each chunk's delay from the moment the fake wrote it (it stamps every chunk
+  with CLOCK_MONOTONIC, which is system-wide) to the moment the client read it; every chunk must
+  arrive once and in order (a stream that breaks this is counted as broken);
+- CPU of the bridge process (utime + stime from /proc/<pid>/stat) per non-stream request (over the
+  sequential phase) and per stream (over the concurrent rounds); per chunk: a stream's CPU less a
+  request's, over the chunks of a stream;
+- the `x-llmbridge-overhead-ms` header the bridge sets (its own time, upstream waits left out);
 - requests per second with C concurrent clients (bounded by count and by time);
 - the bridge process's RSS when idle (after start-up) and its peak (VmHWM).
+
+Optional: `--many-streams N` (N streams at once, `--many-chunks` chunks `--many-gap-ms` apart; e.g.
+200 x 100 at 50 ms, or 500 slow streams for memory) and `--rss-requests N` (RSS of the last bridge
+after the first tenth of N requests and at the end: flat means no leak).
 
 Loopback only; everything it starts is stopped on the way out. `--profile PATH` also runs a bridge
 under cProfile for a short load and prints its hot spots (profiling slows it; figures are not mixed).
@@ -26,6 +38,7 @@ import json
 import os
 import platform
 import pstats
+import re
 import shutil
 import signal
 import socket
@@ -66,6 +79,14 @@ class Plan:
     chunks: int
     first_chunk_ms: float
     chunk_gap_ms: float
+    concurrent_streams: int = 20  # streams at once in each round of the concurrent phase
+    concurrent_rounds: int = 3
+    concurrent_chunks: int = 100
+    concurrent_gap_ms: float = 10.0
+    many_streams: int = 0  # the optional --many-streams scenario (0: skipped)
+    many_chunks: int = 100
+    many_gap_ms: float = 50.0
+    rss_requests: int = 0  # the optional RSS-over-N-requests check (0: skipped)
 
 
 @dataclass
@@ -85,6 +106,26 @@ class Target:
     rps_latency: list[float] = field(default_factory=list)
     peak_rss_kb: int | None = None
     final_rss_kb: int | None = None
+    overhead_ms: list[float] = field(default_factory=list)  # the bridge's x-llmbridge-overhead-ms
+    cpu_per_request_s: float | None = None
+    cpu_per_stream_s: float | None = None
+    concurrent: StreamStats = field(default_factory=lambda: StreamStats())
+    many: StreamStats = field(default_factory=lambda: StreamStats())
+    many_peak_rss_kb: int | None = None
+    rss_check: dict[str, Any] | None = None
+    failures: dict[str, int] = field(default_factory=dict)  # what the failed concurrent streams met
+
+
+@dataclass
+class StreamStats:
+    """Concurrent stamped streams: time to first text, and each chunk's delay from the moment the
+    fake upstream wrote it (its CLOCK_MONOTONIC stamp) to the moment the client read it."""
+
+    ttft: list[float] = field(default_factory=list)
+    chunk_delay: list[float] = field(default_factory=list)
+    streams: int = 0
+    chunks: int = 0
+    broken: int = 0  # streams with a chunk missing, repeated or out of order
 
 
 # ---------------------------------------------------------------- processes
@@ -127,7 +168,13 @@ def start_upstream(plan: Plan, workdir: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{int(line.split()[-1])}/v1"
 
 
-def write_bridge_config(path: Path, upstream_url: str, record: bool, database: Path) -> Path:
+def write_bridge_config(path: Path, upstream_url: str, record: bool, database: Path, plan: Plan) -> Path:
+    models = [
+        FAST_MODEL,
+        SLOW_MODEL,
+        stamped_model(plan.concurrent_chunks, plan.concurrent_gap_ms),
+        stamped_model(plan.many_chunks, plan.many_gap_ms),
+    ]
     path.write_text(f"""api_keys = ["{CLIENT_KEY}"]
 record = {"true" if record else "false"}
 database = "{database}"
@@ -137,7 +184,7 @@ name = "bench"
 provider = "openai"
 api_key = "{UPSTREAM_KEY}"
 base_url = "{upstream_url}"
-models = ["{FAST_MODEL}", "{SLOW_MODEL}"]
+models = {json.dumps(models)}
 requests_per_minute = 100000
 max_concurrent = 1000
 """)
@@ -195,6 +242,23 @@ def proc_status_kb(pid: int, key: str) -> int | None:
 # ---------------------------------------------------------------- measurements
 
 
+def stamped_model(chunks: int, gap_ms: float) -> str:
+    return f"bench-stamp-{chunks}-{gap_ms:g}"
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15, in clock ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(target: Target) -> float | None:
+    return cpu_seconds(target.process.pid) if target.process is not None else None
+
+
 def body(model: str, stream: bool) -> dict[str, Any]:
     payload: dict[str, Any] = {"model": model, "messages": PROMPT, "stream": stream}
     if stream:
@@ -213,6 +277,8 @@ def one_request(client: httpx.Client, target: Target) -> float | None:
     if response.status_code != 200 or "choices" not in response.json():
         target.errors += 1
         return None
+    if (overhead := response.headers.get("x-llmbridge-overhead-ms")) is not None:
+        target.overhead_ms.append(float(overhead) / 1000)
     return elapsed
 
 
@@ -247,10 +313,15 @@ def sequential(targets: list[Target], plan: Plan) -> None:
                 one_stream(clients[t.name], t)
         for t in targets:
             t.errors = 0
+            t.overhead_ms.clear()
+        cpu = {t.name: cpu_of(t) for t in targets}
         for i in range(plan.requests):
             for t in rotate(targets, i):
                 if (elapsed := one_request(clients[t.name], t)) is not None:
                     t.latency.append(elapsed)
+        for t in targets:  # the bridges idle while the others are served: their CPU is their own
+            if (before := cpu[t.name]) is not None and (after := cpu_of(t)) is not None and plan.requests:
+                t.cpu_per_request_s = (after - before) / plan.requests
         for i in range(plan.streams):
             for t in rotate(targets, i):
                 if (times := one_stream(clients[t.name], t)) is not None:
@@ -299,6 +370,117 @@ async def throughput(target: Target, plan: Plan) -> None:
         target.rps = target.rps_done / (time.perf_counter() - start)
 
 
+STAMP = re.compile(rb"w(\d+)@(\d+) ")
+
+
+async def stamped_stream(
+    client: httpx.AsyncClient, target: Target, model: str, chunks: int, stats: StreamStats
+) -> None:
+    """One stamped stream: time to its first text, each text chunk's delay, and whether every chunk
+    came once and in order (a stamp split across two reads is found once the rest arrives)."""
+    start = time.perf_counter()
+    seen: list[int] = []
+    delays: list[float] = []
+    first: float | None = None
+    tail = b""
+    try:
+        async with client.stream(
+            "POST", target.base_url + "/chat/completions", json=body(model, True), headers=headers(target)
+        ) as response:
+            async for chunk in response.aiter_raw():
+                now_ns = time.monotonic_ns()
+                data = tail + chunk
+                end = 0
+                for match in STAMP.finditer(data):
+                    if first is None:
+                        first = time.perf_counter() - start
+                    seen.append(int(match.group(1)))
+                    delays.append((now_ns - int(match.group(2))) / 1e9)
+                    end = match.end()
+                tail = data[max(end, len(data) - 64) :]
+            ok = response.status_code == 200
+            failure = f"HTTP {response.status_code}"
+    except httpx.HTTPError as e:
+        ok, failure = False, type(e).__name__
+    if not ok or first is None:
+        target.errors += 1
+        target.failures[failure] = target.failures.get(failure, 0) + 1
+        return
+    stats.streams += 1
+    stats.chunks += len(seen)
+    stats.ttft.append(first)
+    stats.chunk_delay.extend(delays)
+    if seen != list(range(chunks)):
+        stats.broken += 1
+
+
+async def concurrent_round(target: Target, model: str, streams: int, chunks: int, stats: StreamStats) -> None:
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    async with httpx.AsyncClient(trust_env=False, timeout=60, limits=limits) as client:
+        await asyncio.gather(*(stamped_stream(client, target, model, chunks, stats) for _ in range(streams)))
+
+
+def concurrent_streams(targets: list[Target], plan: Plan) -> None:
+    """Rounds of `concurrent_streams` streams at once, the targets taking turns round by round; the
+    bridges' CPU over these rounds gives their CPU per stream."""
+    model = stamped_model(plan.concurrent_chunks, plan.concurrent_gap_ms)
+    for t in targets:  # warm-up round, not counted
+        asyncio.run(concurrent_round(t, model, plan.concurrent_streams, plan.concurrent_chunks, StreamStats()))
+    cpu_used = dict.fromkeys((t.name for t in targets), 0.0)
+    for i in range(plan.concurrent_rounds):
+        for t in rotate(targets, i):
+            before = cpu_of(t)
+            asyncio.run(concurrent_round(t, model, plan.concurrent_streams, plan.concurrent_chunks, t.concurrent))
+            if before is not None and (after := cpu_of(t)) is not None:
+                cpu_used[t.name] += after - before
+    for t in targets:
+        if t.process is not None and t.concurrent.streams:
+            t.cpu_per_stream_s = cpu_used[t.name] / t.concurrent.streams
+
+
+def many_streams(targets: list[Target], plan: Plan) -> None:
+    """The optional scenario: `many_streams` streams at once (one round per target), and the peak
+    RSS the bridge reached in it (VmHWM; it includes the earlier phases)."""
+    model = stamped_model(plan.many_chunks, plan.many_gap_ms)
+    for t in targets:
+        print(f"bench: {plan.many_streams} concurrent streams through {t.name} ...", file=sys.stderr)
+        asyncio.run(concurrent_round(t, model, plan.many_streams, plan.many_chunks, t.many))
+        if t.process is not None:
+            t.many_peak_rss_kb = proc_status_kb(t.process.pid, "VmHWM")
+
+
+async def rss_check(target: Target, plan: Plan) -> None:
+    """RSS after the first tenth of `rss_requests` non-stream requests (caches warm) and at the end."""
+    assert target.process is not None
+    limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
+    url = target.base_url + "/chat/completions"
+    payload = body(FAST_MODEL, False)
+    remaining = plan.rss_requests
+    warm_at = plan.rss_requests - plan.rss_requests // 10
+    warm_kb: int | None = None
+    async with httpx.AsyncClient(trust_env=False, timeout=10, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal remaining, warm_kb
+            while remaining > 0:
+                remaining -= 1
+                if remaining == warm_at:
+                    warm_kb = proc_status_kb(target.process.pid, "VmRSS")  # type: ignore[union-attr]
+                response = await client.post(url, json=payload, headers=headers(target))
+                if response.status_code != 200:
+                    target.errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+    end_kb = proc_status_kb(target.process.pid, "VmRSS")
+    if warm_kb and end_kb:
+        target.rss_check = {
+            "requests": plan.rss_requests,
+            "after_first_tenth_mb": warm_kb / 1024,
+            "at_end_mb": end_kb / 1024,
+            "growth_percent": (end_kb - warm_kb) / warm_kb * 100,
+        }
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -331,8 +513,40 @@ def summary(target: Target) -> dict[str, Any]:
         "idle_rss_mb": kb_to_mb(target.idle_rss_kb),
         "peak_rss_mb": kb_to_mb(target.peak_rss_kb),
         "rss_after_mb": kb_to_mb(target.final_rss_kb),
+        "overhead_header_p50_ms": ms(target.overhead_ms, 50),
+        "overhead_header_p95_ms": ms(target.overhead_ms, 95),
+        "cpu_per_request_ms": None if target.cpu_per_request_s is None else target.cpu_per_request_s * 1000,
+        "cpu_per_stream_ms": None if target.cpu_per_stream_s is None else target.cpu_per_stream_s * 1000,
+        "cpu_per_chunk_us": cpu_per_chunk_us(target),
+        **stream_summary("concurrent", target.concurrent),
+        **stream_summary("many", target.many),
+        "many_peak_rss_mb": kb_to_mb(target.many_peak_rss_kb),
+        "rss_check": target.rss_check,
+        "stream_failures": target.failures,
         "samples": {"latency": len(target.latency), "streams": len(target.ttfb)},
         "errors": target.errors,
+    }
+
+
+def cpu_per_chunk_us(target: Target) -> float | None:
+    """The CPU a streamed chunk costs: a stream's CPU less a non-stream request's (the per-request
+    part both have), over the chunks a stream carries."""
+    if target.cpu_per_stream_s is None or target.cpu_per_request_s is None or not target.concurrent.streams:
+        return None
+    per_stream_chunks = target.concurrent.chunks / target.concurrent.streams
+    return max(0.0, target.cpu_per_stream_s - target.cpu_per_request_s) / per_stream_chunks * 1e6
+
+
+def stream_summary(prefix: str, stats: StreamStats) -> dict[str, Any]:
+    return {
+        f"{prefix}_ttft_p50_ms": ms(stats.ttft, 50),
+        f"{prefix}_ttft_p95_ms": ms(stats.ttft, 95),
+        f"{prefix}_chunk_delay_p50_ms": ms(stats.chunk_delay, 50),
+        f"{prefix}_chunk_delay_p95_ms": ms(stats.chunk_delay, 95),
+        f"{prefix}_chunk_delay_max_ms": ms(stats.chunk_delay, 100),
+        f"{prefix}_streams": stats.streams,
+        f"{prefix}_chunks": stats.chunks,
+        f"{prefix}_broken_streams": stats.broken,
     }
 
 
@@ -347,19 +561,43 @@ ROWS = [  # (label, summary key, kind): "time" rows show +difference and ratio, 
     ("stream first token p50 (ms)", "ttft_p50_ms", "time"),
     ("stream first token p95 (ms)", "ttft_p95_ms", "time"),
     ("stream last byte p50 (ms)", "stream_total_p50_ms", "time"),
+    ("{s} concurrent streams: first text p50 (ms)", "concurrent_ttft_p50_ms", "time"),
+    ("{s} concurrent streams: first text p95 (ms)", "concurrent_ttft_p95_ms", "time"),
+    ("{s} concurrent streams: chunk delay p50 (ms)", "concurrent_chunk_delay_p50_ms", "time"),
+    ("{s} concurrent streams: chunk delay p95 (ms)", "concurrent_chunk_delay_p95_ms", "time"),
+    ("{s} concurrent streams: chunk delay max (ms)", "concurrent_chunk_delay_max_ms", "time"),
+    ("{s} concurrent streams: chunks / broken streams", "concurrent_chunks", "chunks"),
+    ("CPU per non-stream request (ms)", "cpu_per_request_ms", "cpu"),
+    ("CPU per stream (ms)", "cpu_per_stream_ms", "cpu"),
+    ("CPU per streamed chunk (us)", "cpu_per_chunk_us", "cpu"),
+    ("x-llmbridge-overhead-ms p50 / p95", "overhead_header_p50_ms", "overhead"),
     ("throughput (req/s, C={c})", "rps", "rate"),
     ("latency under load p50 (ms, C={c})", "rps_latency_p50_ms", "time"),
     ("idle RSS (MB)", "idle_rss_mb", "memory"),
     ("peak RSS, VmHWM (MB)", "peak_rss_mb", "memory"),
     ("errors", "errors", "count"),
 ]
+MANY_ROWS = [
+    ("{m} streams: first text p50 (ms)", "many_ttft_p50_ms", "time"),
+    ("{m} streams: chunk delay p50 (ms)", "many_chunk_delay_p50_ms", "time"),
+    ("{m} streams: chunk delay p95 (ms)", "many_chunk_delay_p95_ms", "time"),
+    ("{m} streams: chunk delay max (ms)", "many_chunk_delay_max_ms", "time"),
+    ("{m} streams: chunks / broken streams", "many_chunks", "chunks"),
+    ("{m} streams: peak RSS, VmHWM (MB)", "many_peak_rss_mb", "memory"),
+]
 
 
-def cell(base: float | None, value: float | None, kind: str) -> str:
+def cell(base: float | None, value: float | None, kind: str, row: dict[str, Any] | None = None, key: str = "") -> str:
     if value is None:
         return "-"
     if kind == "count":
         return str(value)
+    if kind == "cpu":
+        return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+    if kind == "overhead" and row is not None:
+        return f"{value:.2f} / {row['overhead_header_p95_ms']:.2f}"
+    if kind == "chunks" and row is not None:  # key: <prefix>_chunks
+        return f"{value} / {row[key.removesuffix('_chunks') + '_broken_streams']}"
     if kind == "memory" or base is None:
         return f"{value:.1f}"
     if kind == "rate":
@@ -372,15 +610,26 @@ def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
     names = list(results)
     lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     direct = results["direct"]
-    for label, key, kind in ROWS:
+    rows = ROWS + (MANY_ROWS if plan.many_streams else [])
+    for label, key, kind in rows:
         cells = []
         for name in names:
             value = results[name][key]
             if name == "direct" and kind in ("time", "rate"):
                 cells.append("-" if value is None else (f"{value:.2f}" if kind == "time" else f"{value:.0f}"))
             else:
-                cells.append(cell(direct[key], value, kind))
-        lines.append(f"| {label.format(c=plan.concurrency)} | " + " | ".join(cells) + " |")
+                cells.append(cell(direct[key], value, kind, results[name], key))
+        label = label.format(c=plan.concurrency, s=plan.concurrent_streams, m=plan.many_streams)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for name in names:
+        if failures := results[name]["stream_failures"]:
+            said = ", ".join(f"{count} x {what}" for what, count in failures.items())
+            lines.append(f"\nconcurrent streams through {name} that failed: {said}")
+        if (check := results[name]["rss_check"]) is not None:
+            lines.append(
+                f"\nRSS of {name} over {check['requests']} requests: {check['after_first_tenth_mb']:.1f} MB after "
+                f"the first tenth, {check['at_end_mb']:.1f} MB at the end ({check['growth_percent']:+.1f}%)"
+            )
     return "\n".join(lines)
 
 
@@ -400,7 +649,7 @@ def describe(plan: Plan) -> str:
 
 
 def profile_bridge(workdir: Path, upstream_url: str, out: Path, plan: Plan, extra: list[str]) -> str:
-    config = write_bridge_config(workdir / "bridge-profile.toml", upstream_url, False, workdir / "profile.db")
+    config = write_bridge_config(workdir / "bridge-profile.toml", upstream_url, True, workdir / "profile.db", plan)
     proc, port = start_bridge(workdir, config, profile=out, extra=extra)
     try:
         target = Target("profiled", f"http://127.0.0.1:{port}/v1", CLIENT_KEY, proc)
@@ -409,6 +658,8 @@ def profile_bridge(workdir: Path, upstream_url: str, out: Path, plan: Plan, extr
                 one_request(client, target)
             for _ in range(max(1, plan.streams // 2)):
                 one_stream(client, target)
+        model = stamped_model(plan.concurrent_chunks, plan.concurrent_gap_ms)
+        asyncio.run(concurrent_round(target, model, plan.concurrent_streams, plan.concurrent_chunks, StreamStats()))
     finally:
         stop_process(proc, signal.SIGINT)
     if not out.exists():
@@ -440,6 +691,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
         chunks=args.chunks,
         first_chunk_ms=args.first_chunk_ms,
         chunk_gap_ms=args.chunk_gap_ms,
+        concurrent_streams=args.concurrent_streams,
+        concurrent_rounds=args.concurrent_rounds or (1 if args.quick else 3),
+        concurrent_chunks=args.concurrent_chunks or (20 if args.quick else 100),
+        concurrent_gap_ms=args.concurrent_gap_ms,
+        many_streams=args.many_streams,
+        many_chunks=args.many_chunks,
+        many_gap_ms=args.many_gap_ms,
+        rss_requests=args.rss_requests,
     )
 
 
@@ -459,9 +718,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("bench: llmbridge.recorder is not there: skipping the run with recording on", file=sys.stderr)
         for name, record in variants:
-            config = write_bridge_config(
-                workdir / f"bridge-{len(targets)}.toml", upstream_url, record, workdir / f"bench-{len(targets)}.db"
-            )
+            n = len(targets)
+            database = workdir / f"bench-{n}.db"
+            config = write_bridge_config(workdir / f"bridge-{n}.toml", upstream_url, record, database, plan)
             proc, port = start_bridge(workdir, config, extra=args.mitmdump_arg)
             started.append(proc)
             targets.append(Target(name, f"http://127.0.0.1:{port}/v1", CLIENT_KEY, proc))
@@ -471,6 +730,8 @@ def run(args: argparse.Namespace) -> int:
                 t.idle_rss_kb = proc_status_kb(t.process.pid, "VmRSS")
         print(f"bench: {len(targets)} targets; sequential latency and streaming ...", file=sys.stderr)
         sequential(targets, plan)
+        print(f"bench: rounds of {plan.concurrent_streams} concurrent streams ...", file=sys.stderr)
+        concurrent_streams(targets, plan)
         for t in targets:
             print(f"bench: throughput of {t.name} ...", file=sys.stderr)
             asyncio.run(throughput(t, plan))
@@ -478,6 +739,12 @@ def run(args: argparse.Namespace) -> int:
             if t.process is not None:
                 t.peak_rss_kb = proc_status_kb(t.process.pid, "VmHWM")
                 t.final_rss_kb = proc_status_kb(t.process.pid, "VmRSS")
+        if plan.many_streams:
+            many_streams(targets, plan)
+        if plan.rss_requests:
+            full = targets[-1]  # the bridge with the most on (recording, unless --no-record)
+            print(f"bench: RSS of {full.name} over {plan.rss_requests} requests ...", file=sys.stderr)
+            asyncio.run(rss_check(full, plan))
         results = {t.name: summary(t) for t in targets}
         print("\n## llmbridge benchmark\n")
         print(table(results, plan))
@@ -515,6 +782,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=20, help="text chunks per fake stream (20)")
     parser.add_argument("--first-chunk-ms", type=float, default=10.0, help="fake's wait before chunk 1 (10)")
     parser.add_argument("--chunk-gap-ms", type=float, default=1.0, help="fake's gap between chunks (1)")
+    parser.add_argument("--concurrent-streams", type=int, default=20, help="streams at once per round (20)")
+    parser.add_argument("--concurrent-rounds", type=int, help="rounds of concurrent streams per target (3)")
+    parser.add_argument("--concurrent-chunks", type=int, help="text chunks per concurrent stream (100)")
+    parser.add_argument("--concurrent-gap-ms", type=float, default=10.0, help="their gap, and first wait (10)")
+    parser.add_argument(
+        "--many-streams", type=int, default=0, metavar="N", help="also N streams at once, one round per target"
+    )
+    parser.add_argument("--many-chunks", type=int, default=100, help="text chunks per --many-streams stream (100)")
+    parser.add_argument("--many-gap-ms", type=float, default=50.0, help="their gap, and first wait (50)")
+    parser.add_argument(
+        "--rss-requests", type=int, default=0, metavar="N", help="also RSS of the last bridge over N requests"
+    )
     parser.add_argument("--quick", action="store_true", help="small counts, for a CI smoke run")
     parser.add_argument("--no-record", action="store_true", help="skip the run with the recorder on")
     parser.add_argument(

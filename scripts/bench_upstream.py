@@ -17,9 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import signal
+import time
 
 SLOW_MODEL = b'"bench-stream"'
+# `bench-stamp-<chunks>-<gap ms>`: a stream of that many text chunks, that far apart (the first after
+# one gap), each text `w<i>@<CLOCK_MONOTONIC ns when written> `, so the client can tell each chunk's
+# delay exactly (the clock is system-wide) whatever the drift of this process's timers.
+STAMPED = re.compile(rb'"bench-stamp-(\d+)-(\d+(?:\.\d+)?)"')
 TEXT = "The quick brown fox jumps over the lazy dog. "
 
 
@@ -116,6 +122,12 @@ class UpstreamProtocol(asyncio.Protocol):
             )
             return
         sse_head = head("200 OK", [("content-type", "text/event-stream"), ("transfer-encoding", "chunked")])
+        if stamped := STAMPED.search(compact):
+            self.transport.write(sse_head)
+            self.busy = True
+            chunks, gap = int(stamped.group(1)), float(stamped.group(2)) / 1000
+            asyncio.get_running_loop().create_task(self._stamped_stream(chunks, gap))
+            return
         if SLOW_MODEL not in compact:
             self.transport.write(sse_head + self.settings.sse_all_at_once)
             return
@@ -135,6 +147,35 @@ class UpstreamProtocol(asyncio.Protocol):
             self.transport.write(b"0\r\n\r\n")
         self.busy = False
         self._serve()
+
+    async def _stamped_stream(self, chunks: int, gap: float) -> None:
+        """Role chunk, `chunks` stamped text chunks `gap` apart, finish, usage, [DONE]."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self._write_event({"role": "assistant", "content": ""})
+        for i in range(chunks):
+            await asyncio.sleep(max(0.0, start + (i + 1) * gap - loop.time()))  # on schedule, no drift
+            if self.transport is None:
+                return
+            self._write_event({"content": f"w{i}@{time.monotonic_ns()} "})
+        self._write_event({}, finish="stop")
+        if self.transport is not None:
+            self.transport.write(self.settings.sse_events[-2] + self.settings.sse_events[-1] + b"0\r\n\r\n")
+        self.busy = False
+        self._serve()
+
+    def _write_event(self, delta: dict[str, str], finish: str | None = None) -> None:
+        if self.transport is None:
+            return
+        chunk = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "bench",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        payload = b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        self.transport.write(b"%x\r\n%s\r\n" % (len(payload), payload))
 
 
 def _content_length(header_block: bytes) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 
@@ -133,3 +134,11 @@ def test_relay_close_waits_for_answers_being_sent_so_their_records_are_submitted
     (record,) = asyncio.run(scenario())
     assert record.error_kind == "interrupted" and record.finish_reason is None
     assert "one" in json.dumps(record.result["parts"])
+
+
+def test_overhead_is_the_time_so_far_less_the_upstream_waits():
+    record = ExchangeRecord(started=time.time() - 1.0)  # a second ago
+    record.attempts = [AttemptRecord("a", "openai", waited_ms=300.0), AttemptRecord("b", "openai", waited_ms=200.0)]
+    assert 450 < record.overhead_ms() < 5000 - 500
+    record.attempts[0].waited_ms = 10_000.0  # more waiting than time passed (clocks differ): never negative
+    assert record.overhead_ms() == 0.0

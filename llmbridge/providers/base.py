@@ -241,6 +241,7 @@ class Provider(ABC):
                 ),
             ) from e
         attempt.ttfb_ms = (time.monotonic() - started) * 1000
+        attempt.waited_ms += attempt.ttfb_ms
         attempt.status = response.status_code
         attempt.response_headers = redact_headers(response.headers)
         if response.is_success:
