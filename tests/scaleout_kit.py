@@ -7,6 +7,7 @@ package (`.ci/run` installs both)."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -65,6 +66,26 @@ class RedisServer:
         self.stop()
 
 
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports, below Linux's ephemeral range (32768 and up), where
+    the outgoing connections of other tests cannot take one between this check and the bind."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20000, 32000 - count)
+        if all(_bindable(first + i) for i in range(count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports between 20000 and 32000")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class ServeMany:
     """`scripts/serve-many N` as a user runs it: N bridges, one config, one data dir, HAProxy in front."""
 
@@ -73,7 +94,7 @@ class ServeMany:
         self.workdir = workdir
         self.count = count
         self.port = free_port()
-        self.first_port = free_port()
+        self.first_port = free_port_block(count)
         self.ports = [self.first_port + i for i in range(count)]
         self.run_dir = workdir / "run"
         self.args = [str(ROOT / "scripts" / "serve-many"), str(count), "--port", str(self.port)]

@@ -197,3 +197,40 @@ def test_a_full_disk_that_clears_loses_nothing(recorder: Recorder, db_path: Path
     recorder.submit(exchange([user("after the disk was freed")]))
     recorder.flush()
     assert recorder.stats["written"] == 1 and count(db_path, "exchanges") == 1
+
+
+def test_open_waits_out_another_process_migrating_the_same_file(tmp_path, monkeypatch):
+    """Bridges started together (scripts/serve-many) migrate one database at once; SQLite answers
+    "locked" at once to the loser, whose open is retried; any other failure is reported at once."""
+    from llmbridge.recorder import recorder as module
+
+    monkeypatch.setattr(module, "OPEN_RETRY_PAUSES", (0.01, 0.01, 0.01))
+    rec = module.Recorder(tmp_path / "bridge.db")
+    real, calls = rec._create_or_migrate, []
+
+    def racing() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        real()
+
+    monkeypatch.setattr(rec, "_create_or_migrate", racing)
+    rec.open()
+    rec.close()
+    assert len(calls) == 3 and (tmp_path / "bridge.db").exists()
+
+    def always_locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    stuck = module.Recorder(tmp_path / "other.db")
+    monkeypatch.setattr(stuck, "_create_or_migrate", always_locked)
+    with pytest.raises(module.RecorderError, match="database is locked"):
+        stuck.open()
+
+    def broken() -> None:
+        raise sqlite3.OperationalError("no such table: nothing")
+
+    bad = module.Recorder(tmp_path / "third.db")
+    monkeypatch.setattr(bad, "_create_or_migrate", broken)
+    with pytest.raises(module.RecorderError, match="no such table"):
+        bad.open()

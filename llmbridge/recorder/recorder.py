@@ -30,6 +30,11 @@ OVERFLOW_LOG_INTERVAL = 5.0  # seconds between repeated "queue full" errors duri
 # another program, the disk full until space is freed) is tried again after these pauses, in
 # seconds; the exchange is lost, loudly, only when all fail. Other errors are not retried.
 RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0)
+# Several bridges starting at once on one database (scripts/serve-many) each migrate it; SQLite answers
+# "locked" at once (not after its busy timeout) when two connections race to change the journal mode
+# or the schema. The open is retried on that answer: migrations are named and run once, so a retry
+# finds the other process's work done.
+OPEN_RETRY_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 TRANSIENT = ("database is locked", "database table is locked", "database or disk is full", "disk i/o error")
 
 
@@ -59,17 +64,26 @@ class Recorder:
         """Creates or migrates the database and starts the writer thread.
 
         Raises RecorderError (a ConfigError) with a one-line message when the file cannot be used."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = connect(self.path)
+        for pause in (*OPEN_RETRY_PAUSES, None):
             try:
-                migrate(db)
-            finally:
-                db.conn.close()
-        except Exception as e:  # sqlite3.Error, OSError, a failed migration: all mean "cannot record"
-            raise RecorderError(f"cannot open recordings database {self.path}: {e}") from None
+                self._create_or_migrate()
+                break
+            except sqlite3.OperationalError as e:
+                if pause is None or "locked" not in str(e):
+                    raise RecorderError(f"cannot open recordings database {self.path}: {e}") from None
+                time.sleep(pause)  # another process is migrating the same file: once it is done, ours is too
+            except Exception as e:  # sqlite3.Error, OSError, a failed migration: all mean "cannot record"
+                raise RecorderError(f"cannot open recordings database {self.path}: {e}") from None
         self._thread = threading.Thread(target=self._run, name="llmbridge-recorder", daemon=True)
         self._thread.start()
+
+    def _create_or_migrate(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = connect(self.path)
+        try:
+            migrate(db)
+        finally:
+            db.conn.close()
 
     def close(self, timeout: float = 30) -> None:
         """Writes what is queued, then stops the writer thread. Reports records left unwritten."""
