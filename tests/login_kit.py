@@ -3,6 +3,7 @@ directory), and running `llmbridge login ...` in-process as a user would type it
 
 from __future__ import annotations
 
+import signal
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,3 +51,12 @@ def mode(path: Path) -> int:
 def leftovers(folder: Path) -> list[str]:
     """Files a login left in `folder` (temp files included)."""
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def as_from_a_terminal() -> None:
+    """`preexec_fn` of a login started to be interrupted: SIGINT unblocked and at its default in the
+    child, as a terminal's Ctrl-C finds a command, whatever the test runner's own signal state (a
+    runner started in the background has SIGINT ignored, which its children inherit, and a blocked
+    SIGINT in the spawning thread would be inherited too)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -20,7 +20,7 @@ from llmbridge.config import load_config
 from tests.bridge_process import LLMBRIDGE, ROOT
 from tests.fakes.code_assist import FakeCodeAssist
 from tests.fakes.oauth import FakeGoogleOAuth, s256
-from tests.login_kit import isolated_machine, login, mode
+from tests.login_kit import as_from_a_terminal, isolated_machine, login, mode
 
 OFFICIAL_FIELDS = ["access_token", "refresh_token", "scope", "token_type", "id_token", "expiry_date"]
 
@@ -181,6 +181,7 @@ def start_login(machine, *args: str, **env: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
 
 

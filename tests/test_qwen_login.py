@@ -19,7 +19,7 @@ from llmbridge.providers.base import PROVIDERS
 from llmbridge.providers.qwen import login as qwen
 from tests.bridge_process import LLMBRIDGE
 from tests.fakes.oauth import FakeQwenOAuth, s256
-from tests.login_kit import isolated_machine, login, mode
+from tests.login_kit import as_from_a_terminal, isolated_machine, login, mode
 
 
 @pytest.fixture
@@ -161,6 +161,7 @@ def test_ctrl_c_while_polling_leaves_nothing(machine, server):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 30
     while len(server.token_forms) < 3 and time.monotonic() < deadline and process.poll() is None:
