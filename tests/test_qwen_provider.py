@@ -159,7 +159,7 @@ def test_quota_error_is_classified(fake, creds):
 
 def test_validate_account(tmp_path):
     missing = AccountConfig(name="q", provider="qwen", credentials=str(tmp_path / "none.json"))
-    with pytest.raises(ConfigError, match="log in with Qwen Code"):
+    with pytest.raises(ConfigError, match="llmbridge login qwen"):
         QwenProvider.validate_account(missing)
     empty = tmp_path / "empty.json"
     empty.write_text("{}")

@@ -16,7 +16,10 @@ from llmbridge.errors import AccountUnusable, BridgeError
 from llmbridge.providers.google import errors as google
 
 SERVICE = "Code Assist"
-RELOGIN_HINT = 'log in again with the Gemini CLI (run `gemini` and choose "Login with Google")'
+RELOGIN_HINT = (
+    'log in again with the Gemini CLI (run `gemini` and choose "Login with Google") '
+    "or with `llmbridge login gemini-cli`"
+)
 
 
 def classify(http_status: int, body: bytes | str | Any, retry_after_header: str | None = None) -> BridgeError:

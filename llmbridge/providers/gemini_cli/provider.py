@@ -95,7 +95,8 @@ class GeminiCodeAssistProvider(Provider):
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(
-                f"account {account.name!r}: credentials file {path} not found; log in with the Gemini CLI first"
+                f"account {account.name!r}: credentials file {path} not found; log in first with "
+                "`llmbridge login gemini-cli` or the Gemini CLI"
             ) from None
         except (OSError, ValueError) as e:
             raise ConfigError(f"account {account.name!r}: cannot read {path}: {e}") from None

@@ -88,6 +88,11 @@ def normalize_auth_method(value: Any) -> str:
     return method
 
 
+# Only a new login helps when the refresh token is gone; a login imported with `llmbridge login kiro`
+# is a copy, imported again after the new login.
+RELOGIN_HINT = "log in with the Kiro IDE again (then `llmbridge login kiro --force` for an imported login)"
+
+
 class KiroCredentials:
     """One account's token file. All refreshes go through `refresh()`, which is single-flight."""
 
@@ -107,7 +112,8 @@ class KiroCredentials:
             self.data = read_json(self.path)
         except FileNotFoundError:
             raise ConfigError(
-                f"account {self.account.name!r}: Kiro token file {self.path} not found (log in with the Kiro IDE first)"
+                f"account {self.account.name!r}: Kiro token file {self.path} not found (log in with the Kiro IDE "
+                "or kiro-cli first, then import it with `llmbridge login kiro`)"
             ) from None
         except (ValueError, OSError) as e:
             raise ConfigError(f"account {self.account.name!r}: cannot read Kiro token file {self.path}: {e}") from None
@@ -229,8 +235,7 @@ class KiroCredentials:
         refresh_token = self.data.get("refreshToken")
         if not refresh_token:
             raise AccountUnusable(
-                f"Kiro account {self.account.name!r}: the token file has no "
-                "refreshToken; log in with the Kiro IDE again",
+                f"Kiro account {self.account.name!r}: the token file has no refreshToken; {RELOGIN_HINT}",
                 code="NO_REFRESH_TOKEN",
             )
         if self.auth_method == "social":
@@ -302,7 +307,7 @@ class KiroCredentials:
 
             return AccountUnusable(SUSPENDED_HINT + message, code=code or "ACCOUNT_SUSPENDED")
         # 400/401/403: the refresh token is invalid, expired or revoked: only a new login helps.
-        return AccountUnusable(text + " - log in with the Kiro IDE again", code=code or "REFRESH_REJECTED")
+        return AccountUnusable(f"{text} - {RELOGIN_HINT}", code=code or "REFRESH_REJECTED")
 
 
 def expiry_in(seconds: float) -> str:

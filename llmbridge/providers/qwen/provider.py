@@ -83,7 +83,8 @@ class QwenProvider(Provider):
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(
-                f"account {account.name!r}: credentials file {path} not found; log in with Qwen Code first"
+                f"account {account.name!r}: credentials file {path} not found; log in first with "
+                "`llmbridge login qwen` or Qwen Code"
             ) from None
         except (OSError, ValueError) as e:
             raise ConfigError(f"account {account.name!r}: cannot read {path}: {e}") from None
