@@ -14,6 +14,7 @@ import asyncio
 import difflib
 import importlib
 import json
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -281,6 +282,34 @@ def failed(attempt: AttemptRecord, error: BridgeError) -> BridgeError:
 
 
 # provider name -> "module:Class"; imported lazily so that a broken provider cannot stop the others.
+REPLAY_PACE = 1000  # offline mode's stand-in accounts: a replay server needs no ban-safety pacing
+
+
+def check_login_file(account: AccountConfig, default: str, token_kind: str, login_hint: str) -> None:
+    """A coding-assistant login's credential file (the account's, else `default`) must be readable JSON
+    holding an access or a refresh token; else a ConfigError that says how to log in."""
+    path = account.credentials_path() or Path(default).expanduser()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"account {account.name!r}: credentials file {path} not found; log in first with {login_hint}"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"account {account.name!r}: cannot read {path}: {e}") from None
+    if not isinstance(data, dict) or not (data.get("refresh_token") or data.get("access_token")):
+        raise ConfigError(f"account {account.name!r}: {path} holds no {token_kind} (access_token/refresh_token)")
+
+
+def check_client_version(account: AccountConfig, pattern: re.Pattern[str], pinned: str, client_name: str) -> None:
+    """An account's `client_version` must look like a release number of the client it imitates."""
+    if account.client_version is not None and not pattern.match(account.client_version):
+        raise ConfigError(
+            f"account {account.name!r}: client_version {account.client_version!r} is not a {client_name} "
+            f"release number such as {pinned!r}"
+        )
+
+
 def recorded_models(recorded: list[dict[str, Any]]) -> list[str] | None:
     """The models clients asked for in these replay fixtures (the `model` of the client's request, or
     the model in a Gemini-door path): what an offline replay account serves."""

@@ -8,7 +8,6 @@ Google's terms forbid using Gemini CLI OAuth from third-party software (gemini-c
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from pathlib import Path
@@ -21,9 +20,17 @@ from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.conversation import prompt_number, session_uuid
 from llmbridge.credentials import write_json_atomic
-from llmbridge.errors import BridgeError, ConfigError, UpstreamAuthError
+from llmbridge.errors import BridgeError, UpstreamAuthError
 from llmbridge.exchange import AttemptRecord
-from llmbridge.providers.base import Provider, UpstreamCall, read_json, recorded_models
+from llmbridge.providers.base import (
+    REPLAY_PACE,
+    Provider,
+    UpstreamCall,
+    check_client_version,
+    check_login_file,
+    read_json,
+    recorded_models,
+)
 from llmbridge.providers.gemini_cli import client, models
 from llmbridge.providers.gemini_cli.credentials import GoogleCredentials
 from llmbridge.providers.gemini_cli.errors import SERVICE, classify
@@ -44,7 +51,6 @@ REPLAY_CREDENTIALS = {
     "token_type": "Bearer",
     "expiry_date": 4102444800000,
 }
-REPLAY_PACE = 1000  # a replay server needs no ban-safety pacing
 
 
 class GeminiCodeAssistProvider(Provider):
@@ -90,25 +96,13 @@ class GeminiCodeAssistProvider(Provider):
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
-        path = account.credentials_path() or Path(cls.default_credentials or "").expanduser()
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(
-                f"account {account.name!r}: credentials file {path} not found; log in first with "
-                "`llmbridge login gemini-cli` or the Gemini CLI"
-            ) from None
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"account {account.name!r}: cannot read {path}: {e}") from None
-        if not isinstance(data, dict) or not (data.get("refresh_token") or data.get("access_token")):
-            raise ConfigError(
-                f"account {account.name!r}: {path} holds no Google OAuth token (access_token/refresh_token)"
-            )
-        if account.client_version is not None and not client.VERSION_PATTERN.match(account.client_version):
-            raise ConfigError(
-                f"account {account.name!r}: client_version {account.client_version!r} is not a Gemini CLI "
-                f"release number such as {client.CLIENT_VERSION!r}"
-            )
+        check_login_file(
+            account,
+            cls.default_credentials or "",
+            "Google OAuth token",
+            "`llmbridge login gemini-cli` or the Gemini CLI",
+        )
+        check_client_version(account, client.VERSION_PATTERN, client.CLIENT_VERSION, "Gemini CLI")
 
     def models(self) -> list[ModelInfo]:
         return models.model_list(self.account.models)

@@ -20,7 +20,7 @@ from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.credentials import write_json_atomic
 from llmbridge.errors import BridgeError, ConfigError, InvalidRequest, UpstreamAuthError
-from llmbridge.providers.base import Provider, UpstreamCall, recorded_models
+from llmbridge.providers.base import REPLAY_PACE, Provider, UpstreamCall, recorded_models
 from llmbridge.providers.kiro import models
 from llmbridge.providers.kiro.credentials import DEFAULT_TOKEN_FILE, KiroCredentials
 from llmbridge.providers.kiro.decoder import KiroDecoder
@@ -38,7 +38,6 @@ REPLAY_TOKEN = {
     "provider": "Google",
     "region": "us-east-1",
 }
-REPLAY_PACE = 1000  # a replay server needs no ban-safety pacing
 
 KIRO_VERSION = "0.11.63"  # the Kiro IDE release imitated; an account's `client_version` overrides it
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")

@@ -8,7 +8,6 @@ says so, and the errors that answer means mark the account dead with that reason
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,8 +19,15 @@ from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.conversation import prompt_number, session_uuid
 from llmbridge.credentials import write_json_atomic
-from llmbridge.errors import AccountUnusable, BridgeError, ConfigError, UpstreamAuthError
-from llmbridge.providers.base import Provider, UpstreamCall, recorded_models
+from llmbridge.errors import AccountUnusable, BridgeError, UpstreamAuthError
+from llmbridge.providers.base import (
+    REPLAY_PACE,
+    Provider,
+    UpstreamCall,
+    check_client_version,
+    check_login_file,
+    recorded_models,
+)
 from llmbridge.providers.openai_api.request import check_request
 from llmbridge.providers.qwen import client
 from llmbridge.providers.qwen.credentials import QwenCredentials
@@ -43,7 +49,6 @@ REPLAY_CREDENTIALS = {
     "refresh_token": "replay-refresh-token",
     "expiry_date": 4102444800000,
 }
-REPLAY_PACE = 1000  # a replay server needs no ban-safety pacing
 
 
 class QwenProvider(Provider):
@@ -78,25 +83,10 @@ class QwenProvider(Provider):
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
-        path = account.credentials_path() or Path(cls.default_credentials or "").expanduser()
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(
-                f"account {account.name!r}: credentials file {path} not found; log in first with "
-                "`llmbridge login qwen` or Qwen Code"
-            ) from None
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"account {account.name!r}: cannot read {path}: {e}") from None
-        if not isinstance(data, dict) or not (data.get("refresh_token") or data.get("access_token")):
-            raise ConfigError(
-                f"account {account.name!r}: {path} holds no Qwen OAuth token (access_token/refresh_token)"
-            )
-        if account.client_version is not None and not client.VERSION_PATTERN.match(account.client_version):
-            raise ConfigError(
-                f"account {account.name!r}: client_version {account.client_version!r} is not a Qwen Code "
-                f"release number such as {client.CLIENT_VERSION!r}"
-            )
+        check_login_file(
+            account, cls.default_credentials or "", "Qwen OAuth token", "`llmbridge login qwen` or Qwen Code"
+        )
+        check_client_version(account, client.VERSION_PATTERN, client.CLIENT_VERSION, "Qwen Code")
 
     def models(self) -> list[ModelInfo]:
         names = self.account.models or list(DEFAULT_MODELS)
