@@ -58,7 +58,7 @@ def test_full_queue_drops_loudly_and_counts(db_path: Path, caplog: pytest.LogCap
     rec.open()
     gate = threading.Event()
     real_write = rec._write
-    rec._write = lambda writer, record: (gate.wait(10), real_write(writer, record))  # type: ignore[method-assign]
+    rec._write = lambda writer, batch: (gate.wait(10), real_write(writer, batch))[1]  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR, logger="llmbridge.recorder"):
         for record in conversation(6):
             rec.submit(record)  # returns at once even though the writer is stuck
@@ -116,7 +116,7 @@ def test_flush_times_out_loudly(db_path: Path) -> None:
     rec = Recorder(db_path)
     rec.open()
     gate = threading.Event()
-    rec._write = lambda writer, record: gate.wait(10)  # type: ignore[method-assign]
+    rec._write = lambda writer, batch: (gate.wait(10), [None] * len(batch))[1]  # type: ignore[method-assign]
     rec.submit(exchange([user("slow")]))
     with pytest.raises(TimeoutError, match="1 exchanges still unwritten"):
         rec.flush(timeout=0.2)
@@ -172,7 +172,7 @@ def test_a_write_that_keeps_failing_is_lost_loudly(
 ) -> None:
     calls: list[int] = []
 
-    def disk_full(writer: object, record: object) -> None:
+    def disk_full(writer: object, batch: object) -> None:
         calls.append(1)
         raise sqlite3.OperationalError("database or disk is full")
 
@@ -188,10 +188,10 @@ def test_a_full_disk_that_clears_loses_nothing(recorder: Recorder, db_path: Path
     real_write = recorder._write
     failures = [sqlite3.OperationalError("database or disk is full")] * 2
 
-    def full_then_free(writer: object, record: object) -> None:
+    def full_then_free(writer: object, batch: object) -> list[Exception | None]:
         if failures:
             raise failures.pop()
-        real_write(writer, record)  # type: ignore[arg-type]
+        return real_write(writer, batch)  # type: ignore[arg-type]
 
     recorder._write = full_then_free  # type: ignore[method-assign]
     recorder.submit(exchange([user("after the disk was freed")]))
@@ -234,3 +234,50 @@ def test_open_waits_out_another_process_migrating_the_same_file(tmp_path, monkey
     monkeypatch.setattr(bad, "_create_or_migrate", broken)
     with pytest.raises(module.RecorderError, match="no such table"):
         bad.open()
+
+
+def test_records_waiting_share_a_transaction_and_a_bad_one_fails_alone(db_path: Path) -> None:
+    rec = Recorder(db_path)
+    rec.open()
+    gate = threading.Event()
+    sizes: list[int] = []
+    real_write = rec._write
+
+    def held(writer: object, batch: list[object]) -> object:
+        gate.wait(10)  # the writer is busy while the records below queue up
+        sizes.append(len(batch))
+        return real_write(writer, batch)  # type: ignore[arg-type]
+
+    rec._write = held  # type: ignore[method-assign]
+    records = conversation(5)
+    duplicate = conversation(1)[0]
+    duplicate.id = records[2].id  # the same exchange id twice: the second cannot be written
+    for record in [*records, duplicate, *conversation(3)]:
+        rec.submit(record)
+    gate.set()
+    rec.flush()
+    stats = rec.stats
+    rec.close()
+    assert stats["written"] == 8 and stats["failed"] == 1
+    assert count(db_path, "exchanges") == 8
+    assert max(sizes) > 1 and sum(sizes) == 9  # several records in one transaction
+    assert len(sizes) < 9
+
+
+def test_a_locked_database_retries_the_whole_batch(db_path: Path, quick_retries: None) -> None:
+    rec = Recorder(db_path)
+    rec.open()
+    gate = threading.Event()
+    real_write = rec._write
+    rec._write = lambda writer, batch: (gate.wait(10), real_write(writer, batch))[1]  # type: ignore[method-assign]
+    locker = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")
+    for record in conversation(4):
+        rec.submit(record)
+    gate.set()
+    threading.Timer(0.5, lambda: locker.execute("COMMIT")).start()
+    rec.flush()
+    rec.close()
+    locker.close()
+    assert rec.stats["written"] == 4 and rec.stats["failed"] == 0
+    assert count(db_path, "exchanges") == 4

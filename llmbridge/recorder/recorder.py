@@ -1,7 +1,8 @@
 """The recorder's front: takes finished exchanges from any thread and writes them on its own thread.
 
 `submit()` never blocks the event loop: it puts the record on a bounded queue and returns. One writer
-thread owns the SQLite connection and writes each record in one transaction (`store.RecordWriter`).
+thread owns the SQLite connection and writes the records waiting, up to BATCH_SIZE, in one transaction
+(`store.RecordWriter.write_batch`; each in a savepoint of its own, so one that fails loses only itself).
 Nothing is lost silently: a full queue drops the record and logs an error with the counts (`dropped`),
 a failed write logs an error and counts it (`failed`); `stats` shows all counters.
 """
@@ -20,12 +21,14 @@ from llmbridge.config import BridgeConfig
 from llmbridge.errors import ConfigError
 from llmbridge.exchange import ExchangeRecord
 from llmbridge.recorder.schema import connect, migrate
-from llmbridge.recorder.store import RecordWriter
+from llmbridge.recorder.store import TRANSIENT, RecordWriter
 
 log = logging.getLogger(__name__)
 
 _STOP = object()  # tells the writer thread to finish
 OVERFLOW_LOG_INTERVAL = 5.0  # seconds between repeated "queue full" errors during one overflow
+# Records written in one transaction at most, when that many are waiting (see `_next_batch`).
+BATCH_SIZE = 64
 # A write that fails for a reason that passes (the database locked past SQLite's busy timeout by
 # another program, the disk full until space is freed) is tried again after these pauses, in
 # seconds; the exchange is lost, loudly, only when all fail. Other errors are not retried.
@@ -35,7 +38,6 @@ RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0)
 # or the schema. The open is retried on that answer: migrations are named and run once, so a retry
 # finds the other process's work done.
 OPEN_RETRY_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
-TRANSIENT = ("database is locked", "database table is locked", "database or disk is full", "disk i/o error")
 
 
 class RecorderError(ConfigError):
@@ -154,13 +156,27 @@ class Recorder:
 
     def _run(self) -> None:
         writer = self._connect()
-        while True:
-            record = self._queue.get()
-            if record is _STOP:
-                break
-            self._write_one(writer, record)
+        stopping = False
+        while not stopping:
+            batch = self._next_batch()
+            if batch[-1] is _STOP:
+                batch.pop()
+                stopping = True
+            if batch:
+                self._write_batch(writer, batch)
         if writer is not None:
             writer.conn.close()
+
+    def _next_batch(self) -> list[Any]:
+        """The next record (waiting for it) and those queued behind it, up to BATCH_SIZE: under load
+        they share one transaction; alone, a record is written at once. Ends at the stop marker."""
+        batch = [self._queue.get()]
+        while len(batch) < BATCH_SIZE and batch[-1] is not _STOP:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
     def _connect(self) -> RecordWriter | None:
         try:
@@ -169,37 +185,37 @@ class Recorder:
             log.exception("recorder: cannot open %s in the writer thread; every write will fail", self.path)
             return None
 
-    def _write_one(self, writer: RecordWriter | None, record: ExchangeRecord) -> None:
-        ok = False
+    def _write_batch(self, writer: RecordWriter | None, batch: list[ExchangeRecord]) -> None:
         try:
             if writer is None:
                 raise RecorderError(f"recordings database {self.path} is not open")
-            self._write_retrying(writer, record)
-            ok = True
-        except Exception as e:  # counted and logged: a write failure must never pass silently
-            log.error("recorder: writing exchange %s failed: %s: %s", getattr(record, "id", "?"), type(e).__name__, e)
+            outcomes = self._write_retrying(writer, batch)
+        except Exception as e:  # the whole batch lost: counted and logged, never silent
+            outcomes = [e] * len(batch)
+        for record, error in zip(batch, outcomes, strict=True):
+            if error is not None:
+                exchange_id = getattr(record, "id", "?")
+                log.error("recorder: writing exchange %s failed: %s: %s", exchange_id, type(error).__name__, error)
         with self._progress:
-            self._done += 1
-            if ok:
-                self._written += 1
-            else:
-                self._failed += 1
+            self._done += len(batch)
+            self._failed += sum(error is not None for error in outcomes)
+            self._written += sum(error is None for error in outcomes)
             self._progress.notify_all()
 
-    def _write_retrying(self, writer: RecordWriter, record: ExchangeRecord) -> None:
+    def _write_retrying(self, writer: RecordWriter, batch: list[ExchangeRecord]) -> list[Exception | None]:
         for pause in (*RETRY_PAUSES, None):
             try:
-                self._write(writer, record)
-                return
+                return self._write(writer, batch)
             except (sqlite3.OperationalError, OSError) as e:
                 if pause is None or not any(reason in str(e).lower() for reason in TRANSIENT):
                     raise
-                log.warning("recorder: writing exchange %s failed (%s); trying again in %.0fs", record.id, e, pause)
+                log.warning("recorder: writing %d exchanges failed (%s); trying again in %.0fs", len(batch), e, pause)
                 time.sleep(pause)
+        raise AssertionError("unreachable: the last pause is None")
 
-    def _write(self, writer: RecordWriter, record: ExchangeRecord) -> None:
-        """One record, one transaction. (A seam for tests that slow the writer down.)"""
-        writer.write(record)
+    def _write(self, writer: RecordWriter, batch: list[ExchangeRecord]) -> list[Exception | None]:
+        """One batch, one transaction. (A seam for tests that slow the writer down or fail it.)"""
+        return writer.write_batch(batch)
 
 
 def recorder_from_config(config: BridgeConfig) -> Recorder | None:

@@ -35,6 +35,10 @@ _USAGE_COLUMNS = {
     "reasoning_tokens": "reasoning_tokens",
 }
 
+# Failures that pass (another program holding the database past the busy timeout, a disk full
+# until space is freed): the whole batch is tried again (recorder.RETRY_PAUSES).
+TRANSIENT = ("database is locked", "database table is locked", "database or disk is full", "disk i/o error")
+
 
 def utc_text(timestamp: float) -> str:
     """UTC "YYYY-MM-DD HH:MM:SS.fff": sorts as text, and SQLite's date()/datetime() read it."""
@@ -81,27 +85,57 @@ class RecordWriter:
         self.messages = MessageStore(conn)
 
     def write(self, record: ExchangeRecord) -> None:
-        """All rows of one exchange, or none (the transaction rolls back on any error). Text that
-        UTF-8 cannot encode (a lone surrogate from a client or an upstream) must not lose the row:
-        the exchange is written again with such characters replaced by U+FFFD."""
-        try:
-            self._write(record)
-        except UnicodeEncodeError:
-            self._write(_scrubbed(record))
+        """All rows of one exchange, or none; the exchange's own error is raised."""
+        (error,) = self.write_batch([record])
+        if error is not None:
+            raise error
 
-    def _write(self, record: ExchangeRecord) -> None:
+    def write_batch(self, records: list[ExchangeRecord]) -> list[Exception | None]:
+        """Several exchanges in one transaction, since its commit is most of what recording costs
+        (rows and index pages written to the WAL once for the lot). Each exchange sits in a
+        savepoint of its own: one that fails is rolled back alone, and its error is returned in its
+        place (None for those written). A failure of the transaction itself (the database locked,
+        the disk full) is raised with nothing written: the caller tries the batch again."""
+        outcomes: list[Exception | None] = []
+        with self.conn:
+            self.conn.execute("BEGIN")  # so that releasing a savepoint does not commit
+            for record in records:
+                self.conn.execute("SAVEPOINT one_exchange")
+                try:
+                    self._write_one(record)
+                    outcomes.append(None)
+                except sqlite3.OperationalError as e:
+                    if any(reason in str(e).lower() for reason in TRANSIENT):
+                        raise  # the batch's problem, not this exchange's
+                    self.conn.execute("ROLLBACK TO one_exchange")
+                    outcomes.append(e)
+                except Exception as e:
+                    self.conn.execute("ROLLBACK TO one_exchange")
+                    outcomes.append(e)
+                self.conn.execute("RELEASE one_exchange")
+        return outcomes
+
+    def _write_one(self, record: ExchangeRecord) -> None:
+        """Text that UTF-8 cannot encode (a lone surrogate from a client or an upstream) must not
+        lose the row: the exchange is written again with such characters replaced by U+FFFD."""
+        try:
+            self._rows(record)
+        except UnicodeEncodeError:
+            self.conn.execute("ROLLBACK TO one_exchange")
+            self._rows(_scrubbed(record))
+
+    def _rows(self, record: ExchangeRecord) -> None:
         now = utc_text(record.started)
         canonical, result = as_plain(record.request_canonical), as_plain(record.result)
-        with self.conn:
-            request_hash = response_hash = None
-            if self.record_bodies and canonical:
-                request_hash = self.messages.store_request(canonical, record.id, now)
-            if self.record_bodies and result:
-                response_hash = self.messages.store_response(result, request_hash, record.id, now)
-            self._insert("exchanges", self.exchange_row(record, request_hash, response_hash))
-            attempts = [a for a in record.attempts if not is_credential_url(a.url)]
-            for position, attempt in enumerate(attempts, start=1):
-                self._insert("attempts", self.attempt_row(record.id, position, attempt))
+        request_hash = response_hash = None
+        if self.record_bodies and canonical:
+            request_hash = self.messages.store_request(canonical, record.id, now)
+        if self.record_bodies and result:
+            response_hash = self.messages.store_response(result, request_hash, record.id, now)
+        self._insert("exchanges", self.exchange_row(record, request_hash, response_hash))
+        attempts = [a for a in record.attempts if not is_credential_url(a.url)]
+        for position, attempt in enumerate(attempts, start=1):
+            self._insert("attempts", self.attempt_row(record.id, position, attempt))
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:
         columns = ", ".join(row)
