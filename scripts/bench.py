@@ -218,6 +218,45 @@ def start_bridge(
     raise RuntimeError(f"bridge did not start in {timeout}s:\n{log_path.read_text(errors='replace')}")
 
 
+def start_plain_mitmproxy(workdir: Path, upstream_url: str, timeout: float = 30) -> tuple[subprocess.Popen, int]:
+    """mitmproxy alone as a reverse proxy in front of the fake, every body streamed, no addon: the
+    floor under any gateway built on mitmproxy (its HTTP/1 handling, hooks and forwarding)."""
+    port = free_port()
+    origin = upstream_url.removesuffix("/v1")
+    args = [
+        str(MITMDUMP),
+        "-q",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "--mode",
+        f"reverse:{origin}",
+    ]
+    args += [
+        "--set",
+        "flow_detail=0",
+        "--set",
+        "stream_large_bodies=1",
+        "--set",
+        f"confdir={workdir / 'plain-mitmproxy'}",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=workdir, env=child_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mitmdump (alone) exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    stop_process(proc)
+    raise RuntimeError(f"mitmdump (alone) did not start in {timeout}s")
+
+
 def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -710,6 +749,10 @@ def run(args: argparse.Namespace) -> int:
         upstream, upstream_url = start_upstream(plan, workdir)
         started.append(upstream)
         targets = [Target("direct", upstream_url, UPSTREAM_KEY)]
+        if not args.no_floor:
+            proc, port = start_plain_mitmproxy(workdir, upstream_url)
+            started.append(proc)
+            targets.append(Target("mitmproxy alone", f"http://127.0.0.1:{port}/v1", UPSTREAM_KEY, proc))
         variants = [("bridge", False)]
         if args.no_record:
             pass
@@ -796,6 +839,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small counts, for a CI smoke run")
     parser.add_argument("--no-record", action="store_true", help="skip the run with the recorder on")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip mitmproxy alone (a plain reverse proxy: the floor under the bridge)",
+    )
     parser.add_argument(
         "--mitmdump-arg",
         action="append",
