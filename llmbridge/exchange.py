@@ -26,7 +26,9 @@ class AttemptRecord:
     url: str = ""
     method: str = "POST"
     request_headers: dict[str, str] = field(default_factory=dict)  # already redacted
-    request_body: Any = None  # the translated request (JSON-able), tokens removed
+    # The request body exactly as sent (bytes of JSON). Redacted by the recorder on its own thread:
+    # a copy made here would cost the event loop time in proportion to the conversation's size.
+    request_body: Any = field(default=None, repr=False)
     status: int | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: bytearray = field(default_factory=bytearray)  # raw upstream bytes, as received

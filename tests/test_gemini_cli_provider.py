@@ -125,7 +125,7 @@ def test_success_sends_the_cli_request_and_records_the_attempt(fake, creds):
     assert sent.body["project"] == "fake-project-0001"
     assert attempt.status == 200 and attempt.url.endswith(":streamGenerateContent?alt=sse")
     assert attempt.request_headers["authorization"] == "[redacted]"
-    assert attempt.request_body["request"]["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
+    assert json.loads(attempt.request_body)["request"]["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
     assert result.text() == "Hello!" and result.reasoning_text() == "let me think"
     assert result.parts[0].provider_metadata == {"gemini": {"thought_signature": "sig-A"}}
 

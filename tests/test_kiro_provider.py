@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import uuid
@@ -184,7 +185,7 @@ def test_headers(tmp_path: Path) -> None:
         )
         assert attempt.status == 200 and attempt.request_headers["Authorization"] == REDACTED
         assert attempt.url == f"{fake.base_url}/generateAssistantResponse"
-        assert attempt.request_body["conversationState"]["currentMessage"]
+        assert json.loads(attempt.request_body)["conversationState"]["currentMessage"]
 
 
 def test_stale_token_then_forced_refresh(tmp_path: Path) -> None:

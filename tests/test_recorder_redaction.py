@@ -48,7 +48,8 @@ def secret_laden_record():
         "X-Amz-Security-Token": s["amz"],
         "content-type": "application/json",
     }
-    attempt.request_body = {"project": "p", "access_token": s["body_token"], "request": {"contents": []}}
+    # as the providers keep it: the bytes sent (the recorder redacts them)
+    attempt.request_body = json.dumps({"project": "p", "access_token": s["body_token"], "request": {}}).encode()
     attempt.response_headers = {"set-cookie": s["cookie"], "content-type": "text/event-stream"}
     attempt.error_message = f"retrying after Bearer {s['upstream_bearer']}"
     failed = AttemptRecord(

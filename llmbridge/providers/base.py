@@ -27,7 +27,7 @@ from llmbridge.canonical import ChatRequest, ModelInfo, StreamEvent
 from llmbridge.config import AccountConfig
 from llmbridge.errors import BridgeError, ConfigError, UpstreamUnavailable, transport_error
 from llmbridge.exchange import AttemptRecord
-from llmbridge.redact import redact_headers, redact_json
+from llmbridge.redact import redact_headers
 
 # Turns a failed upstream response (status, headers) and its body into a classified error.
 Classifier = Callable[[httpx.Response, bytes], BridgeError]
@@ -226,9 +226,9 @@ class Provider(ABC):
             url=url,
             method=method,
             request_headers=redact_headers(headers),
-            request_body=redact_json(body),
         )
         content = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        attempt.request_body = content
         started = time.monotonic()
         try:
             response = await self.http.send(self.build_request(method, url, headers, content), stream=True)
