@@ -48,7 +48,6 @@ from llmbridge.hostile import (
 )
 from llmbridge.peek import PEEK_SECONDS
 from llmbridge.pool import AccountPool, Candidate
-from llmbridge.redact import redact_json
 from llmbridge.responses import LocalResponse, json_response
 from llmbridge.routing import NoRoute, Route, Router
 from llmbridge.rules import Rules, Target
@@ -282,7 +281,9 @@ class Bridge:
         """The canonical request, with what the client sent (and what it became) on the record."""
         body = self._parse_body(incoming)
         self._check_size(body)
-        record.request_raw = redact_json(body)  # the recorder escapes any lone surrogate it holds
+        # the bytes as received; the recorder parses and redacts them on its own thread (a copy made
+        # here would cost the event loop time in proportion to the conversation) and escapes any lone surrogate
+        record.request_raw = incoming.body
         fmt = route.client_format
         surrogate = lone_surrogate_path(incoming.body, body)
         if surrogate is not None:  # before the request names anything: the recorder and upstreams need valid text

@@ -51,7 +51,8 @@ class ExchangeRecord:
     client_format: str = ""  # openai | anthropic | gemini
     endpoint: str = ""  # e.g. POST /v1/chat/completions
     key_label: str | None = None  # which client key was used (its label, never the key)
-    request_raw: Any = None  # the client's request body as received (JSON), secrets removed
+    # the client's request body as received (bytes of JSON); the recorder removes secrets
+    request_raw: Any = field(default=None, repr=False)
     request_canonical: dict[str, Any] | None = None
     model_requested: str | None = None
     model_served: str | None = None

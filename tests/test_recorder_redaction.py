@@ -32,12 +32,14 @@ def secret_laden_record():
     sse = b'data: {"text": "sunny", "token": "' + s["sse_token"].encode() + b'"}\n\n'
     record = exchange([user("what is the weather")], "sunny", stream=True, upstream_body=sse)
     record.endpoint = f"POST /v1beta/models/gemini:streamGenerateContent?alt=sse&key={s['query_key']}"
-    record.request_raw = {
-        "model": "m",
-        "api_key": s["body_api_key"],
-        "nested": {"refresh_token": s["body_token"]},
-        "contents": [{"parts": [{"text": "what is the weather"}]}],
-    }
+    record.request_raw = json.dumps(  # as the bridge keeps it: the bytes received
+        {
+            "model": "m",
+            "api_key": s["body_api_key"],
+            "nested": {"refresh_token": s["body_token"]},
+            "contents": [{"parts": [{"text": "what is the weather"}]}],
+        }
+    ).encode()
     record.request_canonical["passthrough_headers"] = {"x-api-key": s["passthrough"], "anthropic-beta": "b1"}
     record.error_message = f"Client error '403' for url 'https://x.test/v1?key={s['error_url_key']}'"
     attempt = record.attempts[0]
