@@ -5,7 +5,9 @@
 Starts a fake OpenAI-compatible upstream (scripts/bench_upstream.py, its own process) and the real
 bridge (`mitmdump -s addons/openai_bridge.py`, one `provider = "openai"` account pointed at the fake),
 once with `record = false` and, when `llmbridge.recorder` exists, once recording to a temporary
-database. Every figure for the bridge is set against the direct call measured in the same run:
+database, and mitmproxy alone (a plain reverse proxy to the fake, every body streamed, no addon:
+the floor under any gateway built on mitmproxy; `--no-floor` skips it). Every figure is set against
+the direct call measured in the same run:
 
 - non-stream latency, sequential: the targets take turns request by request, so drift hits them alike;
 - streaming time to first `data:` line (the fake waits before its first chunk) and to the last byte;
@@ -22,7 +24,8 @@ database. Every figure for the bridge is set against the direct call measured in
 
 Optional: `--many-streams N` (N streams at once, `--many-chunks` chunks `--many-gap-ms` apart; e.g.
 200 x 100 at 50 ms, or 500 slow streams for memory) and `--rss-requests N` (RSS of the last bridge
-after the first tenth of N requests and at the end: flat means no leak).
+after the first tenth of N requests and at the end: flat means no leak); `--processes N`
+(throughput through HAProxy of one bridge process, then of N: `scripts/serve-many`, recording on).
 
 Loopback only; everything it starts is stopped on the way out. `--profile PATH` also runs a bridge
 under cProfile for a short load and prints its hot spots (profiling slows it; figures are not mixed).
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import io
 import json
@@ -684,6 +688,83 @@ def describe(plan: Plan) -> str:
     )
 
 
+# ---------------------------------------------------------------- 1 process vs N behind HAProxy
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports on 127.0.0.1 (bridge i listens on first + i)."""
+    for _ in range(50):
+        first = free_port()
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def serve_many(workdir: Path, config: Path, count: int) -> tuple[subprocess.Popen, int]:
+    """`scripts/serve-many count` with the bench's config; returns once HAProxy answers /health."""
+    port, first = free_port(), free_port_block(count)
+    run_dir = workdir / f"serve-many-{count}"
+    args = [str(ROOT / "scripts" / "serve-many"), str(count), "--port", str(port), "--first-port", str(first)]
+    args += ["--", "--set", f"bridge_config={config}"]
+    env = dict(child_env(workdir), LLMBRIDGE_RUN_DIR=str(run_dir))
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"scripts/serve-many {count} exited with {proc.returncode}; logs in {run_dir}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1, trust_env=False).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_group(proc)
+    raise RuntimeError(f"scripts/serve-many {count} did not answer in 60 s; logs in {run_dir}")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """serve-many and every bridge and HAProxy it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def processes_scaling(workdir: Path, upstream_url: str, plan: Plan, count: int) -> str:
+    """Throughput through HAProxy of one bridge process, then of `count` (recording on, one shared
+    database), with the throughput phase's clients: the 1-vs-N figure of issue 17."""
+    if shutil.which("haproxy") is None:
+        return "1 vs N processes: skipped, haproxy is not installed (Debian: apt-get install haproxy)"
+    rates = {}
+    for n in (1, count):
+        config = write_bridge_config(
+            workdir / f"bridge-many-{n}.toml", upstream_url, True, workdir / f"many-{n}.db", plan
+        )
+        proc, port = serve_many(workdir, config, n)
+        try:
+            target = Target(f"{n} behind HAProxy", f"http://127.0.0.1:{port}/v1", CLIENT_KEY)
+            print(f"bench: throughput of {n} bridge process(es) behind HAProxy ...", file=sys.stderr)
+            asyncio.run(throughput(target, plan))
+            rates[n] = target.rps or 0.0
+        finally:
+            stop_group(proc)
+    ratio = rates[count] / rates[1] if rates[1] else float("nan")
+    return (
+        f"throughput behind HAProxy (req/s, C={plan.concurrency}, recording on): 1 process {rates[1]:.0f}, "
+        f"{count} processes {rates[count]:.0f} ({ratio:.2f}x) on {os.cpu_count()} CPUs shared with the "
+        "client and the fake upstream"
+    )
+
+
 # ---------------------------------------------------------------- profile
 
 
@@ -804,6 +885,10 @@ def run(args: argparse.Namespace) -> int:
                     indent=2,
                 )
             )
+        if args.processes:
+            for proc in started[1:]:  # the bridges above would compete for the CPUs
+                stop_process(proc)
+            print("\n" + processes_scaling(workdir, upstream_url, plan, args.processes))
         if args.profile:
             for proc in started[1:]:
                 stop_process(proc)
@@ -839,6 +924,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small counts, for a CI smoke run")
     parser.add_argument("--no-record", action="store_true", help="skip the run with the recorder on")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure throughput of 1 and of N bridge processes behind HAProxy (scripts/serve-many)",
+    )
     parser.add_argument(
         "--no-floor",
         action="store_true",
