@@ -739,12 +739,28 @@ def stop_group(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def bridges_cpu_seconds(group: int) -> float:
+    """CPU time (user + system) of the bridge processes serve-many started (its process group, less
+    HAProxy and the script itself)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(")")
+        except OSError:
+            continue
+        fields = rest.split()
+        comm = head.partition("(")[2]
+        if int(fields[2]) == group and comm not in ("haproxy", "serve-many", "bash"):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def processes_scaling(workdir: Path, upstream_url: str, plan: Plan, count: int) -> str:
     """Throughput through HAProxy of one bridge process, then of `count` (recording on, one shared
     database), with the throughput phase's clients: the 1-vs-N figure of issue 17."""
     if shutil.which("haproxy") is None:
         return "1 vs N processes: skipped, haproxy is not installed (Debian: apt-get install haproxy)"
-    rates = {}
+    rates, cpu = {}, {}
     for n in (1, count):
         config = write_bridge_config(
             workdir / f"bridge-many-{n}.toml", upstream_url, True, workdir / f"many-{n}.db", plan
@@ -753,15 +769,19 @@ def processes_scaling(workdir: Path, upstream_url: str, plan: Plan, count: int) 
         try:
             target = Target(f"{n} behind HAProxy", f"http://127.0.0.1:{port}/v1", CLIENT_KEY)
             print(f"bench: throughput of {n} bridge process(es) behind HAProxy ...", file=sys.stderr)
+            before = bridges_cpu_seconds(proc.pid)
             asyncio.run(throughput(target, plan))
             rates[n] = target.rps or 0.0
+            # per request, over the requests timed and the C warm-up requests before the clock
+            cpu[n] = (bridges_cpu_seconds(proc.pid) - before) / max(1, target.rps_done + plan.concurrency) * 1000
         finally:
             stop_group(proc)
     ratio = rates[count] / rates[1] if rates[1] else float("nan")
     return (
         f"throughput behind HAProxy (req/s, C={plan.concurrency}, recording on): 1 process {rates[1]:.0f}, "
         f"{count} processes {rates[count]:.0f} ({ratio:.2f}x) on {os.cpu_count()} CPUs shared with the "
-        "client and the fake upstream"
+        f"client and the fake upstream; bridge CPU per request: {cpu[1]:.2f} ms with 1 process, "
+        f"{cpu[count]:.2f} ms with {count} (flat means N processes on N free cores give N times one)"
     )
 
 
