@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import socket
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -74,6 +76,10 @@ READ_REFUSED_BODY_UP_TO = 64 * 1024
 # After the shutdown grace period: how long the answers told to end get to do so (each writes its
 # error and is recorded; hundreds at once take a second or two of CPU on a small machine).
 CUT_OFF_SECONDS = 5.0
+# Connections the kernel holds for the bridge before it accepts them. asyncio (so mitmproxy) listens
+# with 100: 500 clients connecting at once (scripts/bench --many-streams 500) saw SYNs dropped and
+# resent a second later. The kernel caps this at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 SECRET_HEADER_BYTES = frozenset(name.encode() for name in SECRET_HEADERS)
 # mitmproxy's error messages for a client that went away, or a flow the bridge itself ended: no answer.
 CLIENT_GONE_ERRORS = ("Client disconnected", "Connection killed", "killed")
@@ -216,6 +222,8 @@ class OpenAIBridge:
                 f"llmbridge: could not listen on {ctx.options.listen_host}:{ctx.options.listen_port} "
                 "(see the log above); start the bridge on another port with --set listen_port=N"
             )
+        if proxyserver is not None:
+            widen_listen_backlog(proxyserver.servers)
 
     def _drop_idle_builtin_addons(self) -> None:
         known = set(ctx.options.keys())
@@ -607,3 +615,17 @@ class PortAdvice(logging.Filter):
 
 
 addons = [OpenAIBridge()]
+
+
+def widen_listen_backlog(servers: Any) -> None:
+    """Listen again with LISTEN_BACKLOG on each of mitmproxy's TCP listening sockets (Linux and the
+    BSDs take a second listen() as a new backlog). mitmproxy keeps its asyncio servers on each
+    server instance (`_servers`, not public): where that is not there, the default stays."""
+    for instance in servers:
+        for server in getattr(instance, "_servers", ()):
+            for transport_socket in getattr(server, "sockets", ()):
+                try:
+                    with socket.socket(fileno=os.dup(transport_socket.fileno())) as listening:
+                        listening.listen(LISTEN_BACKLOG)
+                except OSError as e:
+                    log.debug("listen backlog left at the default: %s", e)

@@ -8,8 +8,10 @@ socket, so what is checked is exactly what a client receives.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -264,3 +266,15 @@ def test_connect_is_405_as_documented(bridge):
     assert head.startswith("http/1.1 405") and "allow: get, post" in head and closed
     assert b"mitmproxy" not in received.lower()
     assert "CONNECT is refused" in json.loads(body)["error"]["message"]
+
+
+def test_the_listening_socket_queues_a_burst_of_connections(bridge) -> None:
+    """mitmproxy listens with asyncio's backlog of 100; the bridge widens it (LISTEN_BACKLOG), so 500
+    clients connecting at once are queued, not dropped and retried a second later."""
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed: cannot read the listening socket's backlog")
+    shown = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{bridge.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert shown[0] == "LISTEN" and int(shown[2]) == min(1024, somaxconn), shown
