@@ -23,7 +23,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,25 @@ def patch_mitmproxy() -> None:
     """The two HTTP/1 behaviours of mitmproxy the bridge changes (module docstring of each above)."""
     _http1.make_error_response = _json_error_response
     _http1.Http1Server.wait = _answer_through_half_close  # type: ignore[method-assign,assignment]
+
+
+def _client_stream_writer(client: connection.Client) -> tuple[asyncio.StreamWriter, Callable[[], None]] | None:
+    """The asyncio writer of a live client connection and its idle timer's "activity" call, from
+    mitmproxy's proxy server (`Proxyserver.connections`, the handler's `transports` and
+    `timeout_watchdog`). None when this mitmproxy does not have them: the stream then goes through
+    mitmproxy as before."""
+    try:
+        handler = ctx.master.addons.get("proxyserver").connections.get(client.id)
+        if handler is None:
+            return None
+        io = handler.transports.get(handler.client)
+        writer = io.writer if io is not None else None
+        on_write = handler.timeout_watchdog.register_activity
+    except AttributeError:
+        return None
+    if not isinstance(writer, asyncio.StreamWriter) or writer.is_closing():
+        return None
+    return writer, on_write
 
 
 class OpenAIBridge:
@@ -463,10 +482,32 @@ class OpenAIBridge:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.id in self.parked and flow.response is not None:
             flow.response.stream = True  # pass the relay's translated chunks straight through
+            self._lend_client_lane(flow)
             if flow.request.http_version == "HTTP/1.0":
                 # HTTP/1.0 has no chunked encoding: the body ends when the connection closes
                 flow.response.headers.pop("transfer-encoding", None)
                 flow.response.headers["connection"] = "close"
+
+    def _lend_client_lane(self, flow: http.HTTPFlow) -> None:
+        """Let the relay write the rest of a chunked stream straight to the client's connection
+        (`llmbridge.relay.ClientLane`): only on plain HTTP/1.1, where mitmproxy would pass the chunks
+        on unchanged."""
+        assert self.app is not None and flow.response is not None
+        token = self.parked.get(flow.id)
+        lane = self.app.relay.lane(token) if token is not None else None
+        if (
+            lane is None
+            or flow.client_conn.tls_established
+            or flow.request.http_version != "HTTP/1.1"
+            or "chunked" not in flow.response.headers.get("transfer-encoding", "").lower()
+        ):
+            return
+        found = _client_stream_writer(flow.client_conn)
+        if found is not None:
+            writer, on_write = found
+            lane.open(writer, on_write)
+            flow.response.stream = lane.passing
+            log.debug("llmbridge: the rest of stream %s goes straight to the client", flow.id)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self.parked.pop(flow.id, None)

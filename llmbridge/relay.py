@@ -7,6 +7,16 @@ upstream answer here under a random token and points the flow at `http://127.0.0
 mitmproxy then streams our translated bytes to the client as they come.
 
 Only mitmproxy talks to it; an unknown token gets a 404 and nothing else is served.
+
+The client lane: passing every chunk through mitmproxy (the relay writes it, mitmproxy reads and
+parses it, runs it through its layers and writes it again) was about a third of a streamed chunk's
+CPU. So once mitmproxy has sent the response head and passed on everything the relay gave it, the
+addon lends the sink the client's own connection (`ClientLane`) and the body's chunks go straight
+there, framed as mitmproxy would frame them. The head and the final `0\r\n\r\n` still go through
+mitmproxy, so it ends the response itself and keeps the connection alive (or closes it) as before;
+a client that leaves is still seen by mitmproxy, which closes our connection. Without a lane (TLS to
+the client, HTTP/1.0, or a mitmproxy that does not expose the connection) every byte goes through
+mitmproxy as before.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from http import HTTPStatus
 
 from llmbridge.answer import Answer, ClientGone, DeferredAnswer, ResponseSink
@@ -25,11 +36,37 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 64 * 1024
 
 
+def _no_activity() -> None:
+    pass
+
+
+class ClientLane:
+    """The client's connection, lent by the addon once the response is under way (see the module
+    docstring). `passing` is mitmproxy's `flow.response.stream` callable: it counts the body bytes
+    mitmproxy has passed on, and the sink writes to `writer` only when that count equals what the
+    relay gave mitmproxy, so that nothing the relay sent can be overtaken."""
+
+    def __init__(self) -> None:
+        self.writer: asyncio.StreamWriter | None = None
+        self.passed = 0
+        # Tells mitmproxy the connection is busy: its idle timeout sees only what passes through it.
+        self.on_write: Callable[[], None] = _no_activity
+
+    def open(self, writer: asyncio.StreamWriter, on_write: Callable[[], None]) -> None:
+        self.writer, self.on_write = writer, on_write
+
+    def passing(self, data: bytes) -> bytes:
+        self.passed += len(data)
+        return data
+
+
 class ChunkedSink(ResponseSink):
     """Writes one HTTP/1.1 response: chunked for streams, content-length for whole bodies."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, lane: ClientLane | None = None) -> None:
         self.writer = writer
+        self.lane = lane
+        self.relayed = 0  # body bytes given to mitmproxy
         self.chunked = False
         self.buffer = bytearray()
         self.unsent_head = b""
@@ -50,10 +87,24 @@ class ChunkedSink(ResponseSink):
     async def write(self, data: bytes) -> None:
         if not data:
             return
-        if self.chunked:
-            await self._send(self._take_head() + b"%x\r\n%s\r\n" % (len(data), data))
-        else:
+        if not self.chunked:
             self.buffer += data
+            return
+        framed = b"%x\r\n%s\r\n" % (len(data), data)
+        client = self._client_writer()
+        if client is not None:
+            await self._send_to_client(client, framed)
+        else:
+            self.relayed += len(data)
+            await self._send(self._take_head() + framed)
+
+    def _client_writer(self) -> asyncio.StreamWriter | None:
+        """The client's connection, when the next chunk may go straight there: mitmproxy has passed
+        on the first chunk (so the head is out) and everything after it."""
+        lane = self.lane
+        if lane is None or lane.writer is None or not 0 < self.relayed == lane.passed:
+            return None
+        return lane.writer
 
     async def flush(self) -> None:
         if self.unsent_head:
@@ -64,25 +115,35 @@ class ChunkedSink(ResponseSink):
         return head
 
     async def end(self) -> None:
-        if self.chunked:
+        if self.chunked:  # through mitmproxy, which ends the response and the flow
             await self._send(self._take_head() + b"0\r\n\r\n")
         else:
             self.headers["content-length"] = str(len(self.buffer))
             await self._send(self._head() + bytes(self.buffer))
 
     async def _send(self, data: bytes) -> None:
-        if self.writer.is_closing():
-            raise ClientGone()
-        self.writer.write(data)
-        try:
-            await self.writer.drain()
-        except (ConnectionError, RuntimeError) as e:
-            raise ClientGone() from e
+        await _write_and_drain(self.writer, data)
+
+    async def _send_to_client(self, client: asyncio.StreamWriter, data: bytes) -> None:
+        assert self.lane is not None
+        self.lane.on_write()
+        await _write_and_drain(client, data)
+
+
+async def _write_and_drain(writer: asyncio.StreamWriter, data: bytes) -> None:
+    if writer.is_closing():
+        raise ClientGone()
+    writer.write(data)
+    try:
+        await writer.drain()  # a slow reader holds the answer back, not the bridge's memory
+    except (ConnectionError, RuntimeError) as e:
+        raise ClientGone() from e
 
 
 class Relay:
     def __init__(self) -> None:
         self.parked: dict[str, Answer | DeferredAnswer] = {}
+        self.lanes: dict[str, ClientLane] = {}  # token -> its client lane, until its answer has ended
         self.server: asyncio.Server | None = None
         self.port = 0
         self.tasks: set[asyncio.Task[None]] = set()
@@ -99,7 +160,12 @@ class Relay:
             answer.task.add_done_callback(self.opening.discard)
         token = secrets.token_urlsafe(16)
         self.parked[token] = answer
+        self.lanes[token] = ClientLane()
         return token
+
+    def lane(self, token: str) -> ClientLane | None:
+        """The client lane of a parked or running answer (None once it has ended)."""
+        return self.lanes.get(token)
 
     def url(self, token: str) -> str:
         return f"http://127.0.0.1:{self.port}/{token}"
@@ -109,6 +175,7 @@ class Relay:
         `failure`: the error (status, message) the client was answered with instead; without one the
         client is recorded as gone."""
         parked = self.parked.pop(token, None)
+        self.lanes.pop(token, None)
         if parked is None:
             return
         record = parked.record
@@ -152,10 +219,18 @@ class Relay:
             writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
             await writer.drain()
             return True
+        try:
+            return await self._answer(token, parked, reader, writer)
+        finally:
+            self.lanes.pop(token, None)
+
+    async def _answer(
+        self, token: str, parked: Answer | DeferredAnswer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         answer = await _resolved(parked)
         if answer is None:
             return False
-        sink = ChunkedSink(writer)
+        sink = ChunkedSink(writer, self.lanes.get(token))
         if not isinstance(answer, Answer):  # no account could answer: the error, in the client's dialect
             await sink.start(answer.status, answer.headers, False)
             await sink.write(answer.body)
