@@ -195,7 +195,11 @@ class Failover:
     ) -> UpstreamCall:
         """Open and peek; a stale token is refreshed once and the request sent again. With
         `first_token` (seconds), content must show that soon after the attempt began, response
-        head included: else the attempt fails with FirstTokenTimeout."""
+        head included: else the attempt fails with FirstTokenTimeout. Not for a request that goes
+        upstream non-stream: its whole answer (its first token too) comes only when the model has
+        finished, however long it takes, so there only the upstream read timeout applies."""
+        if not candidate.state.provider.streams_upstream(request):
+            first_token = None
         deadline = FirstTokenDeadline.starting_now(first_token) if first_token else None
         opening = self._open_refreshed(candidate, request, record)
         try:

@@ -18,7 +18,7 @@ from llmbridge.failover import Failover
 from llmbridge.formats.openai import OpenAIFormat
 from llmbridge.pool import AccountPool
 from llmbridge.providers.openai_api.provider import OpenAIProvider
-from tests.bridge_kit import answer, chat_request, make_bridge, streamed, text_stream
+from tests.bridge_kit import answer, as_openai_answers, chat_request, make_bridge, streamed, text_stream
 
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -171,7 +171,9 @@ def test_a_decoder_bug_while_peeking_closes_the_upstream_and_fails_over(monkeypa
 
 def test_a_stale_token_is_refreshed_once_and_the_request_sent_again_on_the_same_account():
     async def run():
-        provider = StaleToken(account(), httpx.AsyncClient(transport=httpx.MockTransport(good_upstream)))
+        provider = StaleToken(
+            account(), httpx.AsyncClient(transport=httpx.MockTransport(as_openai_answers(good_upstream)))
+        )
         failover, records = failover_over(provider)
         record = ExchangeRecord()
         lease = await failover.open(request(), failover.candidates("m", "/v1/models"), record)

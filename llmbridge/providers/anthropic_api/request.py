@@ -1,4 +1,5 @@
-"""Canonical request -> Anthropic Messages request body (`POST /v1/messages`, always streaming).
+"""Canonical request -> Anthropic Messages request body (`POST /v1/messages`; a stream unless the
+client asked for a whole answer).
 
 * `max_tokens` is required by Anthropic: the client's, else DEFAULT_MAX_TOKENS (8192) plus the
   thinking budget when thinking is on (so the visible answer keeps its 8192 tokens);
@@ -83,14 +84,16 @@ def check_request(request: ChatRequest) -> None:
             )
 
 
-def build_body(request: ChatRequest, upstream_model: str) -> Json:
-    """The JSON body of `POST /v1/messages` for `upstream_model`."""
+def build_body(request: ChatRequest, upstream_model: str, stream: bool = True) -> Json:
+    """The JSON body of `POST /v1/messages` for `upstream_model`; with `stream=False` a non-stream
+    request, as the official SDK sends one (no `stream` field)."""
     body = _prompt(request, upstream_model)
     thinking, budget = thinking_config(request, body["messages"])
     body["max_tokens"] = request.max_tokens or DEFAULT_MAX_TOKENS + budget
     if thinking:
         body["thinking"] = thinking
-    body["stream"] = True
+    if stream:
+        body["stream"] = True
     simple = {"temperature": request.temperature, "top_p": request.top_p, "top_k": request.top_k}
     body.update({k: v for k, v in simple.items() if v is not None})
     if request.stop:
