@@ -47,6 +47,15 @@ def test_minimal_body():
     }
 
 
+def test_a_non_stream_body_has_no_stream_field_as_the_sdk_sends_it():
+    body = build_body(req(), "claude-sonnet-4-5", stream=False)
+    assert body == {
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "max_tokens": 8192,
+    }
+
+
 @pytest.mark.parametrize(
     ("kw", "expected"),
     [

@@ -308,6 +308,27 @@ def test_a_silent_upstream_is_abandoned_after_the_first_token_timeout(head):
     assert first.in_flight == 0
 
 
+def test_a_non_stream_upstream_generating_past_the_first_token_timeout_is_waited_for():
+    """A non-stream request goes upstream non-stream: its first token comes with its whole answer, so
+    the first-token timeout does not apply (the stream above is cut at the same timeout)."""
+
+    async def generating(request):
+        assert "stream" not in json.loads(request.content)
+        await asyncio.sleep(0.8)  # the model generating the whole answer, head included
+        return streamed(text_stream("whole"))
+
+    async def run():
+        bridge, pool = make_bridge(generating, good_upstream)
+        bridge.failover.first_token_timeout = 0.3
+        status, body = await answer(bridge, chat_request())
+        return status, json.loads(body), bridge.records[-1], pool.states[0]
+
+    status, body, record, first = asyncio.run(asyncio.wait_for(run(), 10))
+    assert status == 200 and body["choices"][0]["message"]["content"] == "whole"
+    assert [(a.account, a.error_kind) for a in record.attempts] == [("a0", None)]
+    assert first.cooling_kind is None
+
+
 def test_a_conversation_is_tried_first_on_the_account_that_answered_it():
     seen: list[str] = []
 
