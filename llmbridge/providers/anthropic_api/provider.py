@@ -16,7 +16,7 @@ from llmbridge.config import AccountConfig
 from llmbridge.errors import BridgeError, ConfigError
 from llmbridge.providers.anthropic_api.decoder import AnthropicDecoder
 from llmbridge.providers.anthropic_api.errors import classify
-from llmbridge.providers.anthropic_api.request import build_body, build_count_body, check_request
+from llmbridge.providers.anthropic_api.request import build_body, build_count_body, check_request, needs_stream
 from llmbridge.providers.anthropic_api.whole_body import whole_body_decoder
 from llmbridge.providers.base import Provider, UpstreamCall, read_json
 
@@ -57,6 +57,11 @@ class AnthropicProvider(Provider):
 
     def check_request(self, request: ChatRequest) -> None:
         check_request(request)
+
+    def streams_upstream(self, request: ChatRequest) -> bool:
+        """As the client asked, except a non-stream request whose output may be too long for one body
+        (`needs_stream`): that one is streamed and accumulated, as the SDK has its users do."""
+        return super().streams_upstream(request) or needs_stream(request)
 
     def headers(self, request: ChatRequest) -> dict[str, str]:
         """Built from scratch: only the key, the API version and the client's beta flags go upstream."""

@@ -84,6 +84,20 @@ def check_request(request: ChatRequest) -> None:
             )
 
 
+# The official SDK refuses a non-stream request whose `max_tokens` could take more than 10 minutes
+# to generate (it counts 128,000 output tokens an hour) and tells its users to stream instead.
+NON_STREAMING_MAX_TOKENS = 128_000 * 10 // 60
+
+
+def needs_stream(request: ChatRequest) -> bool:
+    """Whether a non-stream request must still go upstream as a stream, as the SDK would have it: its
+    `max_tokens` (the client's, else the default plus any thinking budget) is past what Anthropic
+    answers reliably in one body (a long silent connection is dropped; the answer is accumulated)."""
+    if request.max_tokens is not None:
+        return request.max_tokens > NON_STREAMING_MAX_TOKENS
+    return DEFAULT_MAX_TOKENS + thinking_config(request)[1] > NON_STREAMING_MAX_TOKENS
+
+
 def build_body(request: ChatRequest, upstream_model: str, stream: bool = True) -> Json:
     """The JSON body of `POST /v1/messages` for `upstream_model`; with `stream=False` a non-stream
     request, as the official SDK sends one (no `stream` field)."""
