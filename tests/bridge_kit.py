@@ -40,9 +40,13 @@ def streamed(data: bytes, status: int = 200) -> httpx.Response:
 
 def completion_of(stream: bytes) -> dict | None:
     """The `chat.completion` that OpenAI sends for a non-stream request whose stream would have been
-    these SSE bytes (None for a stream that does not end well: neither a finish reason nor [DONE], or
-    an error). OpenAI always names a whole answer's finish reason: "stop" where the stream had none."""
-    chunks = [json.loads(line[6:]) for line in stream.decode().split("\n") if line.startswith("data: {")]
+    these SSE bytes (None for a stream that does not end well: neither a finish reason nor [DONE], an
+    error, or bytes that are not JSON events). OpenAI always names a whole answer's finish reason:
+    "stop" where the stream had none."""
+    try:
+        chunks = [json.loads(line[6:]) for line in stream.decode().split("\n") if line.startswith("data: {")]
+    except ValueError:  # not an event stream of JSON (a broken upstream): it goes as it is
+        return None
     done = "stop" if b"data: [DONE]" in stream else None
     finish = next(
         (c["finish_reason"] for chunk in chunks for c in chunk.get("choices", []) if c.get("finish_reason")), done
