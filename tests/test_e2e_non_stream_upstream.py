@@ -259,6 +259,16 @@ def test_anthropic_thinking_keeps_its_signature_for_the_next_turn(bridge, module
     module_fakes.assert_non_stream("anthropic", before)
 
 
+def test_an_anthropic_request_too_long_for_one_body_is_streamed_upstream_and_answered_whole(bridge, module_fakes):
+    """As the Anthropic SDK requires: past 21,333 max_tokens a non-stream call is made as a stream."""
+    module_fakes.anthropic.enqueue(fa.text_reply("A long essay."))
+    message = ant(bridge).messages.create(
+        model=CLAUDE, max_tokens=32_000, messages=[{"role": "user", "content": "Write at length."}]
+    )
+    assert message.content[0].text == "A long essay." and message.stop_reason == "end_turn"
+    assert module_fakes.anthropic.requests[-1]["stream"] is True
+
+
 def test_gemini_thoughts_reach_the_genai_client(bridge, module_fakes):
     before = module_fakes.calls("gemini")
     module_fakes.gemini.enqueue(fg.text_reply("Forty", "-two.", thought="Counting first."))
