@@ -329,6 +329,28 @@ def test_a_non_stream_upstream_generating_past_the_first_token_timeout_is_waited
     assert first.cooling_kind is None
 
 
+def test_a_whole_answer_that_is_an_error_fails_over_however_late_it_comes():
+    """A stream is committed to after the peek's seconds; a whole answer is read to its end first
+    (its client waits for all of it anyway), so an error object in a late 200 is a failed attempt."""
+
+    def late_error(request):
+        async def body():
+            await asyncio.sleep(0.5)  # the head came at once; the body well past the peek's 0.1 s
+            yield json.dumps({"error": {"message": "upstream overloaded", "type": "server_error"}}).encode()
+
+        return httpx.Response(200, content=body(), headers={"content-type": "application/json"})
+
+    async def run():
+        bridge, pool = make_bridge(late_error, good_upstream)
+        bridge.failover.peek_seconds = 0.1
+        status, body = await answer(bridge, chat_request())
+        return status, json.loads(body), bridge.records[-1]
+
+    status, body, record = asyncio.run(asyncio.wait_for(run(), 10))
+    assert status == 200 and body["choices"][0]["message"]["content"] == "ok"
+    assert [(a.account, a.error_kind) for a in record.attempts] == [("a0", "upstream_error"), ("a1", None)]
+
+
 def test_a_conversation_is_tried_first_on_the_account_that_answered_it():
     seen: list[str] = []
 
