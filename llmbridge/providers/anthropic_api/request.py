@@ -1,5 +1,5 @@
-"""Canonical request -> Anthropic Messages request body (`POST /v1/messages`; a stream unless the
-client asked for a whole answer).
+"""Canonical request -> Anthropic Messages request body (`POST /v1/messages`; a stream, or a
+non-stream request when the provider sends one: `needs_stream`).
 
 * `max_tokens` is required by Anthropic: the client's, else DEFAULT_MAX_TOKENS (8192) plus the
   thinking budget when thinking is on (so the visible answer keeps its 8192 tokens);
@@ -91,8 +91,9 @@ NON_STREAMING_MAX_TOKENS = 128_000 * 10 // 60
 
 def needs_stream(request: ChatRequest) -> bool:
     """Whether a non-stream request must still go upstream as a stream, as the SDK would have it: its
-    `max_tokens` (the client's, else the default plus any thinking budget) is past what Anthropic
-    answers reliably in one body (a long silent connection is dropped; the answer is accumulated)."""
+    `max_tokens` (the client's, else the default plus any thinking budget) is past what the SDK sends
+    as one non-stream call (a connection silent that long may be dropped). The stream is then
+    accumulated into the client's whole answer, as for the coding-assistant providers."""
     if request.max_tokens is not None:
         return request.max_tokens > NON_STREAMING_MAX_TOKENS
     return DEFAULT_MAX_TOKENS + thinking_config(request)[1] > NON_STREAMING_MAX_TOKENS
