@@ -195,7 +195,13 @@ class Failover:
     ) -> UpstreamCall:
         """Open and peek; a stale token is refreshed once and the request sent again. With
         `first_token` (seconds), content must show that soon after the attempt began, response
-        head included: else the attempt fails with FirstTokenTimeout."""
+        head included: else the attempt fails with FirstTokenTimeout. Not for a request that goes
+        upstream non-stream: its whole answer (its first token too) comes only when the model has
+        finished, however long it takes, so there only the upstream read timeout applies; and the
+        peek reads that answer to its end (a read timeout then fails the attempt, not the answer)."""
+        streams = candidate.state.provider.streams_upstream(request)
+        if not streams:
+            first_token = None
         deadline = FirstTokenDeadline.starting_now(first_token) if first_token else None
         opening = self._open_refreshed(candidate, request, record)
         try:
@@ -203,7 +209,8 @@ class Failover:
         except TimeoutError:
             assert deadline is not None  # only wait_for raises it: provider timeouts are BridgeErrors
             raise _unanswered(candidate, record, deadline.error()) from None
-        await peek(call, self.peek_seconds, deadline)
+        # a whole answer is read to its end before it is taken: an error in it is one more failed attempt
+        await peek(call, self.peek_seconds if streams else None, deadline)
         return call
 
     async def _open_refreshed(self, candidate: Candidate, request: ChatRequest, record: ExchangeRecord) -> UpstreamCall:

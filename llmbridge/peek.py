@@ -59,10 +59,12 @@ class FirstTokenDeadline:
 
 
 async def peek(
-    call: UpstreamCall, seconds: float = PEEK_SECONDS, first_token: FirstTokenDeadline | None = None
+    call: UpstreamCall, seconds: float | None = PEEK_SECONDS, first_token: FirstTokenDeadline | None = None
 ) -> None:
     """Read until the answer shows content (or `seconds` pass); raise the error it starts with. With
     `first_token`, wait for content until that deadline instead, then fail with FirstTokenTimeout.
+    `seconds=None`: until the body ends (a whole, non-stream answer shows nothing before it is
+    complete, and its client waits for all of it anyway: an error in it can still fail over).
     Whatever goes wrong here, the upstream response is closed before the error leaves."""
     read: Read | None = None
     try:
@@ -82,16 +84,17 @@ async def peek(
     call.hold_pending(read)
 
 
-async def _peek(call: UpstreamCall, seconds: float, first_token: FirstTokenDeadline | None) -> Read | None:
+async def _peek(call: UpstreamCall, seconds: float | None, first_token: FirstTokenDeadline | None) -> Read | None:
     """Returns the read still under way when time ran out (the answer goes on waiting for it); with
     a `first_token` deadline, running out of time is its FirstTokenTimeout instead."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
+    deadline = None if seconds is None else loop.time() + seconds
     while True:
         read = call.read()
         waiting_since = loop.time()
         try:
-            done, _ = await asyncio.wait({read}, timeout=max(0.0, deadline - loop.time()))
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            done, _ = await asyncio.wait({read}, timeout=timeout)
         except BaseException:
             read.cancel()
             raise

@@ -167,6 +167,22 @@ def _not_json(name: str) -> object:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def parse_json(text: str) -> object:
+    """One JSON value as the protocol allows it: ValueError when `text` is not JSON (NaN and nesting
+    too deep included); SSEProtocolError when it holds text that is not valid Unicode (a lone
+    surrogate), which no client could be sent."""
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except RecursionError as e:
+        raise ValueError("JSON nested too deep") from e
+    if "\\u" in text:
+        where = lone_surrogate_path(text, value)
+        if where is not None:
+            path = ".".join(str(step) for step in where)
+            raise SSEProtocolError(f"text that is not valid Unicode (a lone surrogate) at '{path}'")
+    return value
+
+
 class JsonEventStreamDecoder:
     """Base of the providers' stream decoders whose upstream sends one JSON value per SSE event
     (OpenAI-compatible, Anthropic, Code Assist / Gemini): SSE framing, JSON parsing and the check
@@ -182,6 +198,7 @@ class JsonEventStreamDecoder:
 
     cut_message = "the upstream stream ended before the response was complete"
     service = "the upstream"  # how protocol errors name the upstream
+    malformed = "a malformed stream"  # what protocol errors call the body ("a malformed answer": whole bodies)
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
@@ -221,19 +238,22 @@ class JsonEventStreamDecoder:
     def protocol_error(self, problem: str) -> list[StreamEvent]:
         """The one error event of a stream that broke the protocol; decoding stops here."""
         self.failed = self.broken = True
-        message = f"{self.service} answered with a malformed stream: {problem}"
+        message = f"{self.service} answered with {self.malformed}: {problem}"
         return [StreamError(kind="upstream_protocol_error", status=502, message=message)]
 
     def _data(self, data: str) -> list[StreamEvent]:
         try:
-            value = json.loads(data, parse_constant=_not_json)
-        except (ValueError, RecursionError):
+            value = parse_json(data)
+        except ValueError:
             return self.on_text(data)
-        if "\\u" in data:
-            where = lone_surrogate_path(data, value)
-            if where is not None:
-                path = ".".join(str(step) for step in where)
-                return self.protocol_error(f"text that is not valid Unicode (a lone surrogate) at '{path}'")
+        except SSEProtocolError as e:
+            return self.protocol_error(str(e))
+        return self.decode(value)
+
+    def decode(self, value: object) -> list[StreamEvent]:
+        """One parsed JSON value of the stream -> canonical events (`on_json`); a value of a shape
+        the subclass cannot read is a protocol error. Whole-body decoders (`llmbridge.whole_body`)
+        call this with the stream events they rewrote a whole answer into."""
         try:
             return self.on_json(value)
         except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:

@@ -3,7 +3,8 @@
 Runs in its own process so it never shares a GIL with the client or the bridge. It answers
 `POST .../chat/completions` only, checks the bearer key, and never reads more than it needs:
 
-- `"stream": false` -> one `chat.completion` JSON body with content-length;
+- no `"stream": true` (the official SDK leaves `stream` out of a non-stream request) -> one
+  `chat.completion` JSON body with content-length, as OpenAI sends it;
 - `"stream": true`  -> `chat.completion.chunk` SSE (chunked): a role chunk, `--chunks` text chunks,
   a finish chunk, a usage chunk and `[DONE]`. For the model `bench-stream` the first chunk waits
   `--first-chunk-ms` and the others are `--chunk-gap-ms` apart (a model that "thinks"); for any other
@@ -40,15 +41,32 @@ class Settings:
         self.sse_all_at_once = b"".join(self.sse_events) + b"0\r\n\r\n"
 
     def _json_body(self) -> bytes:
+        """What OpenAI answers a non-stream request with (every field it sends), so that the bridge's
+        non-stream upstream call is measured on a body of the real size and shape."""
+        message = {"role": "assistant", "content": TEXT * 2, "refusal": None, "annotations": []}
+        usage = {
+            "prompt_tokens": 12,
+            "completion_tokens": 20,
+            "total_tokens": 32,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
         body = {
             "id": "chatcmpl-bench",
             "object": "chat.completion",
             "created": 1,
             "model": "bench-fast",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": TEXT * 2}}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32},
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": "fp_bench",
         }
-        return json.dumps(body).encode()
+        return json.dumps(body, indent=2).encode()  # OpenAI's bodies come pretty-printed
 
     def _sse_events(self) -> list[bytes]:
         base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": "bench"}

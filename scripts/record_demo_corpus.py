@@ -100,6 +100,26 @@ def turns() -> list[tuple[str, str, str, dict[str, Any]]]:
             "/v1/chat/completions",
             {"model": MODELS["qwen"], "messages": ask, "stream": True, "stream_options": {"include_usage": True}},
         ),
+        # API-key providers are called upstream as the client asked (stream or not): both kinds are
+        # recorded, so that offline mode answers either from a recording of the same kind.
+        (
+            "09-openai-chat-stream",
+            "openai",
+            "/v1/chat/completions",
+            {"model": MODELS["openai"], "messages": ask, "stream": True, "stream_options": {"include_usage": True}},
+        ),
+        (
+            "10-anthropic-messages",
+            "anthropic",
+            "/v1/messages",
+            {"model": MODELS["anthropic"], "max_tokens": 256, "messages": ask},
+        ),
+        (
+            "11-gemini-generate-stream",
+            "gemini",
+            f"/v1beta/models/{MODELS['gemini']}:streamGenerateContent?alt=sse",
+            {"contents": [{"role": "user", "parts": [{"text": "Name a colour, in one word."}]}]},
+        ),
     ]
 
 
@@ -118,6 +138,9 @@ def enqueue_answers(fakes: dict[str, Any]) -> None:
         kiro.Metering(0.01),
     )
     fakes["qwen"].enqueue(qwen.Reply(deltas=[{"content": "Cerulean."}]))
+    fakes["openai"].enqueue(openai_upstream.text_reply("Mauve."))
+    fakes["anthropic"].enqueue(anthropic_api.text_reply("Amber."))
+    fakes["gemini"].enqueue(gemini_api.text_reply("Sepia."))
 
 
 def accounts(fakes: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:

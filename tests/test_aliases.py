@@ -18,7 +18,7 @@ from llmbridge.errors import InvalidRequest, ModelNotFound
 from llmbridge.pool import AccountPool
 from llmbridge.providers.openai_api.provider import OpenAIProvider
 from llmbridge.rules import NotAllowed
-from tests.bridge_kit import answer, streamed, text_stream
+from tests.bridge_kit import answer, as_openai_answers, streamed, text_stream
 
 
 class StubProvider:
@@ -229,7 +229,9 @@ def two_account_bridge(**config):
         account = AccountConfig(
             name=name, provider="openai", api_key="k", models=["m", "n"], requests_per_minute=1000, max_concurrent=5
         )
-        providers.append(OpenAIProvider(account, httpx.AsyncClient(transport=httpx.MockTransport(handler))))
+        providers.append(
+            OpenAIProvider(account, httpx.AsyncClient(transport=httpx.MockTransport(as_openai_answers(handler))))
+        )
     pool = AccountPool(providers, "fill-first")
     records: list = []
 

@@ -47,6 +47,15 @@ def test_minimal_body():
     }
 
 
+def test_a_non_stream_body_has_no_stream_field_as_the_sdk_sends_it():
+    body = build_body(req(), "claude-sonnet-4-5", stream=False)
+    assert body == {
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "max_tokens": 8192,
+    }
+
+
 @pytest.mark.parametrize(
     ("kw", "expected"),
     [
@@ -349,3 +358,20 @@ def test_client_budgets_are_clamped(budget, max_tokens, thinking, wire_max):
     body = build_body(req(reasoning=Reasoning(budget_tokens=budget), max_tokens=max_tokens), "m")
     assert body.get("thinking") == thinking
     assert body["max_tokens"] == wire_max
+
+
+@pytest.mark.parametrize(
+    ("kw", "streamed"),
+    [
+        ({}, False),
+        ({"max_tokens": 21_333}, False),
+        ({"max_tokens": 21_334}, True),  # past 10 minutes at the SDK's 128,000 tokens an hour
+        ({"reasoning": Reasoning(effort="medium")}, False),  # 8192 + 8192
+        ({"reasoning": Reasoning(effort="high")}, True),  # 8192 + 16384
+        ({"reasoning": Reasoning(effort="high"), "max_tokens": 4096}, False),  # the client's max_tokens rules
+    ],
+)
+def test_a_non_stream_request_too_long_for_one_body_is_streamed_upstream(kw, streamed):
+    provider = AnthropicProvider(AccountConfig(name="a", provider="anthropic", api_key="k"), None)  # type: ignore[arg-type]
+    assert provider.streams_upstream(req(**kw)) is streamed
+    assert provider.streams_upstream(req(stream=True, **kw)) is True

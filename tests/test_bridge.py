@@ -17,9 +17,11 @@ from tests.bridge_kit import KEY, IncomingRequest, answer, chat_request, make_br
 
 
 def test_a_non_stream_answer_cut_short_is_an_error_not_a_200():
+    """The non-stream request goes upstream non-stream; its JSON body breaks off halfway."""
+
     def cut(request):
-        partial = b'data: {"id":"u","model":"m","choices":[{"index":0,"delta":{"content":"The answer is"}}]}\n\n'
-        return streamed(partial)
+        assert "stream" not in json.loads(request.content)
+        return streamed(b'{"id":"u","object":"chat.completion","choices":[{"index":0,"message":{"content":"The ans')
 
     async def run():
         bridge, _ = make_bridge(cut)
@@ -27,7 +29,22 @@ def test_a_non_stream_answer_cut_short_is_an_error_not_a_200():
 
     status, body = asyncio.run(run())
     assert status == 502
-    assert "ended before the response was complete" in json.loads(body)["error"]["message"]
+    message = json.loads(body)["error"]["message"]
+    assert "answered with a malformed answer: a body that is not JSON" in message
+
+
+def test_a_stream_cut_short_ends_with_an_error_event():
+    def cut(request):
+        partial = b'data: {"id":"u","model":"m","choices":[{"index":0,"delta":{"content":"The answer is"}}]}\n\n'
+        return streamed(partial)
+
+    async def run():
+        bridge, _ = make_bridge(cut)
+        return await answer(bridge, chat_request(stream=True))
+
+    status, body = asyncio.run(run())
+    assert status == 200 and b"The answer is" in body
+    assert b"ended before the response was complete" in body
 
 
 @pytest.mark.parametrize(

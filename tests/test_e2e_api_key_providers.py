@@ -124,9 +124,8 @@ def test_openai_client_text_to_anthropic(bridge, claude):
         "system": [{"type": "text", "text": "Be brief."}],
         "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
         "max_tokens": 8192,
-        "stream": True,
         "temperature": 0.5,
-    }
+    }  # no "stream": a non-stream request goes upstream non-stream
     assert headers["x-api-key"] == claude.api_key and headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in headers and "anthropic-beta" not in headers
 
@@ -297,7 +296,7 @@ def test_genai_client_text_and_stream_to_gemini(bridge, gemini):
     assert response.text == "Hello world"
     assert response.usage_metadata.prompt_token_count == 12
     path, headers = gemini.paths[-1], gemini.headers[-1]
-    assert path == f"/v1beta/models/{GEMINI}:streamGenerateContent?alt=sse" and "key=" not in path
+    assert path == f"/v1beta/models/{GEMINI}:generateContent" and "key=" not in path  # non-stream, as asked
     assert headers["x-goog-api-key"] == gemini.api_key
     sent = gemini.requests[-1]
     assert sent["systemInstruction"] == {"role": "user", "parts": [{"text": "Answer tersely."}]}
@@ -306,6 +305,7 @@ def test_genai_client_text_and_stream_to_gemini(bridge, gemini):
     gemini.enqueue(fg.text_reply("one ", "two ", "three"))
     chunks = list(gen(bridge).models.generate_content_stream(model=GEMINI, contents="count"))
     assert "".join(c.text or "" for c in chunks) == "one two three" and len(chunks) >= 2
+    assert gemini.paths[-1] == f"/v1beta/models/{GEMINI}:streamGenerateContent?alt=sse"
     assert not gemini.rejections
 
 

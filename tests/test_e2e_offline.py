@@ -36,6 +36,9 @@ ANSWERS = {
     "06-kiro-messages-stream": ["Viridian."],
     "07-kiro-chat-tool-call": ["get_weather", "Lisbon"],
     "08-qwen-chat-stream": ["Cerulean."],
+    "09-openai-chat-stream": ["Mauve."],
+    "10-anthropic-messages": ["Amber."],
+    "11-gemini-generate-stream": ["Sepia."],
 }
 
 
@@ -111,10 +114,25 @@ def test_every_recorded_request_produces_the_recorded_upstream_call(offline):
             {"model": "gemini-2.5-flash", "max_tokens": 50, "messages": [{"role": "user", "content": "A poem?"}]},
             "Indigo",
         ),
-        (
+        (  # non-stream, so answered from the non-stream recording of the anthropic provider
             "/v1beta/models/claude-haiku-4-5:generateContent",
             {"contents": [{"role": "user", "parts": [{"text": "A poem?"}]}]},
+            "Amber",
+        ),
+        (  # a stream: from the stream recording of the same provider
+            "/v1/messages",
+            {
+                "model": "claude-haiku-4-5",
+                "max_tokens": 50,
+                "stream": True,
+                "messages": [{"role": "user", "content": "A poem?"}],
+            },
             "Crimson",
+        ),
+        (
+            "/v1beta/models/gemini-2.5-flash-lite:streamGenerateContent?alt=sse",
+            {"contents": [{"role": "user", "parts": [{"text": "A poem?"}]}]},
+            "Sepia",
         ),
         ("/v1/responses", {"model": "claude-sonnet-4-5", "input": "A poem?"}, "Viridian"),
     ],

@@ -47,7 +47,9 @@ def test_non_stream_text(bridge, upstream):
     assert reply.choices[0].finish_reason == "stop"
     assert reply.usage.prompt_tokens == 11 and reply.usage.completion_tokens == 7
     sent = upstream.requests[-1]
-    assert sent["messages"] == [{"role": "user", "content": "hi"}] and sent["stream"] is True
+    # a non-stream request goes upstream non-stream, as the official SDK sends it
+    assert sent == {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    assert upstream.headers[-1]["accept"] == "application/json"
 
 
 def test_stream_text_with_usage(bridge, upstream):

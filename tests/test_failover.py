@@ -18,7 +18,7 @@ from llmbridge.failover import Failover
 from llmbridge.formats.openai import OpenAIFormat
 from llmbridge.pool import AccountPool
 from llmbridge.providers.openai_api.provider import OpenAIProvider
-from tests.bridge_kit import answer, chat_request, make_bridge, streamed, text_stream
+from tests.bridge_kit import answer, as_openai_answers, chat_request, make_bridge, streamed, text_stream
 
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -171,7 +171,9 @@ def test_a_decoder_bug_while_peeking_closes_the_upstream_and_fails_over(monkeypa
 
 def test_a_stale_token_is_refreshed_once_and_the_request_sent_again_on_the_same_account():
     async def run():
-        provider = StaleToken(account(), httpx.AsyncClient(transport=httpx.MockTransport(good_upstream)))
+        provider = StaleToken(
+            account(), httpx.AsyncClient(transport=httpx.MockTransport(as_openai_answers(good_upstream)))
+        )
         failover, records = failover_over(provider)
         record = ExchangeRecord()
         lease = await failover.open(request(), failover.candidates("m", "/v1/models"), record)
@@ -304,6 +306,49 @@ def test_a_silent_upstream_is_abandoned_after_the_first_token_timeout(head):
     assert [(a.account, a.error_kind) for a in record.attempts] == [("a0", "first_token_timeout"), ("a1", None)]
     assert first.cooling_kind == "first_token_timeout" and "no first token within 0.3 s" in (first.last_error or "")
     assert first.in_flight == 0
+
+
+def test_a_non_stream_upstream_generating_past_the_first_token_timeout_is_waited_for():
+    """A non-stream request goes upstream non-stream: its first token comes with its whole answer, so
+    the first-token timeout does not apply (the stream above is cut at the same timeout)."""
+
+    async def generating(request):
+        assert "stream" not in json.loads(request.content)
+        await asyncio.sleep(0.8)  # the model generating the whole answer, head included
+        return streamed(text_stream("whole"))
+
+    async def run():
+        bridge, pool = make_bridge(generating, good_upstream)
+        bridge.failover.first_token_timeout = 0.3
+        status, body = await answer(bridge, chat_request())
+        return status, json.loads(body), bridge.records[-1], pool.states[0]
+
+    status, body, record, first = asyncio.run(asyncio.wait_for(run(), 10))
+    assert status == 200 and body["choices"][0]["message"]["content"] == "whole"
+    assert [(a.account, a.error_kind) for a in record.attempts] == [("a0", None)]
+    assert first.cooling_kind is None
+
+
+def test_a_whole_answer_that_is_an_error_fails_over_however_late_it_comes():
+    """A stream is committed to after the peek's seconds; a whole answer is read to its end first
+    (its client waits for all of it anyway), so an error object in a late 200 is a failed attempt."""
+
+    def late_error(request):
+        async def body():
+            await asyncio.sleep(0.5)  # the head came at once; the body well past the peek's 0.1 s
+            yield json.dumps({"error": {"message": "upstream overloaded", "type": "server_error"}}).encode()
+
+        return httpx.Response(200, content=body(), headers={"content-type": "application/json"})
+
+    async def run():
+        bridge, pool = make_bridge(late_error, good_upstream)
+        bridge.failover.peek_seconds = 0.1
+        status, body = await answer(bridge, chat_request())
+        return status, json.loads(body), bridge.records[-1]
+
+    status, body, record = asyncio.run(asyncio.wait_for(run(), 10))
+    assert status == 200 and body["choices"][0]["message"]["content"] == "ok"
+    assert [(a.account, a.error_kind) for a in record.attempts] == [("a0", "upstream_error"), ("a1", None)]
 
 
 def test_a_conversation_is_tried_first_on_the_account_that_answered_it():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import httpx
 import pytest
 
 from llmbridge.canonical import (
@@ -20,6 +24,8 @@ from llmbridge.errors import InvalidRequest
 from llmbridge.providers.gemini_api.provider import GeminiAPIProvider
 from llmbridge.providers.gemini_api.request import build_body, build_count_body
 from llmbridge.providers.gemini_cli.request import build_request
+from llmbridge.providers.google.decoder import GeminiDecoder
+from llmbridge.whole_body import WholeBodyDecoder
 from tests.fakes.gemini_api import GENERATION_FIELDS, REQUEST_FIELDS, check_contents
 
 
@@ -98,3 +104,30 @@ def test_provider_urls_and_headers():
     assert provider.headers()["x-goog-api-key"] == "AIza1"
     assert provider.upstream_model("models/gemini-2.5-pro") == "gemini-2.5-pro"
     assert provider.upstream_model("gemini-9") is None
+
+
+@pytest.mark.parametrize(
+    ("stream", "path"),
+    [
+        (True, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
+        (False, "/v1beta/models/gemini-2.5-flash:generateContent"),
+    ],
+)
+def test_a_request_goes_to_the_method_of_its_kind_with_the_same_body(stream, path):
+    sent: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    async def run():
+        http = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+        provider = GeminiAPIProvider(AccountConfig(name="g", provider="gemini", api_key="k", base_url="http://h"), http)
+        call = await provider.open(req(stream=stream), "gemini-2.5-flash")
+        await call.aclose()
+        return call
+
+    call = asyncio.run(run())
+    assert str(sent[0].url) == "http://h" + path
+    assert json.loads(sent[0].content) == build_body(req(stream=stream), "gemini-2.5-flash")
+    assert isinstance(call.decoder, GeminiDecoder if stream else WholeBodyDecoder)

@@ -24,6 +24,13 @@ def request(reasoning: Reasoning | None) -> ChatRequest:
     return ChatRequest(model="m", messages=[Message(role="user", parts=[TextPart(text="hi")])], reasoning=reasoning)
 
 
+def test_a_stream_asks_for_usage_and_a_non_stream_body_has_neither_field():
+    streamed = build_body(request(None), "gpt")
+    assert (streamed["stream"], streamed["stream_options"]) == (True, {"include_usage": True})
+    whole = build_body(request(None), "gpt", stream=False)
+    assert whole == {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+
+
 @pytest.mark.parametrize(
     ("budget", "effort"), [(1024, "low"), (4096, "low"), (8192, "medium"), (10_000, "medium"), (31_999, "high")]
 )

@@ -1,8 +1,11 @@
 """What every provider implements, and the registry that names them.
 
-A provider turns a canonical `ChatRequest` into its private wire request, sends it (always in
-streaming mode: non-stream clients get the accumulated stream), classifies failures into the
-`llmbridge.errors` tree, and decodes the answer bytes into canonical stream events.
+A provider turns a canonical `ChatRequest` into its private wire request, sends it, classifies
+failures into the `llmbridge.errors` tree, and decodes the answer bytes into canonical stream events.
+Coding-assistant backends are always called in streaming mode (their official clients always
+stream; non-stream clients get the accumulated stream); API-key providers (`whole_answers`) send a
+non-stream client request upstream non-stream and decode the one JSON answer into the same events
+(`llmbridge.whole_body`).
 
 Adding a provider: a folder under `llmbridge/providers/` with a `Provider` subclass, and one line in
 `PROVIDERS` below. Deleting one is the reverse.
@@ -124,6 +127,9 @@ class Provider(ABC):
     # The path `base_url` carries beyond the origin, which requests are appended to ("/v1" for
     # OpenAI-compatible servers): how a replay server's origin becomes this provider's base_url.
     base_url_path: ClassVar[str] = ""
+    # True: a non-stream client request goes upstream non-stream, and its answer is one JSON body
+    # (the API-key providers, whose SDKs send such requests); False: always a stream.
+    whole_answers: ClassVar[bool] = False
 
     def __init__(self, account: AccountConfig, http: httpx.AsyncClient) -> None:
         self.account = account
@@ -171,6 +177,10 @@ class Provider(ABC):
     def check_request(self, request: ChatRequest) -> None:
         """Raise InvalidRequest naming any parameter this provider cannot honour (before any attempt)."""
 
+    def streams_upstream(self, request: ChatRequest) -> bool:
+        """Whether this request goes upstream as a stream (else its answer comes whole, at its end)."""
+        return request.stream or not self.whole_answers
+
     @abstractmethod
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         """Send the request; return the open response on a 2xx, else raise a classified BridgeError.
@@ -216,7 +226,7 @@ class Provider(ABC):
     async def send(
         self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None, classify: Classifier
     ) -> tuple[httpx.Response, AttemptRecord]:
-        """Send one upstream request in streaming mode and record it as an attempt.
+        """Send one upstream request (its answer's body read as it arrives) and record it as an attempt.
 
         On a 2xx the response comes back unread. Otherwise its body is read, classified and raised
         with the attempt attached (`error.attempt`), so the bridge can record every try."""

@@ -1,5 +1,9 @@
 """A fake Anthropic Messages API on 127.0.0.1: scripted SSE event sequences, strict validation.
 
+A request with `"stream": true` gets the scripted events as SSE; any other gets them as the real API
+answers a non-stream request (`message`): one `message` object with whole content blocks, or, for a
+script that ends in an error event, that error with its HTTP status (529 for `overloaded_error`).
+
 Strict like the real API: rejects a missing/wrong `x-api-key` (401 authentication_error), a missing
 `anthropic-version`, unknown top-level fields, a missing `max_tokens`, non-alternating roles, a
 tool_result that does not answer a tool_use of the previous assistant turn (or is not first in its
@@ -48,6 +52,55 @@ class Reply:
     status: int = 200
     error_body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before a non-stream answer (the model generating all of it)
+    whole: bytes | None = None  # a non-stream answer's body as it is (a broken upstream)
+
+
+# The HTTP status of each error type (Anthropic's errors page), for a non-stream answer.
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def message(events: list[tuple[str, dict[str, Any]]]) -> tuple[int, dict[str, Any]]:
+    """The scripted events as the real API answers a non-stream request: (200, the `message` with
+    whole content blocks, its stop reason and usage), or (status, error body) for an error event."""
+    whole: dict[str, Any] = {}
+    partial_json: dict[int, str] = {}
+    for name, payload in events:
+        if name == "error":
+            return ERROR_STATUS.get(payload["error"]["type"], 500), payload
+        if name == "message_start":
+            whole = json.loads(json.dumps(payload["message"]))
+        elif name == "content_block_start":
+            whole["content"].append(json.loads(json.dumps(payload["content_block"])))
+        elif name == "content_block_delta":
+            _apply_delta(whole["content"][-1], payload["delta"], partial_json, len(whole["content"]) - 1)
+        elif name == "message_delta":
+            whole.update(payload["delta"])
+            whole["usage"].update(payload.get("usage") or {})
+    for index, raw in partial_json.items():
+        whole["content"][index]["input"] = json.loads(raw) if raw else {}
+    return 200, whole
+
+
+def _apply_delta(block: dict[str, Any], delta: dict[str, Any], partial_json: dict[int, str], index: int) -> None:
+    kind = delta["type"]
+    if kind == "text_delta":
+        block["text"] += delta["text"]
+    elif kind == "thinking_delta":
+        block["thinking"] += delta["thinking"]
+    elif kind == "signature_delta":
+        block["signature"] = delta["signature"]
+    elif kind == "input_json_delta":
+        partial_json[index] = partial_json.get(index, "") + delta["partial_json"]
 
 
 def error_reply(status: int, kind: str, message: str, **headers: str) -> Reply:
@@ -236,7 +289,19 @@ class FakeAnthropic(LoopbackFake[Reply]):
                 reply = fake.next_reply(body)
                 if reply.status != 200:
                     return self._json(reply.status, reply.error_body or {}, reply.headers)
-                self._stream(reply)
+                if body.get("stream") is True:
+                    return self._stream(reply)
+                time.sleep(reply.delay)
+                if reply.whole is not None:
+                    return self._raw(reply.whole)
+                self._json(*message(reply.events))
+
+            def _raw(self, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _json(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()

@@ -1,5 +1,9 @@
 """A fake public Gemini API on 127.0.0.1: scripted SSE GenerateContentResponse chunks, strict checks.
 
+`:streamGenerateContent?alt=sse` gets the scripted chunks as SSE; `:generateContent` gets them as the
+real API answers it (`whole_response`): one GenerateContentResponse whose candidate holds every part
+(consecutive text pieces joined), with the last chunk's finish reason and usage.
+
 Strict like the real API: rejects a key in the URL (`?key=`: the bridge must use the header), a
 missing/wrong `x-goog-api-key` (400 API_KEY_INVALID, as Google answers), a stream request without
 `alt=sse`, unknown top-level or generationConfig fields, a functionResponse whose name answers no
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -64,6 +69,36 @@ class Reply:
     status: int = 200
     error_body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before a non-stream answer (the model generating all of it)
+    whole: bytes | None = None  # a non-stream answer's body as it is (a broken upstream)
+
+
+GENERATE_METHODS = {"generateContent", "streamGenerateContent", "countTokens"}
+
+
+def whole_response(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The scripted chunks as `:generateContent` answers: one candidate with all their parts (text
+    pieces of the same kind joined, as the service does when it is not streaming), the finish reason,
+    usage, model and id of the chunks that carry them."""
+    parts: list[dict[str, Any]] = []
+    out: dict[str, Any] = {}
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    for piece in chunks:
+        out.update({k: v for k, v in piece.items() if k != "candidates"})
+        for scripted in piece.get("candidates", [])[:1]:
+            for part in scripted.get("content", {}).get("parts", []):
+                _join(parts, dict(part))
+            candidate.update({k: v for k, v in scripted.items() if k not in ("content", "index")})
+    return {"candidates": [candidate], **out}
+
+
+def _join(parts: list[dict[str, Any]], part: dict[str, Any]) -> None:
+    last = parts[-1] if parts else None
+    joinable = last is not None and "text" in last and "text" in part and "thoughtSignature" not in part
+    if joinable and last is not None and bool(last.get("thought")) == bool(part.get("thought")):
+        last["text"] += part["text"]
+    else:
+        parts.append(part)
 
 
 def chunk(*parts: dict[str, Any], finish: str | None = None, usage: bool = False) -> dict[str, Any]:
@@ -135,6 +170,8 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
             return 400, "INVALID_ARGUMENT", "API_KEY_INVALID", "API key not valid. Please pass a valid API key."
         if method == "streamGenerateContent" and query.get("alt") != ["sse"]:
             return 400, "INVALID_ARGUMENT", "", "fake: stream without alt=sse"
+        if method == "generateContent" and query.get("alt", ["json"]) != ["json"]:
+            return 400, "INVALID_ARGUMENT", "", "fake: generateContent answers JSON only"
         if method == "countTokens":
             inner = body.get("generateContentRequest") if isinstance(body, dict) else None
             if set(body) != {"generateContentRequest"} or not isinstance(inner, dict):
@@ -174,7 +211,7 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 url = urlsplit(self.path)
                 match = PATH.match(url.path)
-                if not match:
+                if not match or match["method"] not in GENERATE_METHODS:
                     return self._json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 body = json.loads(raw)
@@ -207,9 +244,25 @@ class FakeGeminiAPI(LoopbackFake[Reply]):
                 if reply.status != 200:
                     return self._json(reply.status, reply.error_body or {}, reply.headers)
                 fake.issue(reply)
+                if method == "generateContent":
+                    return self._whole(reply)
                 data = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in reply.chunks)
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _whole(self, reply: Reply) -> None:
+                """A non-stream answer: ready when all of it is. A script with an error chunk (an error
+                mid-stream) is that error's status and body, as the service answers it without a stream."""
+                time.sleep(reply.delay)
+                errors = [c["error"] for c in reply.chunks if "error" in c]
+                if errors:
+                    return self._json(int(errors[0].get("code") or 500), {"error": errors[0]})
+                data = reply.whole if reply.whole is not None else json.dumps(whole_response(reply.chunks)).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json; charset=UTF-8")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -1,7 +1,12 @@
 """A fake OpenAI-compatible upstream on 127.0.0.1: scripted chat.completion.chunk streams.
 
-Strict like the real API: rejects unknown top-level fields, a missing/wrong bearer key, and
-message histories where a tool message does not answer a preceding assistant tool call.
+A request with `"stream": true` gets the scripted chunks as SSE; any other gets them as the real API
+answers a non-stream request: one `chat.completion` JSON body (`completion`), sent once the whole
+answer is ready (after the time the stream would have taken).
+
+Strict like the real API: rejects unknown top-level fields, `stream_options` without streaming, a
+missing/wrong bearer key, and message histories where a tool message does not answer a preceding
+assistant tool call.
 """
 
 from __future__ import annotations
@@ -46,14 +51,47 @@ class Reply:
     usage: dict[str, Any] | None = None
     status: int = 200
     error_body: dict[str, Any] | None = None
-    delay: float = 0.0  # seconds between chunks
+    delay: float = 0.0  # seconds between chunks (a non-stream answer waits for all of them)
     header_delay: float = 0.0  # seconds before the response starts
     cut: bool = False  # drop the connection before finishing
     headers: dict[str, str] = field(default_factory=dict)
-    # A broken upstream: `raw` is sent as the whole stream body instead of the scripted chunks;
+    # A broken upstream: `raw` is sent as the whole body (stream or not) instead of the scripted chunks;
     # `inject[i]` is sent as it is after the i-th scripted chunk (0: the role chunk).
     raw: bytes | None = None
     inject: dict[int, bytes] = field(default_factory=dict)
+
+
+def completion(reply: Reply, model: str) -> dict[str, Any]:
+    """The scripted answer as the real API sends a non-stream one: the deltas joined into one
+    message (text, reasoning, tool calls by index), its finish reason and usage."""
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
+    text = "".join(d.get("content") or "" for d in reply.deltas)
+    reasoning = "".join(d.get("reasoning_content") or "" for d in reply.deltas)
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in reply.deltas:
+        for call in delta.get("tool_calls") or []:
+            whole = calls.setdefault(
+                call["index"], {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            whole["id"] = call.get("id") or whole["id"]
+            function = call.get("function") or {}
+            whole["function"]["name"] += function.get("name") or ""
+            whole["function"]["arguments"] += function.get("arguments") or ""
+    message["content"] = text or None
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}],
+        "usage": reply.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "service_tier": "default",
+        "system_fingerprint": None,
+    }
 
 
 def text_reply(text: str, pieces: int = 3, **kw: Any) -> Reply:
@@ -98,6 +136,8 @@ class FakeOpenAI(LoopbackFake[Reply]):
         unknown = set(body) - KNOWN_FIELDS
         if unknown:
             return 400, f"Unrecognized request argument supplied: {sorted(unknown)[0]}"
+        if "stream_options" in body and body.get("stream") is not True:
+            return 400, "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         open_calls: set[str] = set()
         for message in body.get("messages", []):
             if message.get("role") == "assistant":
@@ -152,7 +192,29 @@ class FakeOpenAI(LoopbackFake[Reply]):
                 time.sleep(reply.header_delay)
                 if reply.status != 200:
                     return self._json(reply.status, reply.error_body or {}, reply.headers)
-                self._stream(reply, body.get("model"))
+                if body.get("stream") is True:
+                    self._stream(reply, body.get("model"))
+                else:
+                    self._whole(reply, body.get("model"))
+
+            def _whole(self, reply: Reply, model: str) -> None:
+                """A non-stream answer: ready when the stream would have ended. `raw` is the body as it
+                is; `cut` drops the connection halfway through the body."""
+                time.sleep(reply.delay * (len(reply.deltas) + 1))
+                data = reply.raw if reply.raw is not None else json.dumps(completion(reply, model)).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                try:
+                    if reply.cut:
+                        self.close_connection = True
+                        self.wfile.write(data[: len(data) // 2])
+                        return self.wfile.flush()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    with fake.lock:
+                        fake.disconnects += 1
 
             def _json(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()

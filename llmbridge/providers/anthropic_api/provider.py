@@ -1,8 +1,8 @@
 """`provider = "anthropic"`: the Anthropic Messages API with an API key.
 
-`POST <base_url>/v1/messages` (always streaming) with `x-api-key`, `anthropic-version` (the client's,
-else 2023-06-01) and the client's `anthropic-beta`, passed on when it sent one; token counts from
-`POST /v1/messages/count_tokens`.
+`POST <base_url>/v1/messages` (streaming, or not when the client's request is not) with `x-api-key`,
+`anthropic-version` (the client's, else 2023-06-01) and the client's `anthropic-beta`, passed on when
+it sent one; token counts from `POST /v1/messages/count_tokens`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from llmbridge.config import AccountConfig
 from llmbridge.errors import BridgeError, ConfigError
 from llmbridge.providers.anthropic_api.decoder import AnthropicDecoder
 from llmbridge.providers.anthropic_api.errors import classify
-from llmbridge.providers.anthropic_api.request import build_body, build_count_body, check_request
+from llmbridge.providers.anthropic_api.request import build_body, build_count_body, check_request, needs_stream
+from llmbridge.providers.anthropic_api.whole_body import whole_body_decoder
 from llmbridge.providers.base import Provider, UpstreamCall, read_json
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -35,6 +36,7 @@ CONTEXT_WINDOW = 200_000
 class AnthropicProvider(Provider):
     name: ClassVar[str] = "anthropic"
     service: ClassVar[str] = "Anthropic"
+    whole_answers: ClassVar[bool] = True
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
@@ -56,6 +58,11 @@ class AnthropicProvider(Provider):
     def check_request(self, request: ChatRequest) -> None:
         check_request(request)
 
+    def streams_upstream(self, request: ChatRequest) -> bool:
+        """As the client asked, except a non-stream request whose output may be too long for one body
+        (`needs_stream`): that one is streamed and accumulated, as the SDK has its users do."""
+        return super().streams_upstream(request) or needs_stream(request)
+
     def headers(self, request: ChatRequest) -> dict[str, str]:
         """Built from scratch: only the key, the API version and the client's beta flags go upstream."""
         passed = {k.lower(): v for k, v in request.passthrough_headers.items()}
@@ -70,11 +77,13 @@ class AnthropicProvider(Provider):
         return headers
 
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
-        body = build_body(request, upstream_model)
+        stream = self.streams_upstream(request)
+        body = build_body(request, upstream_model, stream=stream)
         response, attempt = await self.send(
             "POST", f"{self.base_url}/v1/messages", self.headers(request), body, _classify
         )
-        return UpstreamCall(response=response, decoder=AnthropicDecoder(), attempt=attempt)
+        decoder = AnthropicDecoder() if stream else whole_body_decoder()
+        return UpstreamCall(response=response, decoder=decoder, attempt=attempt)
 
     async def probe(self) -> bool:
         """`GET /v1/models`: free, and it checks the key."""

@@ -1,4 +1,5 @@
-"""Canonical request -> Anthropic Messages request body (`POST /v1/messages`, always streaming).
+"""Canonical request -> Anthropic Messages request body (`POST /v1/messages`; a stream, or a
+non-stream request when the provider sends one: `needs_stream`).
 
 * `max_tokens` is required by Anthropic: the client's, else DEFAULT_MAX_TOKENS (8192) plus the
   thinking budget when thinking is on (so the visible answer keeps its 8192 tokens);
@@ -83,14 +84,31 @@ def check_request(request: ChatRequest) -> None:
             )
 
 
-def build_body(request: ChatRequest, upstream_model: str) -> Json:
-    """The JSON body of `POST /v1/messages` for `upstream_model`."""
+# The official SDK refuses a non-stream request whose `max_tokens` could take more than 10 minutes
+# to generate (it counts 128,000 output tokens an hour) and tells its users to stream instead.
+NON_STREAMING_MAX_TOKENS = 128_000 * 10 // 60
+
+
+def needs_stream(request: ChatRequest) -> bool:
+    """Whether a non-stream request must still go upstream as a stream, as the SDK would have it: its
+    `max_tokens` (the client's, else the default plus any thinking budget) is past what the SDK sends
+    as one non-stream call (a connection silent that long may be dropped). The stream is then
+    accumulated into the client's whole answer, as for the coding-assistant providers."""
+    if request.max_tokens is not None:
+        return request.max_tokens > NON_STREAMING_MAX_TOKENS
+    return DEFAULT_MAX_TOKENS + thinking_config(request)[1] > NON_STREAMING_MAX_TOKENS
+
+
+def build_body(request: ChatRequest, upstream_model: str, stream: bool = True) -> Json:
+    """The JSON body of `POST /v1/messages` for `upstream_model`; with `stream=False` a non-stream
+    request, as the official SDK sends one (no `stream` field)."""
     body = _prompt(request, upstream_model)
     thinking, budget = thinking_config(request, body["messages"])
     body["max_tokens"] = request.max_tokens or DEFAULT_MAX_TOKENS + budget
     if thinking:
         body["thinking"] = thinking
-    body["stream"] = True
+    if stream:
+        body["stream"] = True
     simple = {"temperature": request.temperature, "top_p": request.top_p, "top_k": request.top_k}
     body.update({k: v for k, v in simple.items() if v is not None})
     if request.stop:

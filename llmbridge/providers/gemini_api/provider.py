@@ -1,10 +1,11 @@
 """`provider = "gemini"`: the public Gemini API (generativelanguage.googleapis.com) with an API key.
 
-`POST <base_url>/v1beta/models/{model}:streamGenerateContent?alt=sse` with the key in the
-`x-goog-api-key` header (never `?key=`: URLs end up in logs and recordings); token counts from
-`models/{model}:countTokens`. Request building, stream decoding and most error classification are
-Google's, shared with the gemini-cli provider (`llmbridge.providers.google`): the same Gemini request
-and response objects, without the Code Assist envelope.
+`POST <base_url>/v1beta/models/{model}:streamGenerateContent?alt=sse` (`:generateContent` when the
+client's request is not a stream) with the key in the `x-goog-api-key` header (never `?key=`: URLs
+end up in logs and recordings); token counts from `models/{model}:countTokens`. Request building,
+decoding and most error classification are Google's, shared with the gemini-cli provider
+(`llmbridge.providers.google`): the same Gemini request and response objects, without the Code
+Assist envelope.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import httpx
 from llmbridge.canonical import ChatRequest, ModelInfo
 from llmbridge.config import AccountConfig
 from llmbridge.errors import BridgeError, ConfigError
-from llmbridge.providers.base import Provider, UpstreamCall, read_json
+from llmbridge.providers.base import Provider, StreamDecoder, UpstreamCall, read_json
 from llmbridge.providers.gemini_api.errors import SERVICE, classify
 from llmbridge.providers.gemini_api.request import build_body, build_count_body
 from llmbridge.providers.google.decoder import GeminiDecoder
 from llmbridge.providers.google.models import CONTEXT_WINDOW, MAX_OUTPUT_TOKENS
 from llmbridge.providers.google.request import check_request
+from llmbridge.providers.google.whole_body import whole_body_decoder
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
@@ -43,6 +45,7 @@ DEFAULT_MODELS = (
 class GeminiAPIProvider(Provider):
     name: ClassVar[str] = "gemini"
     service: ClassVar[str] = SERVICE
+    whole_answers: ClassVar[bool] = True
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
@@ -86,9 +89,13 @@ class GeminiAPIProvider(Provider):
 
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         body = build_body(request, upstream_model)
-        url = self.url(upstream_model, "streamGenerateContent") + "?alt=sse"
+        decoder: StreamDecoder
+        if self.streams_upstream(request):
+            url, decoder = self.url(upstream_model, "streamGenerateContent") + "?alt=sse", GeminiDecoder(classify)
+        else:
+            url, decoder = self.url(upstream_model, "generateContent"), whole_body_decoder(classify)
         response, attempt = await self.send("POST", url, self.headers(), body, _classify)
-        return UpstreamCall(response=response, decoder=GeminiDecoder(classify), attempt=attempt)
+        return UpstreamCall(response=response, decoder=decoder, attempt=attempt)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         url = self.url(upstream_model, "countTokens")

@@ -1,10 +1,11 @@
 """Canonical request -> the public Gemini API's request bodies.
 
-`models/{model}:streamGenerateContent` takes Gemini's `GenerateContentRequest` itself
-(`llmbridge.providers.google.request`): the body the gemini-cli provider sends inside its Code Assist
-envelope, without Code Assist's `session_id`, and with the API's thinking defaults (no effort and no
-budget from the client: only `includeThoughts`, so the model's own default applies; a client that
-asked not to see thoughts gets `includeThoughts: false`). `models/{model}:countTokens` wraps it.
+`models/{model}:streamGenerateContent` (and `:generateContent`, the same body) takes Gemini's
+`GenerateContentRequest` itself (`llmbridge.providers.google.request`): the body the gemini-cli
+provider sends inside its Code Assist envelope, without Code Assist's `session_id`, and with the
+API's thinking defaults (no effort and no budget from the client: only `includeThoughts`, so the
+model's own default applies; a client that asked not to see thoughts gets `includeThoughts: false`).
+`models/{model}:countTokens` wraps it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ Json = dict[str, Any]
 
 
 def build_body(request: ChatRequest, model: str) -> Json:
-    """The JSON body of `models/{model}:streamGenerateContent` (the upstream id)."""
+    """The JSON body of `models/{model}:streamGenerateContent` or `:generateContent` (the upstream id)."""
     return generate_content_request(request, model, cli_thinking=False)
 
 

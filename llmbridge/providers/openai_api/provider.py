@@ -1,7 +1,8 @@
 """`provider = "openai"`: any OpenAI-compatible chat completions API with an API key.
 
 Useful on its own (OpenAI, or a local server such as vLLM or llama.cpp) and as the simplest provider
-to read: a request builder, an SSE decoder, an error classifier.
+to read: a request builder, an SSE decoder (and a whole-body one for non-stream requests), an error
+classifier.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from llmbridge.errors import (
 from llmbridge.providers.base import Provider, UpstreamCall
 from llmbridge.providers.openai_api.decoder import ChatCompletionChunkDecoder
 from llmbridge.providers.openai_api.request import build_body, check_request
+from llmbridge.providers.openai_api.whole_body import whole_body_decoder
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "o4-mini")
@@ -34,6 +36,7 @@ DEFAULT_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "o4-mini")
 class OpenAIProvider(Provider):
     name = "openai"
     base_url_path = "/v1"
+    whole_answers = True
 
     @classmethod
     def validate_account(cls, account: AccountConfig) -> None:
@@ -62,10 +65,12 @@ class OpenAIProvider(Provider):
         check_request(request)
 
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
-        headers = {"content-type": "application/json", "accept": "text/event-stream", "accept-encoding": "identity"}
+        stream = self.streams_upstream(request)
+        accept = "text/event-stream" if stream else "application/json"
+        headers = {"content-type": "application/json", "accept": accept, "accept-encoding": "identity"}
         if self.account.api_key:
             headers = {"authorization": f"Bearer {self.account.api_key}", **headers}
-        body = build_body(request, upstream_model, legacy_max_tokens=not self.is_openai)
+        body = build_body(request, upstream_model, legacy_max_tokens=not self.is_openai, stream=stream)
         response, attempt = await self.send(
             "POST",
             f"{self.base_url}/chat/completions",
@@ -73,7 +78,8 @@ class OpenAIProvider(Provider):
             body,
             lambda response, raw: classify(response.status_code, raw, response.headers.get("retry-after")),
         )
-        return UpstreamCall(response=response, decoder=ChatCompletionChunkDecoder(), attempt=attempt)
+        decoder = ChatCompletionChunkDecoder() if stream else whole_body_decoder()
+        return UpstreamCall(response=response, decoder=decoder, attempt=attempt)
 
     async def probe(self) -> bool:
         """`GET /models`: free, and it checks the key and that the server is up."""

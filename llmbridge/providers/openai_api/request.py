@@ -29,14 +29,19 @@ BUDGET_EFFORTS: list[tuple[float, str]] = [(4096, "low"), (10_000, "medium"), (f
 
 
 def build_body(
-    request: ChatRequest, upstream_model: str, *, legacy_max_tokens: bool = False, text_parts: bool = False
+    request: ChatRequest,
+    upstream_model: str,
+    *,
+    legacy_max_tokens: bool = False,
+    text_parts: bool = False,
+    stream: bool = True,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": upstream_model,
-        "messages": _messages(request, text_parts),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    """The JSON body of `POST /chat/completions`; with `stream=False` a non-stream request, as the
+    official SDK sends one (no `stream`, no `stream_options`: OpenAI refuses `stream_options`
+    without streaming)."""
+    body: dict[str, Any] = {"model": upstream_model, "messages": _messages(request, text_parts)}
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
     if request.tools:
         body["tools"] = [
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
