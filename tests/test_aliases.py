@@ -311,7 +311,7 @@ def test_alias_listed_answered_under_its_name_and_recorded_as_sent():
     assert sent["model"] == "n" and sent["temperature"] == 0.1
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     record = records[0]
-    assert record.model_requested == "quick" and record.request_raw["temperature"] == 0.9
+    assert record.model_requested == "quick" and json.loads(record.request_raw)["temperature"] == 0.9
     assert record.request_canonical["system"] == [{"type": "text", "text": "Be brief.", "provider_metadata": {}}]
     assert record.request_canonical["rules_applied"] == [
         "model 'quick' -> 'n'",
