@@ -7,8 +7,10 @@ decoders; only the upstream is a recording. So a newcomer tries every door with 
 recorded session (an agent's included) is reproduced offline from exported fixtures.
 
 A request whose upstream call the corpus holds exactly gets that recording, each once and in order; any
-other gets the closest recording of the same call (logged), so any prompt gets an answer. Nothing is
-recorded to the database: the answers are not a provider's.
+other gets the closest recording of the same call (logged), so any prompt gets an answer; one of the
+other kind (a stream for a non-stream call, or the reverse) is converted when the corpus has none of
+the kind asked (`llmbridge.replay_kinds`). Nothing is recorded to the database: the answers are not a
+provider's.
 """
 
 from __future__ import annotations
@@ -63,9 +65,11 @@ class OfflineCorpus:
 
     def describe(self) -> str:
         exact = sum(f.used for f in self.fixtures)
+        converted = sum("; converted from a" in line for line in self.server.approximated)
         return (
             f"{len(self.fixtures)} recordings from {self.directory} ({exact} replayed exactly, "
-            f"{len(self.server.approximated)} calls answered from the nearest)"
+            f"{len(self.server.approximated)} calls answered from the nearest, {converted} of them "
+            "converted from a recording of the other kind: stream or not)"
         )
 
 

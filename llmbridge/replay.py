@@ -10,6 +10,8 @@ shows up at once instead of silently passing. Each fixture answers once; `unused
 With `nearest=True` (offline mode, `llmbridge serve --replay`, `llmbridge.offline`) a request the corpus
 does not hold exactly is answered by the closest recording of the same call instead, and the
 difference is logged: a newcomer can try any prompt, while a recorded session still replays exactly.
+A call of one kind (stream or whole answer) that the corpus holds only as the other kind is answered
+from that recording, converted (`llmbridge.replay_kinds`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import json
 import logging
 import socket
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from llmbridge.replay_kinds import WHOLE, Call, Unconvertible, converted, convertible, read_call, unconvertible_error
 
 # Fields that differ on every request by design; everything else must match exactly. Code Assist's
 # ids, Kiro's conversation ids, Qwen's `metadata.sessionId` / `metadata.promptId`.
@@ -54,6 +59,11 @@ class Fixture:
     @property
     def body(self) -> Any:
         return normalize(self.data["request"]["body"])
+
+    @cached_property
+    def call(self) -> Call:
+        """The recorded call, as offline mode compares calls (`llmbridge.replay_kinds`)."""
+        return read_call(self.method, self.target, self.data["request"]["body"])
 
     def response_bytes(self) -> bytes:
         return base64.b64decode(self.data["response"]["body_base64"])
@@ -98,15 +108,13 @@ def first_difference(expected: Any, actual: Any, where: str = "body") -> str | N
     return None if expected == actual else f"{where} is {actual!r}, the fixture has {expected!r}"
 
 
-def nearest_fixture(same_call: list[Fixture], body: Any) -> Fixture:
+def nearest_fixture(same_call: list[Fixture], body: Any, wants_stream: bool) -> Fixture:
     """The recording to answer a call the corpus does not hold exactly: one whose body matches (it was
-    replayed before), else one that streams as the request asks, else the first."""
+    replayed before), else one of the kind asked (stream or not), else one of the other kind that
+    converts, else the first."""
     exact = [f for f in same_call if first_difference(f.body, body) is None]
-    if exact:
-        return exact[0]
-    wants_stream = body.get("stream") if isinstance(body, dict) else None
-    alike = [f for f in same_call if isinstance(f.body, dict) and f.body.get("stream") == wants_stream]
-    return (alike or same_call)[0]
+    alike = [f for f in same_call if f.call.stream == wants_stream]
+    return (exact or alike or [f for f in same_call if convertible(f)] or same_call)[0]
 
 
 class ReplayServer:
@@ -144,17 +152,62 @@ class ReplayServer:
         """The unused fixture this request matches; else None and why, against the closest one."""
         body = normalize(body)
         closest = "no fixture for this method and path"
-        same_call = [f for f in self.fixtures if f.method == method and f.target == target]
-        for fixture in same_call:
+        for fixture in (f for f in self.fixtures if f.method == method and f.target == target):
             difference = first_difference(fixture.body, body)
             if difference is None and not fixture.used:
                 return fixture, ""
             closest = f"{fixture.path.name}: {difference or 'matches, but was already replayed'}"
-        if self.nearest and same_call:
-            self.approximated.append(f"{method} {target}: {closest}")
-            log.info("replay: no exact recording, answering from the nearest (%s)", closest)
-            return nearest_fixture(same_call, body), ""
+        if self.nearest:
+            # the same call whatever kind it asks for: Gemini's stream and non-stream paths differ
+            call = read_call(method, target, body)
+            same_call = [f for f in self.fixtures if f.method == method and f.call.same == call.same]
+            if same_call:
+                self.approximated.append(f"{method} {target}: {closest}")
+                log.info("replay: no exact recording, answering from the nearest (%s)", closest)
+                return nearest_fixture(same_call, body, call.stream), ""
         return None, f"{method} {target}: {closest}"
+
+    def reply(self, method: str, target: str, body: Any) -> tuple[int, str, bytes]:
+        """Status, content type and body of the answer to a request: its fixture's recorded answer,
+        converted in nearest mode when the recording is of the other kind (stream or not); 599 when no
+        fixture matches."""
+        fixture, why = self.match(method, target, body)
+        if fixture is None:
+            self.mismatches.append(why)
+            return (
+                NO_MATCH_STATUS,
+                WHOLE,
+                json.dumps({"error": {"message": f"replay: no fixture matches: {why}"}}).encode(),
+            )
+        fixture.used = True
+        call = read_call(method, target, body)
+        if self.nearest and fixture.call.stream != call.stream and call.route is not None:
+            return self._converted(fixture, call, body)
+        response = fixture.data["response"]
+        content_type = {k.lower(): v for k, v in response["headers"].items()}.get("content-type", "")
+        return response["status"], content_type, fixture.response_bytes()
+
+    def _converted(self, fixture: Fixture, call: Call, body: Any) -> tuple[int, str, bytes]:
+        """A nearest recording of the other kind, converted; else a 502 that says what to do. Noted on
+        this call's `approximated` line (the one `match` has just added)."""
+        recorded = fixture.call.kind
+        try:
+            content_type, data = converted(fixture, call, body)
+        except Unconvertible as e:
+            message = (
+                f"offline mode: the corpus has no {call.kind} recording of this call, and its {recorded} "
+                f"recording {fixture.path.name} cannot be converted ({e}); re-record the corpus with "
+                f"scripts/record_demo_corpus.py, or capture this call again as a {call.kind} request "
+                f"and export it (llmbridge export-fixture)"
+            )
+            self.approximated[-1] += f"; not converted from a {recorded} recording ({e})"
+            log.warning("replay: %s", message)
+            return 502, WHOLE, unconvertible_error(call, message)
+        self.approximated[-1] += f"; converted from a {recorded} recording ({fixture.path.name})"
+        log.info(
+            "replay: answered a %s call converted from a %s recording (%s)", call.kind, recorded, fixture.path.name
+        )
+        return 200, content_type, data
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -174,20 +227,7 @@ class ReplayServer:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        fixture, why = self.match(method, target, body)
-        if fixture is None:
-            self.mismatches.append(why)
-            await self._send(
-                writer,
-                NO_MATCH_STATUS,
-                "application/json",
-                json.dumps({"error": {"message": f"replay: no fixture matches: {why}"}}).encode(),
-            )
-            return True
-        fixture.used = True
-        response = fixture.data["response"]
-        content_type = {k.lower(): v for k, v in response["headers"].items()}.get("content-type", "")
-        await self._send(writer, response["status"], content_type, fixture.response_bytes())
+        await self._send(writer, *self.reply(method, target, body))
         return True
 
     async def _send(self, writer: asyncio.StreamWriter, status: int, content_type: str, body: bytes) -> None:

@@ -177,6 +177,14 @@ class Provider(ABC):
     def check_request(self, request: ChatRequest) -> None:
         """Raise InvalidRequest naming any parameter this provider cannot honour (before any attempt)."""
 
+    @classmethod
+    def answer_decoder(cls, stream: bool) -> StreamDecoder | None:
+        """A fresh decoder for one answer of this provider: a stream, or (`stream=False`) one whole
+        JSON body. None for a provider that is always called as a stream with a decoder of its own
+        (the coding-assistant backends). Offline mode reads recorded answers with it too
+        (`llmbridge.replay_kinds`)."""
+        return None
+
     def streams_upstream(self, request: ChatRequest) -> bool:
         """Whether this request goes upstream as a stream (else its answer comes whole, at its end)."""
         return request.stream or not self.whole_answers

@@ -18,7 +18,7 @@ from llmbridge.providers.anthropic_api.decoder import AnthropicDecoder
 from llmbridge.providers.anthropic_api.errors import classify
 from llmbridge.providers.anthropic_api.request import build_body, build_count_body, check_request, needs_stream
 from llmbridge.providers.anthropic_api.whole_body import whole_body_decoder
-from llmbridge.providers.base import Provider, UpstreamCall, read_json
+from llmbridge.providers.base import Provider, StreamDecoder, UpstreamCall, read_json
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -82,8 +82,11 @@ class AnthropicProvider(Provider):
         response, attempt = await self.send(
             "POST", f"{self.base_url}/v1/messages", self.headers(request), body, _classify
         )
-        decoder = AnthropicDecoder() if stream else whole_body_decoder()
-        return UpstreamCall(response=response, decoder=decoder, attempt=attempt)
+        return UpstreamCall(response=response, decoder=self.answer_decoder(stream), attempt=attempt)
+
+    @classmethod
+    def answer_decoder(cls, stream: bool) -> StreamDecoder:
+        return AnthropicDecoder() if stream else whole_body_decoder()
 
     async def probe(self) -> bool:
         """`GET /v1/models`: free, and it checks the key."""

@@ -89,13 +89,17 @@ class GeminiAPIProvider(Provider):
 
     async def open(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         body = build_body(request, upstream_model)
-        decoder: StreamDecoder
-        if self.streams_upstream(request):
-            url, decoder = self.url(upstream_model, "streamGenerateContent") + "?alt=sse", GeminiDecoder(classify)
+        stream = self.streams_upstream(request)
+        if stream:
+            url = self.url(upstream_model, "streamGenerateContent") + "?alt=sse"
         else:
-            url, decoder = self.url(upstream_model, "generateContent"), whole_body_decoder(classify)
+            url = self.url(upstream_model, "generateContent")
         response, attempt = await self.send("POST", url, self.headers(), body, _classify)
-        return UpstreamCall(response=response, decoder=decoder, attempt=attempt)
+        return UpstreamCall(response=response, decoder=self.answer_decoder(stream), attempt=attempt)
+
+    @classmethod
+    def answer_decoder(cls, stream: bool) -> StreamDecoder:
+        return GeminiDecoder(classify) if stream else whole_body_decoder(classify)
 
     async def count_tokens(self, request: ChatRequest, upstream_model: str) -> int | None:
         url = self.url(upstream_model, "countTokens")

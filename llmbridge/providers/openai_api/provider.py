@@ -24,7 +24,7 @@ from llmbridge.errors import (
     UpstreamBadRequest,
     UpstreamUnavailable,
 )
-from llmbridge.providers.base import Provider, UpstreamCall
+from llmbridge.providers.base import Provider, StreamDecoder, UpstreamCall
 from llmbridge.providers.openai_api.decoder import ChatCompletionChunkDecoder
 from llmbridge.providers.openai_api.request import build_body, check_request
 from llmbridge.providers.openai_api.whole_body import whole_body_decoder
@@ -78,8 +78,11 @@ class OpenAIProvider(Provider):
             body,
             lambda response, raw: classify(response.status_code, raw, response.headers.get("retry-after")),
         )
-        decoder = ChatCompletionChunkDecoder() if stream else whole_body_decoder()
-        return UpstreamCall(response=response, decoder=decoder, attempt=attempt)
+        return UpstreamCall(response=response, decoder=self.answer_decoder(stream), attempt=attempt)
+
+    @classmethod
+    def answer_decoder(cls, stream: bool) -> StreamDecoder:
+        return ChatCompletionChunkDecoder() if stream else whole_body_decoder()
 
     async def probe(self) -> bool:
         """`GET /models`: free, and it checks the key and that the server is up."""
