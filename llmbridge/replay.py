@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from llmbridge.replay_kinds import WHOLE, Call, Unconvertible, converted, convertible, read_call, unconvertible_error
+from llmbridge.replay_kinds import (
+    UNCONVERTIBLE_STATUS,
+    WHOLE,
+    Call,
+    Unconvertible,
+    converted,
+    convertible,
+    read_call,
+    unconvertible_error,
+)
 
 # Fields that differ on every request by design; everything else must match exactly. Code Assist's
 # ids, Kiro's conversation ids, Qwen's `metadata.sessionId` / `metadata.promptId`.
@@ -188,7 +197,7 @@ class ReplayServer:
         return response["status"], content_type, fixture.response_bytes()
 
     def _converted(self, fixture: Fixture, call: Call, body: Any) -> tuple[int, str, bytes]:
-        """A nearest recording of the other kind, converted; else a 502 that says what to do. Noted on
+        """A nearest recording of the other kind, converted; else an error that says what to do. Noted on
         this call's `approximated` line (the one `match` has just added)."""
         recorded = fixture.call.kind
         try:
@@ -202,7 +211,7 @@ class ReplayServer:
             )
             self.approximated[-1] += f"; not converted from a {recorded} recording ({e})"
             log.warning("replay: %s", message)
-            return 502, WHOLE, unconvertible_error(call, message)
+            return UNCONVERTIBLE_STATUS, WHOLE, unconvertible_error(call, message)
         self.approximated[-1] += f"; converted from a {recorded} recording ({fixture.path.name})"
         log.info(
             "replay: answered a %s call converted from a %s recording (%s)", call.kind, recorded, fixture.path.name

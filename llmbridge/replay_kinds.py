@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from llmbridge.replay import Fixture
 
 WHOLE = "application/json"
+# The status of the answer to a call no recording can answer: every API-key provider classifies a 500
+# as the upstream failing (the client gets a 502 and the message; the account is not cooled down),
+# where a 502 or 503 would read as "overloaded, retry shortly" for Gemini, the wrong advice.
+UNCONVERTIBLE_STATUS = 500
 
 
 @dataclass
@@ -104,10 +108,10 @@ def converted(fixture: Fixture, call: Call, body: Any) -> tuple[str, bytes]:
 
 
 def unconvertible_error(call: Call, message: str) -> bytes:
-    """The error answer for a call no recording could answer, in the call's own dialect (its provider
-    classifies it and the client gets `message`)."""
+    """The error answer (status `UNCONVERTIBLE_STATUS`) for a call no recording could answer, in the
+    call's own dialect: its provider classifies it and the client gets `message`."""
     assert call.route is not None
-    return dumps(call.route.client_format.error_body(UpstreamUnavailable(message)))
+    return dumps(call.route.client_format.error_body(UpstreamUnavailable(message, status=UNCONVERTIBLE_STATUS)))
 
 
 def _decoded(decoder: StreamDecoder, raw: bytes) -> list[StreamEvent]:
