@@ -8,13 +8,19 @@ After an intended change, re-record with `scripts/record_demo_corpus.py` and rev
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shutil
 from pathlib import Path
 
+import anthropic
 import httpx
+import openai
 import pytest
 from click.testing import CliRunner
+from google import genai
+from google.genai import types
 
 from llmbridge.cli import main
 from llmbridge.errors import ConfigError
@@ -218,3 +224,88 @@ def test_nearest_mode_prefers_an_exact_recording_then_the_same_stream_mode():
     assert again is kiro[1] and server.approximated
     strict = ReplayServer(load_fixtures([DEMO]))
     assert strict.match("POST", "/nowhere", {})[0] is None
+
+
+# A corpus of one kind only, for the API-key providers: a stream corpus (as recorded before non-stream
+# requests went upstream non-stream) and a non-stream one; each answers the other kind of request.
+STREAM_ONLY = ["09-openai-chat-stream", "02-anthropic-messages-stream", "11-gemini-generate-stream"]
+WHOLE_ONLY = ["01-openai-chat", "10-anthropic-messages", "03-gemini-generate"]
+PROMPT = "Name a fruit, in one word."  # not the recorded prompt: the nearest recording answers
+
+
+def one_kind_bridge(tmp_path: Path, names: list[str]) -> BridgeProcess:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in names:
+        shutil.copy(DEMO / f"{name}.json", corpus)
+    workdir = tmp_path / "bridge"
+    workdir.mkdir()
+    config = write_config(workdir / "bridge.toml", [])
+    return BridgeProcess(workdir, config, extra_args=["--set", f"bridge_replay={corpus}"])
+
+
+def genai_client(bridge: BridgeProcess) -> genai.Client:
+    options = types.HttpOptions(
+        base_url=bridge.base_url, timeout=20_000, retry_options=types.HttpRetryOptions(attempts=1)
+    )
+    return genai.Client(api_key=CLIENT_KEY, http_options=options)
+
+
+def test_a_stream_only_corpus_answers_non_stream_requests(tmp_path):
+    with one_kind_bridge(tmp_path, STREAM_ONLY) as bridge:
+        chat = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        reply = chat.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}])
+        assert reply.choices[0].message.content == "Mauve." and reply.usage and reply.usage.total_tokens == 18
+        messages = anthropic.Anthropic(base_url=bridge.base_url, api_key=CLIENT_KEY, max_retries=0)
+        message = messages.messages.create(
+            model="claude-haiku-4-5", max_tokens=256, messages=[{"role": "user", "content": PROMPT}]
+        )
+        assert message.content[0].type == "text" and message.content[0].text == "Crimson."
+        assert message.usage.cache_read_input_tokens == 5
+        gemini = genai_client(bridge)
+        answer = gemini.models.generate_content(model="gemini-2.5-flash-lite", contents=PROMPT)
+        assert answer.text == "Sepia."
+        log = bridge.log_path.read_text()
+    assert log.count("converted from a stream recording") == 3, log
+    assert "malformed" not in log
+
+
+def test_a_non_stream_only_corpus_answers_stream_requests(tmp_path):
+    with one_kind_bridge(tmp_path, WHOLE_ONLY) as bridge:
+        chat = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        pieces = chat.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices) == "Teal."
+        messages = anthropic.Anthropic(base_url=bridge.base_url, api_key=CLIENT_KEY, max_retries=0)
+        with messages.messages.stream(
+            model="claude-haiku-4-5", max_tokens=256, messages=[{"role": "user", "content": PROMPT}]
+        ) as stream:
+            assert "".join(stream.text_stream) == "Amber."
+            assert stream.get_final_message().stop_reason == "end_turn"
+        gemini = genai_client(bridge)
+        chunks = gemini.models.generate_content_stream(model="gemini-2.5-flash-lite", contents=PROMPT)
+        assert "".join(c.text or "" for c in chunks) == "Ochre."
+        log = bridge.log_path.read_text()
+    assert log.count("converted from a non-stream recording") == 3, log
+
+
+def test_a_recording_that_cannot_be_converted_tells_the_client_what_to_do(tmp_path):
+    """A stream recording that ends in an error cannot answer a non-stream request: the client gets a
+    502 in its dialect naming the recording and how to get one that can."""
+    fixture = json.loads((DEMO / "09-openai-chat-stream.json").read_text())
+    error = b'data: {"error": {"message": "The server had an error", "type": "server_error"}}\n\n'
+    fixture["response"]["body_base64"] = base64.b64encode(error).decode()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "09-openai-chat-stream.json").write_text(json.dumps(fixture))
+    workdir = tmp_path / "bridge"
+    workdir.mkdir()
+    config = write_config(workdir / "bridge.toml", [])
+    with BridgeProcess(workdir, config, extra_args=["--set", f"bridge_replay={corpus}"]) as bridge:
+        chat = openai.OpenAI(base_url=bridge.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(openai.APIStatusError) as info:
+            chat.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}])
+    assert info.value.status_code == 502
+    message = str(info.value)
+    assert "09-openai-chat-stream.json cannot be converted" in message and "record_demo_corpus.py" in message
