@@ -120,7 +120,7 @@ def first_difference(expected: Any, actual: Any, where: str = "body") -> str | N
 def nearest_fixture(same_call: list[Fixture], body: Any, wants_stream: bool) -> Fixture:
     """The recording to answer a call the corpus does not hold exactly: one whose body matches (it was
     replayed before), else one of the kind asked (stream or not), else one of the other kind that
-    converts, else the first."""
+    converts, else the first (which, of the other kind, gets the client an error saying why)."""
     exact = [f for f in same_call if first_difference(f.body, body) is None]
     alike = [f for f in same_call if f.call.stream == wants_stream]
     return (exact or alike or [f for f in same_call if convertible(f)] or same_call)[0]

@@ -83,16 +83,17 @@ def read_call(method: str, target: str, body: Any) -> Call:
 
 
 def convertible(fixture: Fixture) -> bool:
-    """Whether the recording's provider answers both kinds (so it has a decoder for each)."""
-    return fixture.call.route is not None and provider_class(str(fixture.data.get("provider"))).whole_answers
+    """Whether the recording can stand in for an answer of the other kind: a successful answer of a
+    provider that answers both kinds (so has a decoder for each)."""
+    return _answers_both_kinds(fixture) and 200 <= fixture.data["response"]["status"] < 300
 
 
 def converted(fixture: Fixture, call: Call, body: Any) -> tuple[str, bytes]:
     """The recorded answer of `fixture` as the kind of answer `call` (with `body`) asks for: its
     content type and bytes. Unconvertible when it cannot be."""
     status = fixture.data["response"]["status"]
-    if call.route is None or not convertible(fixture):
-        raise Unconvertible(f"{fixture.data.get('provider')} answers are not converted")
+    if call.route is None or not _answers_both_kinds(fixture):
+        raise Unconvertible(f"{fixture.data.get('provider')} answers come only as streams")
     if not 200 <= status < 300:
         raise Unconvertible(f"it is an error answer (HTTP {status})")
     decoder = provider_class(str(fixture.data["provider"])).answer_decoder(fixture.call.stream)
@@ -112,6 +113,10 @@ def unconvertible_error(call: Call, message: str) -> bytes:
     call's own dialect: its provider classifies it and the client gets `message`."""
     assert call.route is not None
     return dumps(call.route.client_format.error_body(UpstreamUnavailable(message, status=UNCONVERTIBLE_STATUS)))
+
+
+def _answers_both_kinds(fixture: Fixture) -> bool:
+    return fixture.call.route is not None and provider_class(str(fixture.data.get("provider"))).whole_answers
 
 
 def _decoded(decoder: StreamDecoder, raw: bytes) -> list[StreamEvent]:

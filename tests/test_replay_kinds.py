@@ -299,3 +299,12 @@ def classify(provider: str, body: bytes) -> str:
     error = importlib.import_module(module).classify(500, body, None)
     assert error.status == 502, error
     return str(error.message)
+
+
+def test_a_successful_recording_to_convert_comes_before_a_failed_one():
+    provider = PROVIDERS["gemini"]
+    stream, _ = both_kinds(provider, provider.replies["text"])
+    failed = fixture(provider, True, Recorded("application/json", b'{"error": {"code": 429}}'), 429, "failed")
+    server = ReplayServer([failed, fixture(provider, True, stream, name="good")], nearest=True)
+    status, _, body = ask(server, provider, stream=False)
+    assert status == 200 and b"Sepia." in body and server.approximated[-1].endswith("recording (good.json)")
