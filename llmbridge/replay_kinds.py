@@ -123,7 +123,7 @@ def _decoded(decoder: StreamDecoder, raw: bytes) -> list[StreamEvent]:
     events = decoder.feed(raw) + decoder.close()
     error = next((e for e in events if isinstance(e, StreamError)), None)
     if error is not None:
-        raise Unconvertible(f"it ends in an error: {error.message}")
+        raise Unconvertible(f"it decodes to an error: {error.message}")
     return events
 
 

@@ -283,7 +283,7 @@ def test_a_stream_recording_that_ends_in_an_error_is_not_converted():
     server = ReplayServer([fixture(provider, True, Recorded("text/event-stream", answer.content))], nearest=True)
     status, _, body = ask(server, provider, stream=False)
     message = classify("anthropic", body)
-    assert status == 500 and "ends in an error" in message and "Overloaded" in message
+    assert status == 500 and "decodes to an error" in message and "Overloaded" in message
 
 
 def classify(provider: str, body: bytes) -> str:
