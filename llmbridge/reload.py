@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 1.0  # seconds between looks at the config file
+# A changed file is read once it has stayed the same this long: an editor (or `cat >`, or a test)
+# that truncates the file and then writes it must not be caught in between, when the file is empty
+# or half written and may still parse (an empty file is a valid config with no accounts or keys).
+SETTLE_SECONDS = 0.25
 # Settings read once at startup: a change is reported, and takes effect after a restart.
 RESTART_SETTINGS = (
     "database",
@@ -51,21 +55,36 @@ class FileStamp:
 
 
 class ConfigWatcher:
-    def __init__(self, app: BridgeApp, path: Path, interval: float = WATCH_INTERVAL) -> None:
-        self.app, self.path, self.interval = app, path, interval
+    def __init__(
+        self, app: BridgeApp, path: Path, interval: float = WATCH_INTERVAL, settle: float = SETTLE_SECONDS
+    ) -> None:
+        self.app, self.path, self.interval, self.settle = app, path, interval, settle
         self.stamp = FileStamp.of(path)
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            stamp = FileStamp.of(self.path)
+            stamp = await self._settled()
             if stamp is not None and stamp != self.stamp:
                 self.stamp = stamp
                 self.reload()
 
+    async def _settled(self) -> FileStamp | None:
+        """The file's stamp once it has stopped changing (see SETTLE_SECONDS)."""
+        stamp = FileStamp.of(self.path)
+        while stamp is not None and stamp != self.stamp:
+            await asyncio.sleep(self.settle)
+            again = FileStamp.of(self.path)
+            if again == stamp:
+                break
+            stamp = again
+        return stamp
+
     def reload(self) -> bool:
         """Load, validate and apply the config file; False (and the old config kept) if it fails."""
         try:
+            if not self.path.read_text().strip():
+                raise ValueError("the file is empty (still being written?)")
             config = load_config(self.path)
             self.app.validate(config)
         except Exception as error:  # a config edit must never take the running bridge down
